@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+// strategyd: a daemon that keeps one GGUF model resident (llama.cpp) and runs strategy
+// plugins over it. The tree shows the architecture:
+//   Sources/Engine        the model, sequences, batched decoding, sampling, accounting
+//   Sources/PluginABI     the C header that is the whole plugin contract
+//   Sources/PluginHost    dlopen, ABI checks, hot-swap, the host table handed to plugins
+//   Sources/RPC           JSON-RPC 2.0 over a Unix socket (jansson)
+//   Sources/strategyd     the daemon;  Sources/strategyctl  the CLI
+//   Sources/StrategyKit   write a plugin in plain Swift;  Sources/Answers  answer parsing
+//   Plugins/NAME          one strategy or scorer plugin each (lib NAME.so)
+import PackageDescription
+import Foundation
+
+// llama.cpp is built by scripts/setup into a versioned cache; `current` links to the build
+// for this machine. Everything that links llama gets an rpath to it, so binaries run
+// without LD_LIBRARY_PATH.
+let environment = ProcessInfo.processInfo.environment
+let cacheHome = environment["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")
+let strategydCache = environment["STRATEGYD_CACHE"] ?? (cacheHome + "/strategyd")
+let llamaRpath: [LinkerSetting] = [
+    .unsafeFlags(["-Xlinker", "-rpath", "-Xlinker", strategydCache + "/llama.cpp/current/lib"])
+]
+// Swift plugins must never be unmapped (the runtime keeps pointers into them): NODELETE
+// turns dlclose into a no-op for them.
+let pluginLinker: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "-z", "-Xlinker", "nodelete"])]
+
+let plugins: [(name: String, swift: Bool)] = []
+
+var products: [Product] = [
+    .executable(name: "strategyd-bench-engine", targets: ["BenchEngine"]),
+]
+var targets: [Target] = [
+    .systemLibrary(name: "CLlama", path: "Sources/CLlama", pkgConfig: "llama"),
+    .target(name: "Engine", dependencies: ["CLlama"], linkerSettings: llamaRpath),
+    .target(name: "Answers"),
+    .target(name: "TestSupport", path: "Sources/TestSupport"),
+    .executableTarget(name: "BenchEngine", dependencies: ["Engine"], linkerSettings: llamaRpath),
+    .testTarget(name: "EngineTests", dependencies: ["Engine", "TestSupport"], linkerSettings: llamaRpath),
+    .testTarget(name: "AnswersTests", dependencies: ["Answers"]),
+]
+for plugin in plugins {
+    products.append(.library(name: plugin.name, type: .dynamic, targets: [plugin.name]))
+}
+
+let package = Package(
+    name: "strategyd",
+    platforms: [.macOS(.v13)],
+    products: products,
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: targets
+)

@@ -1,0 +1,446 @@
+import CLlama
+import Foundation
+
+public struct EngineOptions: Sendable, Equatable {
+    /// KV cells shared by all live sequences (forks share their common prefix's cells);
+    /// also the longest one sequence can grow. 256 ... 1_048_576.
+    public var contextSize = 16_384
+    /// Live sequences at once. 1 ... 256 (llama.cpp's LLAMA_MAX_SEQ).
+    public var maxSequences = 64
+    /// Tokens per llama_decode call; more are split over several calls. 32 ... 8192.
+    public var batchSize = 2048
+    /// Tokens per compute graph inside one call. 32 ... batchSize.
+    public var microBatchSize = 512
+    /// CPU threads for decoding. 1 ... 256; default: every core.
+    public var threads = ProcessInfo.processInfo.activeProcessorCount
+    /// Keep the last hidden state (after the final norm) of every sequence, as well as
+    /// its logits. Costs a copy of n_embd floats per output; Quiet-STaR's learned head needs it.
+    public var hiddenStates = false
+
+    public init() {}
+}
+
+public typealias SequenceID = Int32
+
+/// How a generation ended.
+public enum FinishReason: String, Sendable, Codable {
+    /// The model produced an end-of-generation token.
+    case endOfGeneration = "eog"
+    /// The text reached one of the stop strings.
+    case stop
+    /// The per-call token limit was reached.
+    case maxTokens = "max_tokens"
+    /// `shouldContinue` said no (cancellation, a budget).
+    case interrupted
+}
+
+public struct GenerationOptions: Sendable {
+    /// 1 ... 32_768 tokens per sequence per call.
+    public var maxTokens = 256
+    /// End-of-generation tokens are suppressed until this many tokens. 0 ... maxTokens.
+    public var minTokens = 0
+    /// Generation of a sequence ends once its text contains one of these.
+    public var stop: [String] = []
+    public var sampling = SamplingParams.greedy
+    /// Record each token's log-probability under the model (temperature 1).
+    public var logprobs = false
+    /// Also record the best alternatives at each position. 0 ... 20.
+    public var topLogprobs = 0
+    /// What the sampled tokens are charged as.
+    public var kind = TokenKind.generated
+
+    public init(maxTokens: Int = 256, minTokens: Int = 0, stop: [String] = [], sampling: SamplingParams = .greedy,
+                logprobs: Bool = false, topLogprobs: Int = 0, kind: TokenKind = .generated) {
+        self.maxTokens = maxTokens
+        self.minTokens = minTokens
+        self.stop = stop
+        self.sampling = sampling
+        self.logprobs = logprobs
+        self.topLogprobs = topLogprobs
+        self.kind = kind
+    }
+}
+
+public struct Generation: Sendable {
+    public var tokens: [Int32] = []
+    /// The decoded text of `tokens`, stop string included: it is exactly what the
+    /// sequence now holds, so a later generation continues from it.
+    public var text = ""
+    public var finish = FinishReason.maxTokens
+    public var stopString: String?
+    /// Per-token log-probabilities, when asked for.
+    public var logprobs: [Float] = []
+    public var alternatives: [[(token: Int32, logprob: Float)]] = []
+}
+
+/// Many sequences over one resident model in one llama.cpp context.
+///
+/// Tokens are evaluated lazily: `createSequence` and `append` queue tokens, and the
+/// queue is evaluated when logits are needed — by `generate`, `fork`, `logits` or
+/// `hiddenState` — with every queued token of every sequence involved in one
+/// llama_batch. A fork copies KV cell references (llama_memory_seq_cp over a unified
+/// KV buffer), so children never re-evaluate their parent's tokens.
+///
+/// Thread-safe: one lock guards the context; `generate` takes it per step, so that
+/// concurrent callers interleave rather than wait for whole generations.
+public final class Engine: @unchecked Sendable {
+    public let model: Model
+    public let options: EngineOptions
+    public let flopsModel: FlopsModel
+    /// Everything evaluated since the engine started, all accounts together.
+    public let totals = Account()
+
+    private let context: OpaquePointer
+    private let memory: OpaquePointer
+    private var batch: llama_batch
+    private let lock = NSLock()
+    private var sequences: [SequenceID: SequenceState] = [:]
+    private var freeIDs: [SequenceID]
+    private var decodeCalls = 0
+
+    private struct PendingToken {
+        var kind: TokenKind
+        var sampled: Bool
+    }
+
+    private struct SequenceState {
+        let account: Account
+        /// Every token of the sequence; the first `evaluated` are in the KV cache.
+        var tokens: [Int32]
+        var evaluated = 0
+        /// The tokens not yet evaluated, in order: their kind, and whether they were
+        /// counted when sampled.
+        var pending: [PendingToken]
+        /// Next-token logits (and hidden state) after the last evaluated token.
+        var logits: [Float] = []
+        var hidden: [Float] = []
+    }
+
+    public init(model: Model, options: EngineOptions = EngineOptions()) throws {
+        self.model = model
+        self.options = options
+        flopsModel = FlopsModel(facts: model.facts)
+        var params = llama_context_default_params()
+        params.n_ctx = UInt32(options.contextSize)
+        params.n_batch = UInt32(options.batchSize)
+        params.n_ubatch = UInt32(min(options.microBatchSize, options.batchSize))
+        params.n_seq_max = UInt32(options.maxSequences)
+        params.n_threads = Int32(options.threads)
+        params.n_threads_batch = Int32(options.threads)
+        params.kv_unified = true
+        params.embeddings = options.hiddenStates
+        params.pooling_type = LLAMA_POOLING_TYPE_NONE
+        params.no_perf = true
+        let (created, log) = LlamaRuntime.capturingLog { llama_init_from_model(model.pointer, params) }
+        guard let context = created else {
+            throw EngineError.contextCreationFailed(reason: log.isEmpty ? "no reason given" : log)
+        }
+        self.context = context
+        memory = llama_get_memory(context)
+        batch = llama_batch_init(Int32(options.batchSize), 0, 1)
+        freeIDs = (0..<Int32(options.maxSequences)).reversed()
+    }
+
+    deinit {
+        llama_batch_free(batch)
+        llama_free(context)
+    }
+
+    /// llama_decode calls made so far.
+    public var decodeCallCount: Int { locked { decodeCalls } }
+    public var liveSequences: Int { locked { sequences.count } }
+
+    // MARK: sequences
+
+    /// A new sequence holding `tokens`, charged to `account`. The tokens are evaluated
+    /// with the next operation that needs them.
+    public func createSequence(_ tokens: [Int32], account: Account, kind: TokenKind = .prompt) throws -> SequenceID {
+        try locked {
+            try checkTokens(tokens)
+            guard !tokens.isEmpty else { throw EngineError.emptySequence }
+            guard let id = freeIDs.popLast() else { throw EngineError.tooManySequences(limit: options.maxSequences) }
+            sequences[id] = SequenceState(account: account, tokens: tokens,
+                                          pending: Array(repeating: PendingToken(kind: kind, sampled: false),
+                                                         count: tokens.count))
+            account.sequenceOpened(byFork: false)
+            return id
+        }
+    }
+
+    /// `count` children of `parent`, each sharing every token the parent holds (the
+    /// parent's queued tokens are evaluated first, once).
+    public func fork(_ parent: SequenceID, count: Int) throws -> [SequenceID] {
+        try locked {
+            guard sequences[parent] != nil else { throw EngineError.unknownSequence(parent) }
+            guard count <= freeIDs.count else { throw EngineError.tooManySequences(limit: options.maxSequences) }
+            try evaluatePending([parent])
+            let state = sequences[parent]!
+            return (0..<count).map { _ in
+                let child = freeIDs.popLast()!
+                llama_memory_seq_cp(memory, parent, child, -1, -1)
+                sequences[child] = state
+                state.account.sequenceOpened(byFork: true)
+                return child
+            }
+        }
+    }
+
+    /// Queues tokens at the end of a sequence.
+    public func append(_ id: SequenceID, tokens: [Int32], kind: TokenKind = .prompt) throws {
+        try locked {
+            try checkTokens(tokens)
+            guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
+            sequences[id]!.tokens += tokens
+            sequences[id]!.pending += Array(repeating: PendingToken(kind: kind, sampled: false), count: tokens.count)
+        }
+    }
+
+    public func append(_ id: SequenceID, text: String, kind: TokenKind = .prompt) throws {
+        try append(id, tokens: model.tokenize(text), kind: kind)
+    }
+
+    /// Frees a sequence and the KV cells no other sequence shares.
+    public func remove(_ id: SequenceID) {
+        locked {
+            guard let state = sequences.removeValue(forKey: id) else { return }
+            llama_memory_seq_rm(memory, id, -1, -1)
+            freeIDs.append(id)
+            state.account.sequenceClosed()
+        }
+    }
+
+    public func tokens(of id: SequenceID) throws -> [Int32] {
+        try locked {
+            guard let state = sequences[id] else { throw EngineError.unknownSequence(id) }
+            return state.tokens
+        }
+    }
+
+    /// Evaluates every queued token of these sequences, in as few llama_decode calls as
+    /// the batch size allows (one, when they fit).
+    public func evaluate(_ ids: [SequenceID]) throws {
+        try locked { try evaluatePending(ids) }
+    }
+
+    // MARK: logits, hidden states, sampling
+
+    /// Runs `body` over the sequence's next-token logits (vocabulary-sized).
+    public func withLogits<T>(_ id: SequenceID, _ body: (UnsafeBufferPointer<Float>) throws -> T) throws -> T {
+        try locked {
+            try evaluatePending([id])
+            return try sequences[id]!.logits.withUnsafeBufferPointer(body)
+        }
+    }
+
+    public func logits(_ id: SequenceID) throws -> [Float] { try withLogits(id) { Array($0) } }
+
+    /// The last hidden state (after the final norm: what the output head reads).
+    public func hiddenState(_ id: SequenceID) throws -> [Float] {
+        guard options.hiddenStates else { throw EngineError.hiddenStatesDisabled }
+        return try locked {
+            try evaluatePending([id])
+            return sequences[id]!.hidden
+        }
+    }
+
+    /// Chooses the next token of a sequence without appending it.
+    public func sample(_ id: SequenceID, params: SamplingParams = .greedy, topLogprobs: Int = 0) throws -> TokenChoice {
+        let sampler = Sampler(params)
+        return try withLogits(id) { logits in
+            let token = sampler.sample(logits)
+            let lse = LogProbabilities.logSumExp(logits)
+            return TokenChoice(token: token, logprob: logits[Int(token)] - lse,
+                               alternatives: LogProbabilities.top(topLogprobs, of: logits, logSumExp: lse))
+        }
+    }
+
+    // MARK: generation
+
+    /// Generates on every sequence in `ids` at once: each step samples one token per
+    /// live sequence and evaluates them all in one llama_decode call. `shouldContinue`
+    /// is asked before every step (with the step number); false ends the live ones as
+    /// `.interrupted`. Sequence i samples with seed `sampling.seed + i`.
+    public func generate(_ ids: [SequenceID], options: GenerationOptions,
+                         shouldContinue: (Int) -> Bool = { _ in true }) throws -> [Generation] {
+        var results = [Generation](repeating: Generation(), count: ids.count)
+        var bytes = [[UInt8]](repeating: [], count: ids.count)
+        let samplers = ids.indices.map { index in
+            var params = options.sampling
+            params.seed = params.seed &+ UInt32(index)
+            return Sampler(params)
+        }
+        let stops = options.stop.filter { !$0.isEmpty }.map { Array($0.utf8) }
+        var live = Array(ids.indices)
+        var step = 0
+        try evaluate(ids)
+        while !live.isEmpty {
+            guard options.maxTokens > 0, shouldContinue(step) else {
+                for index in live { results[index].finish = options.maxTokens > 0 ? .interrupted : .maxTokens }
+                break
+            }
+            step += 1
+            try locked {
+                var stillLive: [Int] = []
+                for index in live {
+                    let id = ids[index]
+                    guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
+                    if results[index].tokens.count < options.minTokens {
+                        for eog in model.endOfGenerationTokens { sequences[id]!.logits[Int(eog)] = -.infinity }
+                    }
+                    let (token, logprob, alternatives) = sequences[id]!.logits.withUnsafeBufferPointer { logits in
+                        let token = samplers[index].sample(logits)
+                        guard options.logprobs || options.topLogprobs > 0 else {
+                            return (token, Float(0), [(token: Int32, logprob: Float)]())
+                        }
+                        let lse = LogProbabilities.logSumExp(logits)
+                        return (token, logits[Int(token)] - lse,
+                                LogProbabilities.top(options.topLogprobs, of: logits, logSumExp: lse))
+                    }
+                    if model.isEndOfGeneration(token) {
+                        results[index].finish = .endOfGeneration
+                        continue
+                    }
+                    results[index].tokens.append(token)
+                    if options.logprobs { results[index].logprobs.append(logprob) }
+                    if options.topLogprobs > 0 { results[index].alternatives.append(alternatives) }
+                    sequences[id]!.tokens.append(token)
+                    sequences[id]!.pending.append(PendingToken(kind: options.kind, sampled: true))
+                    sequences[id]!.account.update { $0.count(options.kind, tokens: 1) }
+                    totals.update { $0.count(options.kind, tokens: 1) }
+                    let piece = model.piece(token)
+                    bytes[index] += piece
+                    if let stop = Engine.firstStop(stops, in: bytes[index], newBytes: piece.count) {
+                        results[index].finish = .stop
+                        results[index].stopString = String(decoding: stop, as: UTF8.self)
+                    } else if results[index].tokens.count >= options.maxTokens {
+                        results[index].finish = .maxTokens
+                    } else {
+                        stillLive.append(index)
+                    }
+                }
+                live = stillLive
+                try evaluatePending(live.map { ids[$0] })
+            }
+        }
+        for index in ids.indices { results[index].text = String(decoding: bytes[index], as: UTF8.self) }
+        return results
+    }
+
+    /// The first stop string that ends within the last `newBytes` bytes of `text`.
+    static func firstStop(_ stops: [[UInt8]], in text: [UInt8], newBytes: Int) -> [UInt8]? {
+        for stop in stops where text.count >= stop.count {
+            let earliestStart = max(0, text.count - newBytes - stop.count + 1)
+            var start = text.count - stop.count
+            while start >= earliestStart {
+                if text[start..<(start + stop.count)].elementsEqual(stop) { return stop }
+                start -= 1
+            }
+        }
+        return nil
+    }
+
+    // MARK: evaluation
+
+    private func locked<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock(); defer { lock.unlock() }
+        return try body()
+    }
+
+    private func checkTokens(_ tokens: [Int32]) throws {
+        let vocabularySize = model.facts.vocabularySize
+        if let bad = tokens.first(where: { $0 < 0 || Int($0) >= vocabularySize }) {
+            throw EngineError.invalidToken(bad, vocabularySize: vocabularySize)
+        }
+    }
+
+    /// Evaluates the queued tokens of `ids` (caller holds the lock). Each sequence's last
+    /// token is an output row; its logits are copied out before the next call reuses
+    /// llama.cpp's buffers.
+    private func evaluatePending(_ ids: [SequenceID]) throws {
+        var work: [(id: SequenceID, start: Int, end: Int)] = []
+        for id in ids {
+            guard let state = sequences[id] else { throw EngineError.unknownSequence(id) }
+            guard state.evaluated < state.tokens.count else { continue }
+            if state.tokens.count > options.contextSize {
+                throw EngineError.contextOverflow(sequence: id, needed: state.tokens.count, capacity: options.contextSize)
+            }
+            work.append((id, state.evaluated, state.tokens.count))
+        }
+        guard !work.isEmpty else { return }
+        var item = 0
+        var position = work[0].start
+        while item < work.count {
+            // Fill one batch, sequence after sequence, splitting only at the batch's end.
+            var rows: [(id: SequenceID, start: Int, end: Int, output: Int32?)] = []
+            batch.n_tokens = 0
+            while item < work.count && Int(batch.n_tokens) < options.batchSize {
+                let (id, _, end) = work[item]
+                let take = min(end - position, options.batchSize - Int(batch.n_tokens))
+                let tokens = sequences[id]!.tokens
+                var output: Int32?
+                for offset in 0..<take {
+                    let slot = Int(batch.n_tokens)
+                    let isLast = position + offset == end - 1
+                    batch.token[slot] = tokens[position + offset]
+                    batch.pos[slot] = Int32(position + offset)
+                    batch.n_seq_id[slot] = 1
+                    batch.seq_id[slot]![0] = id
+                    batch.logits[slot] = isLast ? 1 : 0
+                    if isLast { output = Int32(slot) }
+                    batch.n_tokens += 1
+                }
+                rows.append((id, position, position + take, output))
+                position += take
+                if position == end {
+                    item += 1
+                    if item < work.count { position = work[item].start }
+                }
+            }
+            try decode(rows)
+        }
+    }
+
+    private func decode(_ rows: [(id: SequenceID, start: Int, end: Int, output: Int32?)]) throws {
+        let status = llama_decode(context, batch)
+        if status == 1 { throw EngineError.kvCacheFull(tokens: Int(batch.n_tokens), capacity: options.contextSize) }
+        if status != 0 { throw EngineError.decodeFailed(code: status) }
+        decodeCalls += 1
+        let vocabularySize = model.facts.vocabularySize
+        var charged = Set<ObjectIdentifier>()
+        for row in rows {
+            var state = sequences[row.id]!
+            chargeTokens(&state, from: row.start, to: row.end, firstCall: charged.insert(ObjectIdentifier(state.account)).inserted)
+            if let output = row.output {
+                state.logits = Array(UnsafeBufferPointer(start: llama_get_logits_ith(context, output), count: vocabularySize))
+                if options.hiddenStates, let hidden = llama_get_embeddings_ith(context, output) {
+                    state.hidden = Array(UnsafeBufferPointer(start: hidden, count: model.facts.embeddingWidth))
+                }
+            }
+            sequences[row.id] = state
+        }
+        totals.update { $0.decodeCalls += 1 }
+    }
+
+    /// Charges tokens [from, to) of a sequence, now evaluated, to its account and the totals.
+    private func chargeTokens(_ state: inout SequenceState, from: Int, to: Int, firstCall: Bool) {
+        var runStart = from
+        while runStart < to {
+            let first = state.pending[runStart - state.evaluated]
+            var runEnd = runStart + 1
+            while runEnd < to, state.pending[runEnd - state.evaluated].kind == first.kind,
+                  state.pending[runEnd - state.evaluated].sampled == first.sampled { runEnd += 1 }
+            let count = runEnd - runStart
+            let flops = flopsModel.flops(start: runStart, count: count)
+            for account in [state.account, totals] {
+                account.update {
+                    $0.chargeEvaluation(first.kind, tokens: count, flops: flops)
+                    if !first.sampled { $0.count(first.kind, tokens: count) }
+                }
+            }
+            runStart = runEnd
+        }
+        if firstCall { state.account.update { $0.decodeCalls += 1 } }
+        state.pending.removeFirst(to - state.evaluated)
+        state.evaluated = to
+    }
+}

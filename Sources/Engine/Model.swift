@@ -1,0 +1,254 @@
+import CLlama
+import Foundation
+
+/// What a loaded model is: the figures compute accounting and the strategies rely on.
+public struct ModelFacts: Sendable, Codable, Equatable {
+    public var path: String
+    public var architecture: String
+    public var description: String
+    public var fileBytes: UInt64
+    public var parameters: UInt64
+    /// Parameters minus the token-embedding matrix (and a separate output matrix, if the
+    /// model has one): Kaplan et al.'s N.
+    public var nonEmbeddingParameters: UInt64
+    public var layers: Int
+    public var embeddingWidth: Int
+    public var heads: Int
+    public var headsKV: Int
+    /// Width of the attention's query projection, n_head * head_dim (Kaplan's d_attn).
+    public var attentionWidth: Int
+    public var trainedContext: Int
+    public var vocabularySize: Int
+    public var tiedEmbeddings: Bool
+    public var chatTemplate: String?
+}
+
+/// A chat message for the model's template.
+public struct ChatMessage: Sendable, Equatable {
+    public var role: String
+    public var content: String
+    public init(role: String, content: String) {
+        self.role = role
+        self.content = content
+    }
+}
+
+public struct ModelOptions: Sendable {
+    /// Map the file rather than read it (llama.cpp's default).
+    public var mmap = true
+    public init() {}
+}
+
+/// One GGUF model loaded through llama.cpp. Immutable after load; tokenization is
+/// thread-safe (llama.h says so), so a Model is shared freely.
+public final class Model: @unchecked Sendable {
+    public let facts: ModelFacts
+    /// Every end-of-generation token (EOS, EOT, ...), for suppressing them.
+    public let endOfGenerationTokens: [Int32]
+    let pointer: OpaquePointer
+    let vocab: OpaquePointer
+
+    public init(path: String, options: ModelOptions = ModelOptions()) throws {
+        LlamaRuntime.initialize()
+        let inspection = try GGUFInspection(path: path)
+        var params = llama_model_default_params()
+        params.n_gpu_layers = 0
+        params.load_mode = options.mmap ? params.load_mode : LLAMA_LOAD_MODE_NONE
+        let (loaded, log) = LlamaRuntime.capturingLog { llama_model_load_from_file(path, params) }
+        guard let model = loaded else {
+            if log.contains("unknown model architecture") {
+                throw EngineError.unsupportedArchitecture(path: path, architecture: inspection.architecture)
+            }
+            throw EngineError.loadFailed(path: path, log: log.isEmpty ? "no reason given" : log)
+        }
+        pointer = model
+        let vocab = llama_model_get_vocab(model)!
+        let facts = Model.readFacts(model, vocab: vocab, path: path, inspection: inspection)
+        endOfGenerationTokens = (0..<Int32(facts.vocabularySize)).filter { llama_vocab_is_eog(vocab, $0) }
+        self.vocab = vocab
+        self.facts = facts
+    }
+
+    deinit { llama_model_free(pointer) }
+
+    private static func readFacts(_ model: OpaquePointer, vocab: OpaquePointer, path: String,
+                                  inspection: GGUFInspection) -> ModelFacts {
+        var buffer = [CChar](repeating: 0, count: 256)
+        llama_model_desc(model, &buffer, buffer.count)
+        let description = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let embd = Int(llama_model_n_embd(model))
+        let vocabSize = Int(llama_vocab_n_tokens(vocab))
+        let heads = Int(llama_model_n_head(model))
+        let headDim = inspection.headDimension ?? (heads > 0 ? embd / heads : embd)
+        let total = llama_model_n_params(model)
+        let embeddingMatrices = UInt64(inspection.tiedEmbeddings ? 1 : 2) * UInt64(vocabSize * embd)
+        return ModelFacts(
+            path: path,
+            architecture: inspection.architecture,
+            description: description,
+            fileBytes: inspection.fileBytes,
+            parameters: total,
+            nonEmbeddingParameters: total > embeddingMatrices ? total - embeddingMatrices : total,
+            layers: Int(llama_model_n_layer(model)),
+            embeddingWidth: embd,
+            heads: heads,
+            headsKV: Int(llama_model_n_head_kv(model)),
+            attentionWidth: heads * headDim,
+            trainedContext: Int(llama_model_n_ctx_train(model)),
+            vocabularySize: vocabSize,
+            tiedEmbeddings: inspection.tiedEmbeddings,
+            chatTemplate: llama_model_chat_template(model, nil).map { String(cString: $0) })
+    }
+
+    // MARK: tokens
+
+    /// Text to tokens. `parseSpecial` lets control tokens written as text (such as
+    /// "<|im_start|>" in a rendered chat template) become those tokens.
+    public func tokenize(_ text: String, addSpecial: Bool = false, parseSpecial: Bool = true) -> [Int32] {
+        let utf8 = Array(text.utf8)
+        var capacity = utf8.count + 8
+        while true {
+            var tokens = [Int32](repeating: 0, count: capacity)
+            let count = utf8.withUnsafeBufferPointer { bytes in
+                bytes.withMemoryRebound(to: CChar.self) { chars in
+                    llama_tokenize(vocab, chars.baseAddress, Int32(utf8.count), &tokens, Int32(capacity),
+                                   addSpecial, parseSpecial)
+                }
+            }
+            if count >= 0 { return Array(tokens.prefix(Int(count))) }
+            capacity = Int(-count)
+        }
+    }
+
+    /// The bytes of one token (a token can hold part of a UTF-8 character).
+    public func piece(_ token: Int32, renderSpecial: Bool = false) -> [UInt8] {
+        var buffer = [CChar](repeating: 0, count: 64)
+        var count = llama_token_to_piece(vocab, token, &buffer, Int32(buffer.count), 0, renderSpecial)
+        if count < 0 {
+            buffer = [CChar](repeating: 0, count: Int(-count))
+            count = llama_token_to_piece(vocab, token, &buffer, Int32(buffer.count), 0, renderSpecial)
+        }
+        return buffer.prefix(Int(max(count, 0))).map { UInt8(bitPattern: $0) }
+    }
+
+    public func detokenize(_ tokens: [Int32], renderSpecial: Bool = false) -> String {
+        String(decoding: tokens.flatMap { piece($0, renderSpecial: renderSpecial) }, as: UTF8.self)
+    }
+
+    public func isEndOfGeneration(_ token: Int32) -> Bool { llama_vocab_is_eog(vocab, token) }
+
+    public var beginningOfSequence: Int32? {
+        llama_vocab_get_add_bos(vocab) ? llama_vocab_bos(vocab) : nil
+    }
+
+    // MARK: chat template
+
+    /// Renders messages with the model's own chat template (llama.cpp's built-in
+    /// template matcher, no Jinja), ending with the assistant's turn opened.
+    public func chatPrompt(_ messages: [ChatMessage], openAssistantTurn: Bool = true) throws -> String {
+        guard let template = facts.chatTemplate else {
+            throw EngineError.chatTemplate(reason: "the model carries no chat template")
+        }
+        let roles = messages.map { strdup($0.role) }
+        let contents = messages.map { strdup($0.content) }
+        defer { (roles + contents).forEach { free($0) } }
+        let chat = (0..<messages.count).map { llama_chat_message(role: roles[$0], content: contents[$0]) }
+        var capacity = messages.reduce(256) { $0 + 2 * ($1.content.utf8.count + $1.role.utf8.count) }
+        while true {
+            var buffer = [CChar](repeating: 0, count: capacity)
+            let written = llama_chat_apply_template(template, chat, chat.count, openAssistantTurn,
+                                                    &buffer, Int32(capacity))
+            if written < 0 { throw EngineError.chatTemplate(reason: "llama.cpp does not know this template") }
+            if Int(written) <= capacity {
+                return String(decoding: buffer.prefix(Int(written)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            }
+            capacity = Int(written)
+        }
+    }
+}
+
+/// What the GGUF header says, read before llama.cpp sees the file so that a bad file
+/// gets a precise error rather than a load failure.
+struct GGUFInspection {
+    var architecture: String
+    var fileBytes: UInt64
+    var tiedEmbeddings: Bool
+    var headDimension: Int?
+
+    init(path: String) throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw EngineError.fileNotFound(path: path)
+        }
+        let head = (try? handle.read(upToCount: 4)) ?? Data()
+        let size = (try? handle.seekToEnd()) ?? 0
+        try? handle.close()
+        guard head == Data("GGUF".utf8) else {
+            let shown = head.map { (0x20..<0x7f).contains($0) ? String(UnicodeScalar($0)) : String(format: "\\x%02x", $0) }
+            throw EngineError.notGGUF(path: path, magic: "\"" + shown.joined() + "\"")
+        }
+        fileBytes = size
+        let (parsed, log) = LlamaRuntime.capturingLog {
+            gguf_init_from_file(path, gguf_init_params(no_alloc: true, ctx: nil))
+        }
+        guard let gguf = parsed else {
+            throw EngineError.corrupt(path: path, reason: log.isEmpty ? "unreadable header or metadata" : log)
+        }
+        defer { gguf_free(gguf) }
+        var end = UInt64(gguf_get_data_offset(gguf))
+        for tensor in 0..<gguf_get_n_tensors(gguf) {
+            end = max(end, UInt64(gguf_get_data_offset(gguf)) + UInt64(gguf_get_tensor_offset(gguf, tensor))
+                        + UInt64(gguf_get_tensor_size(gguf, tensor)))
+        }
+        if end > size { throw EngineError.truncated(path: path, expectedBytes: end, actualBytes: size) }
+        let archKey = gguf_find_key(gguf, "general.architecture")
+        guard archKey >= 0, let arch = gguf_get_val_str(gguf, archKey) else {
+            throw EngineError.corrupt(path: path, reason: "no general.architecture key")
+        }
+        architecture = String(cString: arch)
+        tiedEmbeddings = gguf_find_tensor(gguf, "output.weight") < 0
+        let keyLength = gguf_find_key(gguf, "\(architecture).attention.key_length")
+        headDimension = keyLength >= 0 ? Int(gguf_get_val_u32(gguf, keyLength)) : nil
+    }
+}
+
+/// Process-wide llama.cpp set-up and log routing. llama.cpp logs through one global
+/// callback; the engine keeps the recent lines so that a failed load can say why.
+enum LlamaRuntime {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var initialized = false
+    nonisolated(unsafe) private static var captured: [String] = []
+    nonisolated(unsafe) private static var capturing = 0
+    /// Set STRATEGYD_LLAMA_LOG=1 to see llama.cpp's own log on stderr.
+    private static let verbose = ProcessInfo.processInfo.environment["STRATEGYD_LLAMA_LOG"] == "1"
+
+    static func initialize() {
+        lock.lock(); defer { lock.unlock() }
+        guard !initialized else { return }
+        initialized = true
+        llama_backend_init()
+        let callback: ggml_log_callback = { level, text, _ in
+            guard let text else { return }
+            let line = String(cString: text)
+            if LlamaRuntime.verbose { FileHandle.standardError.write(Data(line.utf8)) }
+            guard level == GGML_LOG_LEVEL_ERROR || level == GGML_LOG_LEVEL_WARN else { return }
+            LlamaRuntime.record(line)
+        }
+        llama_log_set(callback, nil)
+    }
+
+    private static func record(_ line: String) {
+        lock.lock(); defer { lock.unlock() }
+        guard capturing > 0 else { return }
+        captured.append(line.trimmingCharacters(in: .whitespacesAndNewlines))
+        if captured.count > 20 { captured.removeFirst() }
+    }
+
+    /// Runs `body` and returns what llama.cpp logged as warnings or errors meanwhile.
+    static func capturingLog<T>(_ body: () -> T) -> (T, String) {
+        initialize()
+        lock.lock(); capturing += 1; captured.removeAll(); lock.unlock()
+        let result = body()
+        lock.lock(); capturing -= 1; let lines = captured; lock.unlock()
+        return (result, lines.filter { !$0.isEmpty }.joined(separator: "; "))
+    }
+}

@@ -1,0 +1,115 @@
+import CLlama
+import Foundation
+
+/// How the next token is chosen. Temperature 0 is greedy (argmax, no randomness).
+public struct SamplingParams: Sendable, Equatable {
+    /// 0 = greedy; otherwise 0 < temperature <= 5.
+    public var temperature: Float = 0
+    /// 0 = off; otherwise keep the k most likely tokens.
+    public var topK: Int = 0
+    /// 1 = off; otherwise 0 < topP <= 1.
+    public var topP: Float = 1
+    /// 0 = off; otherwise 0 <= minP < 1.
+    public var minP: Float = 0
+    public var seed: UInt32 = 0
+
+    public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, minP: Float = 0, seed: UInt32 = 0) {
+        self.temperature = temperature
+        self.topK = topK
+        self.topP = topP
+        self.minP = minP
+        self.seed = seed
+    }
+
+    public static let greedy = SamplingParams()
+}
+
+/// A chosen token with the model's own (untempered) log-probability of it.
+public struct TokenChoice: Sendable, Equatable {
+    public var token: Int32
+    public var logprob: Float
+    /// The most likely alternatives (token, logprob), best first, when asked for.
+    public var alternatives: [(token: Int32, logprob: Float)]
+
+    public static func == (a: TokenChoice, b: TokenChoice) -> Bool {
+        a.token == b.token && a.logprob == b.logprob && a.alternatives.map(\.token) == b.alternatives.map(\.token)
+    }
+}
+
+/// A llama.cpp sampler chain applied to logits the engine has stored. Each sequence
+/// gets its own, so that its random stream does not depend on the others.
+final class Sampler {
+    private let chain: UnsafeMutablePointer<llama_sampler>?
+    private var candidates: [llama_token_data] = []
+
+    init(_ params: SamplingParams) {
+        guard params.temperature > 0 else { chain = nil; return }
+        var chainParams = llama_sampler_chain_default_params()
+        chainParams.no_perf = true
+        let chain = llama_sampler_chain_init(chainParams)!
+        if params.topK > 0 { llama_sampler_chain_add(chain, llama_sampler_init_top_k(Int32(params.topK))) }
+        if params.topP < 1 { llama_sampler_chain_add(chain, llama_sampler_init_top_p(params.topP, 1)) }
+        if params.minP > 0 { llama_sampler_chain_add(chain, llama_sampler_init_min_p(params.minP, 1)) }
+        llama_sampler_chain_add(chain, llama_sampler_init_temp(params.temperature))
+        llama_sampler_chain_add(chain, llama_sampler_init_dist(params.seed))
+        self.chain = chain
+    }
+
+    deinit { if let chain { llama_sampler_free(chain) } }
+
+    func sample(_ logits: UnsafeBufferPointer<Float>) -> Int32 {
+        guard let chain else { return Sampler.argmax(logits) }
+        if candidates.count != logits.count {
+            candidates = (0..<logits.count).map { llama_token_data(id: Int32($0), logit: 0, p: 0) }
+        }
+        for index in 0..<logits.count {
+            candidates[index].id = Int32(index)
+            candidates[index].logit = logits[index]
+            candidates[index].p = 0
+        }
+        return candidates.withUnsafeMutableBufferPointer { buffer in
+            var array = llama_token_data_array(data: buffer.baseAddress, size: buffer.count, selected: -1, sorted: false)
+            llama_sampler_apply(chain, &array)
+            let token = array.data[Int(array.selected)].id
+            llama_sampler_accept(chain, token)
+            return token
+        }
+    }
+
+    static func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int32 {
+        var best = 0
+        var bestValue = -Float.infinity
+        for index in 0..<logits.count where logits[index] > bestValue {
+            bestValue = logits[index]
+            best = index
+        }
+        return Int32(best)
+    }
+}
+
+/// Log-softmax helpers over raw logits (temperature 1: the model's own distribution).
+public enum LogProbabilities {
+    public static func logSumExp(_ logits: UnsafeBufferPointer<Float>) -> Float {
+        var maximum = -Float.infinity
+        for value in logits where value > maximum { maximum = value }
+        var sum: Float = 0
+        for value in logits { sum += expf(value - maximum) }
+        return maximum + logf(sum)
+    }
+
+    /// The `count` most likely tokens with their log-probabilities, best first.
+    public static func top(_ count: Int, of logits: UnsafeBufferPointer<Float>, logSumExp lse: Float)
+        -> [(token: Int32, logprob: Float)] {
+        guard count > 0 else { return [] }
+        var best: [(token: Int32, logit: Float)] = []
+        best.reserveCapacity(count + 1)
+        for index in 0..<logits.count {
+            let value = logits[index]
+            if best.count == count, let last = best.last, value <= last.logit { continue }
+            let at = best.firstIndex { $0.logit < value } ?? best.count
+            best.insert((Int32(index), value), at: at)
+            if best.count > count { best.removeLast() }
+        }
+        return best.map { ($0.token, $0.logit - lse) }
+    }
+}

@@ -1,0 +1,223 @@
+import Engine
+import Foundation
+import TestSupport
+import XCTest
+
+/// The engine against the real test model (SmolLM2-135M): it cannot do maths, so these
+/// tests check mechanics — loading, batching, forking, accounting, errors.
+final class EngineTests: XCTestCase {
+    nonisolated(unsafe) static var shared: Model?
+
+    func loadModel() throws -> Model {
+        if let model = EngineTests.shared { return model }
+        let model = try Model(path: try TestAssets.model())
+        EngineTests.shared = model
+        return model
+    }
+
+    func makeEngine(_ configure: (inout EngineOptions) -> Void = { _ in }) throws -> Engine {
+        var options = EngineOptions()
+        options.contextSize = 4096
+        options.maxSequences = 16
+        configure(&options)
+        return try Engine(model: try loadModel(), options: options)
+    }
+
+    func prompt(_ model: Model, _ question: String) throws -> [Int32] {
+        model.tokenize(try model.chatPrompt([ChatMessage(role: "user", content: question)]))
+    }
+
+    func testModelFacts() throws {
+        let facts = try loadModel().facts
+        XCTAssertEqual(facts.architecture, "llama")
+        XCTAssertEqual(facts.layers, 30)
+        XCTAssertEqual(facts.embeddingWidth, 576)
+        XCTAssertEqual(facts.vocabularySize, 49152)
+        XCTAssertEqual(facts.heads, 9)
+        XCTAssertEqual(facts.attentionWidth, 576)
+        XCTAssertTrue(facts.tiedEmbeddings)
+        XCTAssertEqual(facts.nonEmbeddingParameters, facts.parameters - UInt64(49152 * 576))
+        XCTAssertGreaterThan(facts.trainedContext, 2048)
+        XCTAssertNotNil(facts.chatTemplate)
+    }
+
+    func testTokenizeRoundTripAndChatTemplate() throws {
+        let model = try loadModel()
+        let text = "Natalia sold clips to 48 of her friends."
+        XCTAssertEqual(model.detokenize(model.tokenize(text, parseSpecial: false)), text)
+        let rendered = try model.chatPrompt([ChatMessage(role: "user", content: "Hi")])
+        XCTAssertTrue(rendered.contains("<|im_start|>user\nHi<|im_end|>"), rendered)
+        XCTAssertTrue(rendered.hasSuffix("<|im_start|>assistant\n"), rendered)
+        // Control tokens in the rendered template become single tokens.
+        XCTAssertLessThan(model.tokenize(rendered).count, model.tokenize(rendered, parseSpecial: false).count)
+    }
+
+    func testGreedyGenerationProducesText() throws {
+        let engine = try makeEngine()
+        let account = Account()
+        let id = try engine.createSequence(try prompt(engine.model, "Write one sentence about cats."), account: account)
+        let result = try engine.generate([id], options: GenerationOptions(maxTokens: 24))[0]
+        XCTAssertFalse(result.tokens.isEmpty)
+        XCTAssertEqual(result.text, engine.model.detokenize(result.tokens))
+        XCTAssertEqual(account.snapshot.generatedTokens, result.tokens.count)
+        // Greedy is deterministic: the same prompt gives the same tokens again.
+        let again = try engine.createSequence(try prompt(engine.model, "Write one sentence about cats."), account: account)
+        XCTAssertEqual(try engine.generate([again], options: GenerationOptions(maxTokens: 24))[0].tokens, result.tokens)
+    }
+
+    func testForkedChildrenShareTheEvaluatedPrompt() throws {
+        let engine = try makeEngine()
+        let account = Account()
+        let tokens = try prompt(engine.model, "Count to ten.")
+        let root = try engine.createSequence(tokens, account: account)
+        let children = try engine.fork(root, count: 4)
+        engine.remove(root)
+        let steps = 8
+        let before = engine.decodeCallCount
+        let results = try engine.generate(children, options: GenerationOptions(
+            maxTokens: steps, minTokens: steps, sampling: SamplingParams(temperature: 1, seed: 7)))
+        let usage = account.snapshot
+        XCTAssertEqual(usage.promptTokens, tokens.count, "the prompt is evaluated once, not once per child")
+        XCTAssertEqual(usage.forks, 4)
+        XCTAssertEqual(usage.peakSequences, 5)
+        XCTAssertEqual(usage.generatedTokens, 4 * steps)
+        // The last sampled token of each child is never evaluated: nothing asked for its logits.
+        XCTAssertEqual(usage.evaluatedTokens, tokens.count + 4 * (steps - 1))
+        // One llama_decode per step advances all four children.
+        XCTAssertEqual(engine.decodeCallCount - before, steps - 1)
+        // Different seeds per child: sampled children do not all agree.
+        XCTAssertGreaterThan(Set(results.map(\.tokens)).count, 1)
+    }
+
+    func testBatchedGreedyMatchesSeparateRuns() throws {
+        let questions = ["What is two plus two?", "Name a colour.", "Say hello in French."]
+        let options = GenerationOptions(maxTokens: 16)
+        let batchedEngine = try makeEngine()
+        let account = Account()
+        let ids = try questions.map { try batchedEngine.createSequence(try prompt(batchedEngine.model, $0), account: account) }
+        let batched = try batchedEngine.generate(ids, options: options).map(\.tokens)
+        for (index, question) in questions.enumerated() {
+            let engine = try makeEngine()
+            let id = try engine.createSequence(try prompt(engine.model, question), account: Account())
+            XCTAssertEqual(try engine.generate([id], options: options)[0].tokens, batched[index], question)
+        }
+    }
+
+    func testFlopsFollowKaplanFormula() throws {
+        let engine = try makeEngine()
+        let facts = engine.model.facts
+        let account = Account()
+        let tokens = try prompt(engine.model, "A short prompt for counting FLOPs.")
+        let id = try engine.createSequence(tokens, account: account)
+        try engine.evaluate([id])
+        let n = Double(facts.nonEmbeddingParameters), layers = Double(facts.layers), width = Double(facts.attentionWidth)
+        let expected = (0..<tokens.count).reduce(0.0) { $0 + 2 * n + 2 * layers * Double($1 + 1) * width }
+        XCTAssertEqual(account.snapshot.flops, expected, accuracy: expected * 1e-12)
+        XCTAssertEqual(account.snapshot.evaluatedTokens, tokens.count)
+        // Appended tokens attend to everything before them.
+        try engine.append(id, tokens: [tokens[1]], kind: .scorer)
+        try engine.evaluate([id])
+        let scorer = 2 * n + 2 * layers * Double(tokens.count + 1) * width
+        XCTAssertEqual(account.snapshot.scorerFlops, scorer, accuracy: scorer * 1e-12)
+        XCTAssertEqual(account.snapshot.scorerTokens, 1)
+    }
+
+    func testStopStringsEndGeneration() throws {
+        let engine = try makeEngine()
+        let id = try engine.createSequence(try prompt(engine.model, "List three fruits, one per line."), account: Account())
+        let free = try engine.generate([try engine.fork(id, count: 1)[0]], options: GenerationOptions(maxTokens: 40))[0]
+        // Stop at the first character the free run produced after its first few bytes.
+        let probe = String(free.text.dropFirst(3).prefix(1))
+        XCTAssertFalse(probe.isEmpty, "the model produced too little text to test stops: \(free.text)")
+        let stopped = try engine.generate([id], options: GenerationOptions(maxTokens: 40, stop: [probe]))[0]
+        XCTAssertEqual(stopped.finish, .stop)
+        XCTAssertEqual(stopped.stopString, probe)
+        XCTAssertTrue(free.text.hasPrefix(stopped.text), "\(stopped.text) vs \(free.text)")
+        XCTAssertLessThan(stopped.tokens.count, free.tokens.count)
+    }
+
+    func testContextOverflowAndSequenceLimitAreErrors() throws {
+        let engine = try makeEngine { $0.contextSize = 256; $0.maxSequences = 2 }
+        let long = [Int32](repeating: 100, count: 300)
+        let id = try engine.createSequence(long, account: Account())
+        XCTAssertThrowsError(try engine.evaluate([id])) { error in
+            guard case EngineError.contextOverflow(_, 300, 256) = error else { return XCTFail("\(error)") }
+        }
+        engine.remove(id)
+        let first = try engine.createSequence([1, 2, 3], account: Account())
+        XCTAssertThrowsError(try engine.fork(first, count: 2)) { error in
+            XCTAssertEqual(error as? EngineError, .tooManySequences(limit: 2))
+        }
+        XCTAssertThrowsError(try engine.createSequence([999_999], account: Account())) { error in
+            XCTAssertEqual(error as? EngineError, .invalidToken(999_999, vocabularySize: 49152))
+        }
+        // The engine still works after refusing.
+        XCTAssertNoThrow(try engine.generate([first], options: GenerationOptions(maxTokens: 2)))
+    }
+
+    func testKVCacheFullIsAnErrorNotACrash() throws {
+        let engine = try makeEngine { $0.contextSize = 256; $0.maxSequences = 4 }
+        let a = try engine.createSequence([Int32](repeating: 100, count: 200), account: Account())
+        let b = try engine.createSequence([Int32](repeating: 101, count: 200), account: Account())
+        try engine.evaluate([a])
+        XCTAssertThrowsError(try engine.evaluate([b])) { error in
+            guard case EngineError.kvCacheFull = error else { return XCTFail("\(error)") }
+        }
+        engine.remove(a)
+        XCTAssertNoThrow(try engine.evaluate([b]), "freed cells are reusable")
+    }
+
+    func testHiddenStatesOnlyWhenEnabled() throws {
+        let plain = try makeEngine()
+        let id = try plain.createSequence([1, 2, 3], account: Account())
+        XCTAssertThrowsError(try plain.hiddenState(id))
+        let engine = try makeEngine { $0.hiddenStates = true }
+        let seq = try engine.createSequence(try prompt(engine.model, "Hello"), account: Account())
+        let hidden = try engine.hiddenState(seq)
+        XCTAssertEqual(hidden.count, engine.model.facts.embeddingWidth)
+        XCTAssertTrue(hidden.contains { $0 != 0 })
+    }
+
+    // MARK: bad files
+
+    func temporaryFile(_ name: String, _ contents: Data) throws -> String {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("strategyd-\(UUID())-\(name)")
+        try contents.write(to: url)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url.path
+    }
+
+    func testMissingFile() {
+        XCTAssertThrowsError(try Model(path: "/nonexistent/model.gguf")) { error in
+            XCTAssertEqual(error as? EngineError, .fileNotFound(path: "/nonexistent/model.gguf"))
+        }
+    }
+
+    func testNonGGUFFile() throws {
+        let path = try temporaryFile("notes.gguf", Data("hello, I am not a model\n".utf8))
+        XCTAssertThrowsError(try Model(path: path)) { error in
+            XCTAssertEqual(error as? EngineError, .notGGUF(path: path, magic: "\"hell\""))
+            XCTAssertTrue("\(error)".contains("expected \"GGUF\""))
+        }
+    }
+
+    func testTruncatedFile() throws {
+        let full = try Data(contentsOf: URL(fileURLWithPath: try TestAssets.model()), options: .alwaysMapped)
+        let path = try temporaryFile("half.gguf", full.prefix(full.count / 2))
+        XCTAssertThrowsError(try Model(path: path)) { error in
+            guard case EngineError.truncated(_, let expected, let actual) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(actual, UInt64(full.count / 2))
+            XCTAssertEqual(expected, UInt64(full.count))
+        }
+    }
+
+    func testCorruptHeader() throws {
+        var bytes = Data("GGUF".utf8)
+        bytes.append(contentsOf: [3, 0, 0, 0])                  // version 3
+        bytes.append(contentsOf: [UInt8](repeating: 0xff, count: 16)) // absurd tensor and key counts
+        let path = try temporaryFile("corrupt.gguf", bytes)
+        XCTAssertThrowsError(try Model(path: path)) { error in
+            guard case EngineError.corrupt = error else { return XCTFail("\(error)") }
+        }
+    }
+}
