@@ -1,0 +1,223 @@
+/*
+ * strategyd_plugin.h -- the whole contract between strategyd and its plugins. ABI 1.
+ *
+ * A plugin is a shared library in the daemon's plugin directory, named lib<NAME>.so,
+ * NAME matching [a-z0-9-]+. It exports one function,
+ *
+ *     const sd_plugin * strategyd_plugin_entry(void);
+ *
+ * returning a struct that begins with the ABI version and its own size. The daemon
+ * refuses a library without the entry symbol, with another ABI version, with a struct
+ * smaller than it needs, or whose name differs from its file name -- each with its own
+ * message naming what was expected and what was found -- and carries on.
+ *
+ * The daemon calls the plugin with an sd_host: a table of functions over the resident
+ * model (sequences, batched generation, logits, scoring, progress, accounting). Only C
+ * types and JSON text cross. Every token the plugin causes to be evaluated is accounted
+ * by the host; plugins never count compute themselves.
+ *
+ * Threads: solve() and score() may run on several threads at once (one per request);
+ * a plugin keeps per-request state on its stack, or behind its own lock.
+ * Memory: strings the host returns stay valid as stated at each function; strings the
+ * plugin passes are copied by the host before the call returns.
+ */
+#ifndef STRATEGYD_PLUGIN_H
+#define STRATEGYD_PLUGIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SD_PLUGIN_ABI_VERSION 1
+#define SD_PLUGIN_ENTRY_SYMBOL "strategyd_plugin_entry"
+
+/* Return codes of host and plugin functions. */
+enum sd_status {
+    SD_OK = 0,
+    SD_ERR_INVALID_ARGUMENT = -1,  /* a bad sequence, count, kind or parameter          */
+    SD_ERR_LIMIT = -2,             /* too many sequences, context or KV cache full      */
+    SD_ERR_STOPPED = -3,           /* cancelled, or the request's budget is spent       */
+    SD_ERR_UNKNOWN_SCORER = -4,    /* score() named a scorer that is not loaded         */
+    SD_ERR_ENGINE = -5,            /* llama.cpp failed                                  */
+    SD_ERR_PLUGIN = -6,            /* the plugin failed; its message was given to fail() */
+    SD_ERR_BUFFER_TOO_SMALL = -7,  /* the output buffer is too small                    */
+};
+
+enum sd_plugin_kind {
+    SD_KIND_STRATEGY = 1,  /* solves a problem: implements solve()                     */
+    SD_KIND_SCORER = 2,    /* scores a (partial) solution in [0, 1]: implements score() */
+};
+
+/* What evaluated tokens are charged as (see the metrics in docs/api.md). */
+enum sd_token_kind {
+    SD_TOKENS_PROMPT = 0,
+    SD_TOKENS_GENERATED = 1,
+    SD_TOKENS_THOUGHT = 2,
+    SD_TOKENS_SCORER = 3,
+};
+
+enum sd_finish {
+    SD_FINISH_EOG = 0,        /* the model ended its turn       */
+    SD_FINISH_STOP = 1,       /* a stop string was produced     */
+    SD_FINISH_MAX_TOKENS = 2, /* max_tokens reached             */
+    SD_FINISH_STOPPED = 3,    /* cancelled or out of budget     */
+};
+
+/* A sequence of tokens in the shared KV cache, owned by one request. */
+typedef int32_t sd_seq;
+
+/* One request in flight, opaque to plugins. */
+typedef struct sd_request sd_request;
+
+typedef struct sd_sampling {
+    float temperature;  /* 0 = greedy; else (0, 5]                  */
+    int32_t top_k;      /* 0 = off; else [1, vocabulary size]       */
+    float top_p;        /* 1 = off; else (0, 1]                     */
+    float min_p;        /* 0 = off; else [0, 1)                     */
+    uint32_t seed;      /* sequence i of a generate() call uses seed + i */
+} sd_sampling;
+
+typedef struct sd_generate_params {
+    int32_t max_tokens;          /* per sequence, [1, the daemon's max_tokens limit]     */
+    int32_t min_tokens;          /* end-of-generation is suppressed before this; >= 0     */
+    const char * const * stop;   /* n_stop NUL-terminated stop strings, may be NULL       */
+    int32_t n_stop;              /* [0, 16]                                              */
+    sd_sampling sampling;
+    int32_t kind;                /* enum sd_token_kind of the generated tokens            */
+    bool logprobs;               /* fill sd_generation.logprob_sum and logprob_min       */
+} sd_generate_params;
+
+typedef struct sd_generation {
+    char * text;          /* the generated text, NUL-terminated; free with generations_free */
+    int32_t n_tokens;
+    int32_t finish;       /* enum sd_finish                                       */
+    double logprob_sum;   /* of the generated tokens, when asked for             */
+    double logprob_min;
+} sd_generation;
+
+/* The compute a request has used so far. */
+typedef struct sd_usage {
+    int64_t prompt_tokens;
+    int64_t generated_tokens;
+    int64_t thought_tokens;
+    int64_t scorer_tokens;
+    int64_t evaluated_tokens;
+    double flops;
+    double scorer_flops;
+    double wall_seconds;
+} sd_usage;
+
+typedef struct sd_host {
+    uint32_t abi_version;  /* SD_PLUGIN_ABI_VERSION */
+    uint32_t size;         /* sizeof(sd_host) as the daemon was built */
+
+    /* Model facts as a JSON object (architecture, vocabulary_size, embedding_width,
+       layers, ...). Valid for the life of the daemon. */
+    const char * (*model_info)(sd_request * r);
+
+    /* -- sequences: every sequence belongs to the request; the host frees what the plugin
+          leaves when the request ends. -- */
+
+    /* A sequence holding the model's chat template applied to an optional system message
+       and the user message, with the assistant's turn opened and `assistant_prefix`
+       (may be NULL) already written in it. Charged as prompt tokens. */
+    int32_t (*seq_from_chat)(sd_request * r, const char * system, const char * user,
+                             const char * assistant_prefix, sd_seq * out);
+    /* A sequence holding raw text (control tokens written as text are parsed). */
+    int32_t (*seq_from_text)(sd_request * r, const char * text, int32_t kind, sd_seq * out);
+    /* n children sharing every token of parent (evaluated once). n in [1, 256]. */
+    int32_t (*seq_fork)(sd_request * r, sd_seq parent, int32_t n, sd_seq * children);
+    int32_t (*seq_append_text)(sd_request * r, sd_seq seq, const char * text, int32_t kind);
+    int32_t (*seq_append_tokens)(sd_request * r, sd_seq seq, const int32_t * tokens, int32_t n, int32_t kind);
+    void (*seq_free)(sd_request * r, sd_seq seq);
+
+    /* -- decoding -- */
+
+    /* Generates on n sequences together: one llama_decode per step for all of them.
+       out[i] receives sequence seqs[i]'s generation. Returns SD_OK, or SD_ERR_STOPPED
+       when the request was cancelled or ran out of budget (out[] then holds what was
+       generated so far, finish = SD_FINISH_STOPPED). */
+    int32_t (*generate)(sd_request * r, const sd_seq * seqs, int32_t n,
+                        const sd_generate_params * params, sd_generation * out);
+    void (*generations_free)(sd_request * r, sd_generation * generations, int32_t n);
+    /* Next-token logits of a sequence (n_vocab floats) and its last hidden state after
+       the final norm (n_embd floats; only when the daemon runs with hidden states). */
+    int32_t (*logits)(sd_request * r, sd_seq seq, float * out, int32_t n_vocab);
+    int32_t (*hidden_state)(sd_request * r, sd_seq seq, float * out, int32_t n_embd);
+    /* Samples a token from logits the plugin computed (for example a mixture). */
+    int32_t (*sample)(sd_request * r, const float * logits, int32_t n_vocab,
+                      const sd_sampling * sampling, int32_t * token);
+    /* Tokenizes text into out; returns the count, or SD_ERR_BUFFER_TOO_SMALL. */
+    int32_t (*tokenize)(sd_request * r, const char * text, int32_t * out, int32_t capacity);
+    /* Writes the text of tokens, NUL-terminated; returns its length or SD_ERR_BUFFER_TOO_SMALL. */
+    int32_t (*detokenize)(sd_request * r, const int32_t * tokens, int32_t n, char * out, int32_t capacity);
+    /* Whether a token ends the model's turn. */
+    bool (*is_end_of_generation)(sd_request * r, int32_t token);
+
+    /* -- answers and scoring -- */
+
+    /* The normalized final answer of a solution text ("72", "-0.5", "1/3"), written
+       NUL-terminated into out; returns its length, 0 if the text has no answer. */
+    int32_t (*extract_answer)(sd_request * r, const char * text, char * out, int32_t capacity);
+    /* Scores a solution (complete or partial) of the problem with the named scorer plugin,
+       its params a JSON object (may be NULL for defaults). Score in [0, 1]. The scorer's
+       tokens are charged to this request as scorer tokens. */
+    int32_t (*score)(sd_request * r, const char * scorer, const char * params_json,
+                     const char * problem, const char * solution, double * out);
+
+    /* -- control and reporting -- */
+
+    /* True once the request is cancelled, its client gone, or its budget spent: return
+       the best answer so far. */
+    bool (*should_stop)(sd_request * r);
+    /* Sends a progress notification to a streaming client: a JSON object. */
+    void (*progress)(sd_request * r, const char * json_object);
+    void (*usage)(sd_request * r, sd_usage * out);
+    /* The request's result, a JSON object: {"text": ..., "answer": ... or null,
+       "candidates": [{"text", "answer", "score"?, "votes"?}...], "details": {...}}.
+       Required once from a strategy's solve(). */
+    int32_t (*set_result)(sd_request * r, const char * json_object);
+    /* Records why the plugin failed; returns SD_ERR_PLUGIN for `return host->fail(...)`. */
+    int32_t (*fail)(sd_request * r, const char * message);
+    /* Writes to the daemon's log. level: 0 debug, 1 info, 2 warning, 3 error. */
+    void (*log)(sd_request * r, int32_t level, const char * message);
+} sd_host;
+
+typedef struct sd_plugin {
+    uint32_t abi_version;      /* SD_PLUGIN_ABI_VERSION                                */
+    uint32_t size;             /* sizeof(sd_plugin)                                     */
+    const char * name;         /* [a-z0-9-]+, the same as the file's lib<NAME>.so       */
+    const char * version;      /* the plugin's own version, e.g. "1.2.0"                */
+    int32_t kind;              /* enum sd_plugin_kind                                   */
+    const char * description;  /* one line                                              */
+    /* The params the plugin takes, a JSON object: name -> {"type": "integer" | "number" |
+       "boolean" | "string", "default": ..., "minimum"?: ..., "maximum"?: ..., "enum"?: [...],
+       "description": "..."}. The daemon checks a request's params against it and hands
+       the plugin a complete object, defaults filled in. */
+    const char * params_schema;
+
+    /* Optional: called once after loading; a non-zero return refuses the load. *state
+       is passed to every later call. */
+    int32_t (*init)(const sd_host * host, void ** state);
+    /* Optional: called once when the generation is retired and no request uses it. */
+    void (*deinit)(void * state);
+    /* Strategies: solve `problem` and call host->set_result(). */
+    int32_t (*solve)(void * state, const sd_host * host, sd_request * r,
+                     const char * problem, const char * params_json);
+    /* Scorers: the score in [0, 1] of `solution` (possibly partial) for `problem`. */
+    int32_t (*score)(void * state, const sd_host * host, sd_request * r,
+                     const char * problem, const char * solution, const char * params_json,
+                     double * out);
+} sd_plugin;
+
+typedef const sd_plugin * (*sd_plugin_entry_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STRATEGYD_PLUGIN_H */
