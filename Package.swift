@@ -24,14 +24,32 @@ let llamaRpath: [LinkerSetting] = [
 // turns dlclose into a no-op for them.
 let pluginLinker: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "-z", "-Xlinker", "nodelete"])]
 
-let plugins: [(name: String, swift: Bool)] = []
+let plugins: [(name: String, swift: Bool)] = [
+    ("greedy", true),
+    ("self-consistency", false),
+]
 
 var products: [Product] = [
+    .executable(name: "strategyd", targets: ["strategyd"]),
+    .executable(name: "strategyctl", targets: ["strategyctl"]),
     .executable(name: "strategyd-bench-engine", targets: ["BenchEngine"]),
 ]
 var targets: [Target] = [
     .systemLibrary(name: "CLlama", path: "Sources/CLlama", pkgConfig: "llama"),
+    .systemLibrary(name: "CJansson", path: "Sources/CJansson"),
+    .target(name: "PluginABI", path: "Sources/PluginABI"),
     .target(name: "Engine", dependencies: ["CLlama"], linkerSettings: llamaRpath),
+    .target(name: "RPC", dependencies: ["CJansson"]),
+    .target(name: "PluginHost", dependencies: ["Engine", "RPC", "Answers", "PluginABI"], linkerSettings: llamaRpath),
+    .target(name: "StrategyKit", dependencies: ["PluginABI"]),
+    .executableTarget(name: "strategyd", dependencies: [
+        "Engine", "RPC", "PluginHost",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+    ], linkerSettings: llamaRpath),
+    .executableTarget(name: "strategyctl", dependencies: [
+        "RPC", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+    ]),
     .target(name: "Answers"),
     .target(name: "TestSupport", path: "Sources/TestSupport"),
     .executableTarget(name: "BenchEngine", dependencies: ["Engine"], linkerSettings: llamaRpath),
@@ -40,6 +58,14 @@ var targets: [Target] = [
 ]
 for plugin in plugins {
     products.append(.library(name: plugin.name, type: .dynamic, targets: [plugin.name]))
+    if plugin.swift {
+        targets.append(.target(name: plugin.name, dependencies: ["StrategyKit"], path: "Plugins/\(plugin.name)",
+                               linkerSettings: pluginLinker))
+    } else {
+        // C plugins carry no Swift runtime and can be unmapped for real.
+        targets.append(.target(name: plugin.name, dependencies: ["PluginABI"], path: "Plugins/\(plugin.name)",
+                               linkerSettings: [.linkedLibrary("jansson")]))
+    }
 }
 
 let package = Package(

@@ -254,6 +254,11 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
+    /// Samples from logits the caller computed (for example a mixture of two distributions).
+    public static func sample(_ logits: UnsafeBufferPointer<Float>, params: SamplingParams) -> Int32 {
+        Sampler(params).sample(logits)
+    }
+
     // MARK: generation
 
     /// Generates on every sequence in `ids` at once: each step samples one token per

@@ -1,0 +1,311 @@
+import Answers
+import Engine
+import Foundation
+import PluginABI
+import RPC
+
+/// The sd_host table handed to every plugin: C entry points over the engine, each
+/// checking its arguments and the request's ownership of the sequences it names.
+public enum HostTable {
+    /// One table for the process; it never changes.
+    nonisolated(unsafe) public static let pointer: UnsafePointer<sd_host> = {
+        let table = UnsafeMutablePointer<sd_host>.allocate(capacity: 1)
+        table.initialize(to: make())
+        return UnsafePointer(table)
+    }()
+
+    /// Set once by the daemon before any plugin runs: model facts as JSON, for model_info().
+    nonisolated(unsafe) public static var modelInfo: UnsafeMutablePointer<CChar>?
+
+    private static let ok = Int32(SD_OK.rawValue)
+    private static let invalid = Int32(SD_ERR_INVALID_ARGUMENT.rawValue)
+    private static let limit = Int32(SD_ERR_LIMIT.rawValue)
+    private static let stopped = Int32(SD_ERR_STOPPED.rawValue)
+    private static let engineFailure = Int32(SD_ERR_ENGINE.rawValue)
+    private static let tooSmall = Int32(SD_ERR_BUFFER_TOO_SMALL.rawValue)
+
+    static func status(of error: Error, in request: SolveRequest) -> Int32 {
+        guard let error = error as? EngineError else { return engineFailure }
+        request.noteEngineError(error)
+        switch error {
+        case .tooManySequences, .contextOverflow, .kvCacheFull: return limit
+        case .unknownSequence, .invalidToken, .emptySequence, .hiddenStatesDisabled: return invalid
+        default: return engineFailure
+        }
+    }
+
+    static func tokenKind(_ raw: Int32) -> TokenKind? { TokenKind(rawValue: Int(raw)) }
+
+    static func sampling(_ raw: sd_sampling, seed: UInt32) -> SamplingParams? {
+        guard raw.temperature >= 0, raw.temperature <= 5, raw.top_k >= 0, raw.top_p > 0, raw.top_p <= 1,
+              raw.min_p >= 0, raw.min_p < 1 else { return nil }
+        return SamplingParams(temperature: raw.temperature, topK: Int(raw.top_k), topP: raw.top_p, minP: raw.min_p,
+                              seed: seed &+ raw.seed)
+    }
+
+    /// Creates a sequence for the request, within its sequence limit.
+    static func newSequence(_ request: SolveRequest, tokens: [Int32], kind: TokenKind,
+                            out: UnsafeMutablePointer<sd_seq>?) -> Int32 {
+        guard let out else { return invalid }
+        guard request.sequenceCount < request.limits.maxSequences else { return limit }
+        do {
+            let id = try request.engine.createSequence(tokens, account: request.account, kind: request.kind(kind))
+            request.adopt([id])
+            out.pointee = id
+            return ok
+        } catch {
+            return status(of: error, in: request)
+        }
+    }
+
+    static func string(_ pointer: UnsafePointer<CChar>?) -> String? { pointer.map { String(cString: $0) } }
+
+    static func copy(_ bytes: [UInt8], into out: UnsafeMutablePointer<CChar>?, capacity: Int32) -> Int32 {
+        guard let out, capacity > bytes.count else { return tooSmall }
+        bytes.withUnsafeBytes { raw in
+            UnsafeMutableRawPointer(out).copyMemory(from: raw.baseAddress!, byteCount: bytes.count)
+        }
+        out[bytes.count] = 0
+        return Int32(bytes.count)
+    }
+
+    private static func make() -> sd_host {
+        var host = sd_host()
+        host.abi_version = UInt32(SD_PLUGIN_ABI_VERSION)
+        host.size = UInt32(MemoryLayout<sd_host>.size)
+
+        host.model_info = { _ in UnsafePointer(HostTable.modelInfo) }
+
+        host.seq_from_chat = { raw, system, user, assistantPrefix, out in
+            guard let request = SolveRequest.from(raw), let user = HostTable.string(user) else { return HostTable.invalid }
+            var messages: [ChatMessage] = []
+            if let system = HostTable.string(system) { messages.append(ChatMessage(role: "system", content: system)) }
+            messages.append(ChatMessage(role: "user", content: user))
+            let model = request.engine.model
+            guard var text = try? model.chatPrompt(messages) else {
+                return HostTable.status(of: EngineError.chatTemplate(reason: "the model has no usable chat template"), in: request)
+            }
+            text += HostTable.string(assistantPrefix) ?? ""
+            return HostTable.newSequence(request, tokens: model.tokenize(text), kind: .prompt, out: out)
+        }
+
+        host.seq_from_text = { raw, text, kind, out in
+            guard let request = SolveRequest.from(raw), let text = HostTable.string(text),
+                  let kind = HostTable.tokenKind(kind) else { return HostTable.invalid }
+            return HostTable.newSequence(request, tokens: request.engine.model.tokenize(text), kind: kind, out: out)
+        }
+
+        host.seq_fork = { raw, parent, count, children in
+            guard let request = SolveRequest.from(raw), let children, count >= 1, count <= 256,
+                  request.owns(parent) else { return HostTable.invalid }
+            guard request.sequenceCount + Int(count) <= request.limits.maxSequences else { return HostTable.limit }
+            do {
+                let ids = try request.engine.fork(parent, count: Int(count))
+                request.adopt(ids)
+                for (index, id) in ids.enumerated() { children[index] = id }
+                return HostTable.ok
+            } catch {
+                return HostTable.status(of: error, in: request)
+            }
+        }
+
+        host.seq_append_text = { raw, seq, text, kind in
+            guard let request = SolveRequest.from(raw), let text = HostTable.string(text),
+                  let kind = HostTable.tokenKind(kind), request.owns(seq) else { return HostTable.invalid }
+            do {
+                try request.engine.append(seq, text: text, kind: request.kind(kind))
+                return HostTable.ok
+            } catch {
+                return HostTable.status(of: error, in: request)
+            }
+        }
+
+        host.seq_append_tokens = { raw, seq, tokens, count, kind in
+            guard let request = SolveRequest.from(raw), let tokens, count >= 0,
+                  let kind = HostTable.tokenKind(kind), request.owns(seq) else { return HostTable.invalid }
+            do {
+                try request.engine.append(seq, tokens: Array(UnsafeBufferPointer(start: tokens, count: Int(count))),
+                                          kind: request.kind(kind))
+                return HostTable.ok
+            } catch {
+                return HostTable.status(of: error, in: request)
+            }
+        }
+
+        host.seq_free = { raw, seq in
+            guard let request = SolveRequest.from(raw), request.release(seq) else { return }
+            request.engine.remove(seq)
+        }
+
+        host.generate = { raw, seqs, count, params, out in
+            guard let request = SolveRequest.from(raw), let seqs, let params, let out, count >= 1 else { return HostTable.invalid }
+            let ids = Array(UnsafeBufferPointer(start: seqs, count: Int(count)))
+            let p = params.pointee
+            guard ids.allSatisfy(request.owns), Set(ids).count == ids.count,
+                  p.max_tokens >= 1, p.max_tokens <= Int32(request.limits.maxTokensPerCall),
+                  p.min_tokens >= 0, p.n_stop >= 0, p.n_stop <= 16, p.n_stop == 0 || p.stop != nil,
+                  let kind = HostTable.tokenKind(p.kind),
+                  let sampling = HostTable.sampling(p.sampling, seed: request.seed) else { return HostTable.invalid }
+            let stops = (0..<Int(p.n_stop)).compactMap { HostTable.string(p.stop[$0]) }
+            let options = GenerationOptions(maxTokens: Int(p.max_tokens), minTokens: Int(p.min_tokens), stop: stops,
+                                            sampling: sampling, logprobs: p.logprobs, kind: request.kind(kind))
+            let generations: [Generation]
+            do {
+                generations = try request.engine.generate(ids, options: options) { _ in !request.shouldStop() }
+            } catch {
+                return HostTable.status(of: error, in: request)
+            }
+            var interrupted = false
+            for (index, generation) in generations.enumerated() {
+                let finish: sd_finish
+                switch generation.finish {
+                case .endOfGeneration: finish = SD_FINISH_EOG
+                case .stop: finish = SD_FINISH_STOP
+                case .maxTokens: finish = SD_FINISH_MAX_TOKENS
+                case .interrupted: finish = SD_FINISH_STOPPED; interrupted = true
+                }
+                out[index] = sd_generation(
+                    text: strdup(generation.text), n_tokens: Int32(generation.tokens.count), finish: Int32(finish.rawValue),
+                    logprob_sum: generation.logprobs.reduce(0) { $0 + Double($1) },
+                    logprob_min: generation.logprobs.isEmpty ? 0 : Double(generation.logprobs.min()!))
+            }
+            return interrupted ? HostTable.stopped : HostTable.ok
+        }
+
+        host.generations_free = { _, generations, count in
+            guard let generations else { return }
+            for index in 0..<Int(max(count, 0)) {
+                free(generations[index].text)
+                generations[index].text = nil
+            }
+        }
+
+        host.logits = { raw, seq, out, count in
+            guard let request = SolveRequest.from(raw), let out, request.owns(seq),
+                  Int(count) == request.engine.model.facts.vocabularySize else { return HostTable.invalid }
+            do {
+                try request.engine.withLogits(seq) { logits in
+                    out.update(from: logits.baseAddress!, count: logits.count)
+                }
+                return HostTable.ok
+            } catch {
+                return HostTable.status(of: error, in: request)
+            }
+        }
+
+        host.hidden_state = { raw, seq, out, count in
+            guard let request = SolveRequest.from(raw), let out, request.owns(seq),
+                  Int(count) == request.engine.model.facts.embeddingWidth else { return HostTable.invalid }
+            do {
+                let hidden = try request.engine.hiddenState(seq)
+                out.update(from: hidden, count: hidden.count)
+                return HostTable.ok
+            } catch {
+                return HostTable.status(of: error, in: request)
+            }
+        }
+
+        host.sample = { raw, logits, count, sampling, token in
+            guard let request = SolveRequest.from(raw), let logits, let sampling, let token,
+                  Int(count) == request.engine.model.facts.vocabularySize,
+                  let params = HostTable.sampling(sampling.pointee, seed: request.seed) else { return HostTable.invalid }
+            token.pointee = Engine.sample(UnsafeBufferPointer(start: logits, count: Int(count)), params: params)
+            return HostTable.ok
+        }
+
+        host.tokenize = { raw, text, out, capacity in
+            guard let request = SolveRequest.from(raw), let text = HostTable.string(text) else { return HostTable.invalid }
+            let tokens = request.engine.model.tokenize(text)
+            guard let out, capacity >= tokens.count else { return HostTable.tooSmall }
+            out.update(from: tokens, count: tokens.count)
+            return Int32(tokens.count)
+        }
+
+        host.detokenize = { raw, tokens, count, out, capacity in
+            guard let request = SolveRequest.from(raw), let tokens, count >= 0 else { return HostTable.invalid }
+            let list = Array(UnsafeBufferPointer(start: tokens, count: Int(count)))
+            let vocabularySize = request.engine.model.facts.vocabularySize
+            guard list.allSatisfy({ $0 >= 0 && Int($0) < vocabularySize }) else { return HostTable.invalid }
+            return HostTable.copy(Array(request.engine.model.detokenize(list).utf8), into: out, capacity: capacity)
+        }
+
+        host.is_end_of_generation = { raw, token in
+            guard let request = SolveRequest.from(raw), token >= 0,
+                  Int(token) < request.engine.model.facts.vocabularySize else { return false }
+            return request.engine.model.isEndOfGeneration(token)
+        }
+
+        host.extract_answer = { _, text, out, capacity in
+            guard let text = HostTable.string(text) else { return HostTable.invalid }
+            guard let answer = AnswerExtractor.extract(text) else {
+                if let out, capacity > 0 { out[0] = 0 }
+                return 0
+            }
+            return HostTable.copy(Array(answer.description.utf8), into: out, capacity: capacity)
+        }
+
+        host.score = { raw, scorerName, paramsJSON, problem, solution, out in
+            guard let request = SolveRequest.from(raw), let name = HostTable.string(scorerName),
+                  let problem = HostTable.string(problem), let solution = HostTable.string(solution), let out
+            else { return HostTable.invalid }
+            guard let scorer = request.registry.get(name), scorer.kind == .scorer else {
+                request.setFailure("unknown scorer '\(name)'")
+                return Int32(SD_ERR_UNKNOWN_SCORER.rawValue)
+            }
+            let given = HostTable.string(paramsJSON).flatMap { try? JSON.parse($0) }
+            guard case .success(let params) = scorer.schema.complete(given) else { return HostTable.invalid }
+            request.scorerDepth += 1
+            defer { request.scorerDepth -= 1 }
+            var score = 0.0
+            let status = scorer.using {
+                scorer.plugin.pointee.score!(scorer.state, HostTable.pointer, raw, problem, solution, params.serialized(), &score)
+            }
+            guard status == HostTable.ok else { return status }
+            guard score.isFinite else { return HostTable.invalid }
+            out.pointee = min(max(score, 0), 1)
+            return HostTable.ok
+        }
+
+        host.should_stop = { raw in SolveRequest.from(raw)?.shouldStop() ?? true }
+
+        host.progress = { raw, json in
+            guard let request = SolveRequest.from(raw), let text = HostTable.string(json),
+                  let event = try? JSON.parse(text) else { return }
+            request.sendProgress(event)
+        }
+
+        host.usage = { raw, out in
+            guard let request = SolveRequest.from(raw), let out else { return }
+            let usage = request.usage
+            out.pointee = sd_usage(prompt_tokens: Int64(usage.promptTokens), generated_tokens: Int64(usage.generatedTokens),
+                                   thought_tokens: Int64(usage.thoughtTokens), scorer_tokens: Int64(usage.scorerTokens),
+                                   evaluated_tokens: Int64(usage.evaluatedTokens), flops: usage.flops,
+                                   scorer_flops: usage.scorerFlops, wall_seconds: request.wallSeconds)
+        }
+
+        host.set_result = { raw, json in
+            guard let request = SolveRequest.from(raw), let text = HostTable.string(json),
+                  let value = try? JSON.parse(text), value.objectValue != nil else { return HostTable.invalid }
+            request.setResult(value)
+            return HostTable.ok
+        }
+
+        host.fail = { raw, message in
+            SolveRequest.from(raw)?.setFailure(HostTable.string(message) ?? "unspecified failure")
+            return Int32(SD_ERR_PLUGIN.rawValue)
+        }
+
+        host.log = { _, level, message in
+            guard let message = HostTable.string(message) else { return }
+            PluginLog.emit(level: Int(level), message)
+        }
+        return host
+    }
+}
+
+/// Where plugin log lines go; the daemon installs its logger.
+public enum PluginLog {
+    nonisolated(unsafe) public static var sink: (@Sendable (Int, String) -> Void)?
+
+    static func emit(level: Int, _ message: String) { sink?(level, message) }
+}

@@ -1,0 +1,107 @@
+import RPC
+
+/// A plugin's params schema (see sd_plugin.params_schema): each param's type, default,
+/// range and allowed values. The daemon checks requests against it, so plugins receive
+/// a complete, well-typed params object.
+public struct ParamsSchema: Sendable {
+    public struct Param: Sendable {
+        public enum Kind: String, Sendable { case integer, number, boolean, string }
+        public var kind: Kind
+        public var defaultValue: JSON
+        public var minimum: Double?
+        public var maximum: Double?
+        public var allowed: [JSON]?
+    }
+
+    public let params: [String: Param]
+    /// The schema as the plugin declared it, for plugins.list.
+    public let json: JSON
+
+    public struct Invalid: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public init(parsing text: String) throws {
+        let parsed: JSON
+        do { parsed = try JSON.parse(text) } catch { throw Invalid(description: "params_schema is not JSON: \(error)") }
+        guard let members = parsed.objectValue else { throw Invalid(description: "params_schema must be a JSON object") }
+        var params: [String: Param] = [:]
+        for (name, spec) in members {
+            guard let kindName = spec["type"]?.stringValue, let kind = Param.Kind(rawValue: kindName) else {
+                throw Invalid(description: "param '\(name)': type must be integer, number, boolean or string")
+            }
+            guard let defaultValue = spec["default"] else { throw Invalid(description: "param '\(name)' has no default") }
+            let param = Param(kind: kind, defaultValue: defaultValue, minimum: spec["minimum"]?.doubleValue,
+                              maximum: spec["maximum"]?.doubleValue, allowed: spec["enum"]?.arrayValue)
+            if case .failure(let problem) = ParamsSchema.check(defaultValue, against: param) {
+                throw Invalid(description: "param '\(name)': its default \(defaultValue.serialized()) is not \(problem.text)")
+            }
+            params[name] = param
+        }
+        self.params = params
+        json = parsed
+    }
+
+    /// The request's params with defaults filled in, or the first offending key.
+    public func complete(_ given: JSON?) -> Result<JSON, RPCError> {
+        var result: [String: JSON] = params.mapValues(\.defaultValue)
+        guard let given, given != .null else { return .success(.object(result)) }
+        guard let members = given.objectValue else {
+            return .failure(.invalidParams("params", expected: "an object"))
+        }
+        for (key, value) in members.sorted(by: { $0.key < $1.key }) {
+            guard let param = params[key] else {
+                let known = params.keys.sorted().joined(separator: ", ")
+                return .failure(.invalidParams("params.\(key)", expected: "one of the plugin's params (\(known.isEmpty ? "none" : known))"))
+            }
+            switch ParamsSchema.check(value, against: param) {
+            case .success(let normalized): result[key] = normalized
+            case .failure(let expected): return .failure(.invalidParams("params.\(key)", expected: expected.text))
+            }
+        }
+        return .success(.object(result))
+    }
+
+    /// The value, normalized (an integral number for an integer param), or what was expected.
+    struct Expected: Error {
+        let text: String
+    }
+
+    static func check(_ value: JSON, against param: Param) -> Result<JSON, Expected> {
+        var normalized = value
+        var described = "a \(param.kind.rawValue)"
+        switch param.kind {
+        case .integer:
+            guard let integer = value.intValue else { return .failure(Expected(text: described + rangeText(param))) }
+            normalized = .int(integer)
+        case .number:
+            guard value.doubleValue != nil else { return .failure(Expected(text: described + rangeText(param))) }
+        case .boolean:
+            guard value.boolValue != nil else { return .failure(Expected(text: described)) }
+        case .string:
+            guard value.stringValue != nil else { return .failure(Expected(text: described)) }
+        }
+        if let number = normalized.doubleValue {
+            if let minimum = param.minimum, number < minimum { return .failure(Expected(text: described + rangeText(param))) }
+            if let maximum = param.maximum, number > maximum { return .failure(Expected(text: described + rangeText(param))) }
+        }
+        if let allowed = param.allowed, !allowed.contains(normalized) {
+            described += " among " + allowed.map { $0.serialized() }.joined(separator: ", ")
+            return .failure(Expected(text: described))
+        }
+        return .success(normalized)
+    }
+
+    private static func rangeText(_ param: Param) -> String {
+        switch (param.minimum, param.maximum) {
+        case let (low?, high?): return " in [\(format(low)), \(format(high))]"
+        case let (low?, nil): return " >= \(format(low))"
+        case let (nil, high?): return " <= \(format(high))"
+        default: return ""
+        }
+    }
+
+    private static func format(_ value: Double) -> String {
+        value.rounded() == value && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+    }
+}

@@ -1,0 +1,277 @@
+import Foundation
+import PluginABI
+import RPC
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum PluginKind: String, Sendable {
+    case strategy, scorer
+}
+
+/// Why a plugin was refused; `reason` is the stable name clients see in error data.
+public struct PluginLoadError: Error, CustomStringConvertible, Sendable {
+    public enum Reason: String, Sendable {
+        case invalidName = "invalid_name", notFound = "not_found", dlopen, noEntrySymbol = "no_entry_symbol"
+        case abiVersion = "abi_version", structSize = "struct_size", nameMismatch = "name_mismatch"
+        case badKind = "bad_kind", badSchema = "bad_schema", missingFunction = "missing_function"
+        case initFailed = "init_failed"
+    }
+
+    public let name: String
+    public let reason: Reason
+    public let message: String
+    public var expected: String?
+    public var found: String?
+
+    public var description: String { "plugin '\(name)': \(message)" }
+
+    public var rpcError: RPCError {
+        var data: [String: JSON] = ["plugin": .string(name), "reason": .string(reason.rawValue)]
+        if let expected { data["expected"] = .string(expected) }
+        if let found { data["found"] = .string(found) }
+        return RPCError(RPCError.pluginLoadFailedCode, "Plugin load failed: \(description)", data: .object(data))
+    }
+}
+
+/// One loaded build of a plugin. Requests hold a reference while they run, so a build
+/// that has been replaced stays usable until its last request ends; then it is
+/// deinitialized and — for plugins that do not link the Swift runtime — unmapped.
+public final class PluginGeneration: @unchecked Sendable {
+    public let name: String
+    public let version: String
+    public let kind: PluginKind
+    public let description: String
+    public let schema: ParamsSchema
+    public let file: String
+    public let generation: Int
+    public let loadedAt: Date
+    /// The original file's modification time when this generation was copied from it.
+    let fileModified: Date?
+    let plugin: UnsafePointer<sd_plugin>
+    let state: UnsafeMutableRawPointer?
+    private let handle: UnsafeMutableRawPointer
+    /// Swift images must never be unmapped: the runtime keeps pointers into them.
+    private let unmappable: Bool
+    private let inFlightLock = NSLock()
+    private var inFlightCount = 0
+
+    init(name: String, version: String, kind: PluginKind, description: String, schema: ParamsSchema, file: String,
+         generation: Int, fileModified: Date?, plugin: UnsafePointer<sd_plugin>, state: UnsafeMutableRawPointer?,
+         handle: UnsafeMutableRawPointer, unmappable: Bool) {
+        self.name = name
+        self.version = version
+        self.kind = kind
+        self.description = description
+        self.schema = schema
+        self.file = file
+        self.generation = generation
+        self.loadedAt = Date()
+        self.fileModified = fileModified
+        self.plugin = plugin
+        self.state = state
+        self.handle = handle
+        self.unmappable = unmappable
+    }
+
+    deinit {
+        plugin.pointee.deinit?(state)
+        if unmappable { dlclose(handle) }
+    }
+
+    public var inFlight: Int { inFlightLock.withLock { inFlightCount } }
+
+    /// Runs `body` counted as one request in flight on this generation.
+    func using<T>(_ body: () throws -> T) rethrows -> T {
+        inFlightLock.withLock { inFlightCount += 1 }
+        defer { inFlightLock.withLock { inFlightCount -= 1 } }
+        return try body()
+    }
+
+    public var json: JSON {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return ["name": .string(name), "kind": .string(kind.rawValue), "version": .string(version),
+                "abi": JSON(Int(SD_PLUGIN_ABI_VERSION)), "file": .string(file), "generation": JSON(generation),
+                "loaded_at": .string(formatter.string(from: loadedAt)), "description": .string(description),
+                "params_schema": schema.json, "in_flight": JSON(inFlight)]
+    }
+}
+
+/// The plugins of one daemon: loaded only from the configured directory, by name.
+public final class PluginRegistry: @unchecked Sendable {
+    public let directory: URL
+    private let host: UnsafePointer<sd_host>
+    private let lock = NSLock()
+    private var current: [String: PluginGeneration] = [:]
+    private var generationCounter = 0
+    /// The modification time of the last build of each plugin that was refused.
+    private var refusedBuilds: [String: Date?] = [:]
+    /// Where private copies are made before dlopen, so that a rebuild of the original
+    /// file never changes code that is mapped, and every generation has its own path.
+    private let copies: URL
+
+    public init(directory: URL, host: UnsafePointer<sd_host>) throws {
+        self.directory = directory.standardizedFileURL
+        self.host = host
+        let template = FileManager.default.temporaryDirectory.appendingPathComponent("strategyd-plugins.XXXXXX").path
+        var buffer = Array(template.utf8CString)
+        guard mkdtemp(&buffer) != nil else { throw CocoaError(.fileWriteUnknown) }
+        copies = URL(fileURLWithPath: String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    }
+
+    deinit { try? FileManager.default.removeItem(at: copies) }
+
+    public static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 64 && name.utf8.allSatisfy {
+            ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || $0 == UInt8(ascii: "-")
+        }
+    }
+
+    public func file(for name: String) -> URL { directory.appendingPathComponent("lib\(name).so") }
+
+    public func get(_ name: String) -> PluginGeneration? { lock.withLock { current[name] } }
+
+    public var all: [PluginGeneration] { lock.withLock { current.values.sorted { $0.name < $1.name } } }
+
+    /// The plugin files present in the directory (lib<name>.so with a valid name).
+    public func available() -> [String] {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return files.compactMap { file in
+            guard file.hasPrefix("lib"), file.hasSuffix(".so") else { return nil }
+            let name = String(file.dropFirst(3).dropLast(3))
+            return PluginRegistry.isValidName(name) ? name : nil
+        }.sorted()
+    }
+
+    /// Loads (or reloads) `name` and makes it current. Requests already running keep the
+    /// generation they started with.
+    @discardableResult
+    public func load(_ name: String) throws -> PluginGeneration {
+        let loaded = try open(name)
+        lock.withLock { current[name] = loaded }
+        return loaded
+    }
+
+    /// Removes `name`; returns false if it was not loaded.
+    @discardableResult
+    public func unload(_ name: String) -> Bool {
+        lock.withLock { current.removeValue(forKey: name) } != nil
+    }
+
+    static func modificationDate(_ file: URL) -> Date? {
+        (try? FileManager.default.attributesOfItem(atPath: file.path))?[.modificationDate] as? Date
+    }
+
+    /// Reloads every loaded plugin whose file changed since it was loaded (SIGHUP, --watch).
+    /// A refused build keeps the old generation and is not tried again until the file
+    /// changes once more.
+    public func reloadChanged() -> (reloaded: [PluginGeneration], refused: [PluginLoadError]) {
+        var reloaded: [PluginGeneration] = []
+        var refused: [PluginLoadError] = []
+        for loaded in all {
+            let modified = PluginRegistry.modificationDate(file(for: loaded.name))
+            guard modified != loaded.fileModified, modified != lock.withLock({ refusedBuilds[loaded.name] }) else { continue }
+            do {
+                reloaded.append(try load(loaded.name))
+            } catch let error as PluginLoadError {
+                lock.withLock { refusedBuilds[loaded.name] = modified }
+                refused.append(error)
+            } catch {}
+        }
+        return (reloaded, refused)
+    }
+
+    /// Loads every plugin in the directory; returns the refusals (the daemon logs them).
+    public func loadAll() -> [PluginLoadError] {
+        available().compactMap { name in
+            do { try load(name); return nil } catch let error as PluginLoadError { return error } catch { return nil }
+        }
+    }
+
+    private func refuse(_ name: String, _ reason: PluginLoadError.Reason, _ message: String,
+                        expected: String? = nil, found: String? = nil) -> PluginLoadError {
+        PluginLoadError(name: name, reason: reason, message: message, expected: expected, found: found)
+    }
+
+    private func open(_ name: String) throws -> PluginGeneration {
+        guard PluginRegistry.isValidName(name) else {
+            throw refuse(name, .invalidName, "a plugin name matches [a-z0-9-]+", expected: "[a-z0-9-]+", found: name)
+        }
+        let original = file(for: name)
+        guard FileManager.default.fileExists(atPath: original.path) else {
+            throw refuse(name, .notFound, "no \(original.lastPathComponent) in the plugin directory \(directory.path)")
+        }
+        let generation = lock.withLock { () -> Int in generationCounter += 1; return generationCounter }
+        let modified = PluginRegistry.modificationDate(original)
+        let copy = copies.appendingPathComponent("lib\(name).\(generation).so")
+        do {
+            try? FileManager.default.removeItem(at: copy)
+            try FileManager.default.copyItem(at: original, to: copy)
+        } catch {
+            throw refuse(name, .dlopen, "could not copy \(original.path): \(error)")
+        }
+        // The mapping outlives the file: remove the copy once it is open.
+        defer { try? FileManager.default.removeItem(at: copy) }
+        guard let handle = dlopen(copy.path, RTLD_NOW | RTLD_LOCAL) else {
+            let reason = dlerror().map { String(cString: $0) } ?? "unknown"
+            throw refuse(name, .dlopen, "dlopen failed: \(reason) (run ldd on \(original.path) to see missing libraries)")
+        }
+        let linksSwift = dlsym(handle, "swift_retain") != nil
+        var keepHandle = false
+        defer { if !keepHandle && !linksSwift { dlclose(handle) } }
+
+        guard let symbol = dlsym(handle, SD_PLUGIN_ENTRY_SYMBOL) else {
+            throw refuse(name, .noEntrySymbol, "\(original.lastPathComponent) exports no \(SD_PLUGIN_ENTRY_SYMBOL)()",
+                         expected: SD_PLUGIN_ENTRY_SYMBOL, found: "nothing")
+        }
+        let entry = unsafeBitCast(symbol, to: sd_plugin_entry_fn.self)
+        guard let plugin = entry() else {
+            throw refuse(name, .noEntrySymbol, "\(SD_PLUGIN_ENTRY_SYMBOL)() returned NULL")
+        }
+        let abi = plugin.pointee.abi_version
+        guard abi == UInt32(SD_PLUGIN_ABI_VERSION) else {
+            throw refuse(name, .abiVersion, "built for plugin ABI \(abi), this daemon speaks ABI \(SD_PLUGIN_ABI_VERSION)",
+                         expected: String(SD_PLUGIN_ABI_VERSION), found: String(abi))
+        }
+        let size = plugin.pointee.size
+        guard size >= UInt32(MemoryLayout<sd_plugin>.size) else {
+            throw refuse(name, .structSize, "sd_plugin is \(size) bytes, ABI \(SD_PLUGIN_ABI_VERSION) needs \(MemoryLayout<sd_plugin>.size)",
+                         expected: String(MemoryLayout<sd_plugin>.size), found: String(size))
+        }
+        let declared = plugin.pointee.name.map { String(cString: $0) } ?? ""
+        guard declared == name else {
+            throw refuse(name, .nameMismatch, "the library calls itself '\(declared)' but its file is \(original.lastPathComponent)",
+                         expected: name, found: declared)
+        }
+        let kind: PluginKind
+        switch plugin.pointee.kind {
+        case Int32(SD_KIND_STRATEGY.rawValue):
+            guard plugin.pointee.solve != nil else { throw refuse(name, .missingFunction, "a strategy must implement solve()") }
+            kind = .strategy
+        case Int32(SD_KIND_SCORER.rawValue):
+            guard plugin.pointee.score != nil else { throw refuse(name, .missingFunction, "a scorer must implement score()") }
+            kind = .scorer
+        default:
+            throw refuse(name, .badKind, "unknown kind \(plugin.pointee.kind)", expected: "1 (strategy) or 2 (scorer)",
+                         found: String(plugin.pointee.kind))
+        }
+        let schema: ParamsSchema
+        do {
+            schema = try ParamsSchema(parsing: plugin.pointee.params_schema.map { String(cString: $0) } ?? "{}")
+        } catch {
+            throw refuse(name, .badSchema, "\(error)")
+        }
+        var state: UnsafeMutableRawPointer?
+        if let initialize = plugin.pointee.`init` {
+            let status = initialize(host, &state)
+            guard status == 0 else { throw refuse(name, .initFailed, "init() returned \(status)", found: String(status)) }
+        }
+        keepHandle = true
+        return PluginGeneration(
+            name: name, version: plugin.pointee.version.map { String(cString: $0) } ?? "0",
+            kind: kind, description: plugin.pointee.description.map { String(cString: $0) } ?? "",
+            schema: schema, file: original.path, generation: generation, fileModified: modified, plugin: plugin, state: state,
+            handle: handle, unmappable: !linksSwift)
+    }
+}

@@ -1,0 +1,195 @@
+import Foundation
+import PluginABI
+
+/// A sequence in the shared KV cache, owned by the request.
+public struct Sequence: Hashable, Sendable {
+    public let id: sd_seq
+}
+
+public enum TokenKind: Int32, Sendable {
+    case prompt = 0, generated = 1, thought = 2, scorer = 3
+}
+
+public enum Finish: Int32, Sendable {
+    case endOfGeneration = 0, stop = 1, maxTokens = 2, stopped = 3
+}
+
+public struct Sampling: Sendable {
+    public var temperature: Float
+    public var topK: Int32 = 0
+    public var topP: Float = 1
+    public var minP: Float = 0
+    /// Added to the request's seed; sequence i of one generate call adds i more.
+    public var seed: UInt32 = 0
+
+    public init(temperature: Float, topK: Int32 = 0, topP: Float = 1, minP: Float = 0, seed: UInt32 = 0) {
+        self.temperature = temperature
+        self.topK = topK
+        self.topP = topP
+        self.minP = minP
+        self.seed = seed
+    }
+
+    public static let greedy = Sampling(temperature: 0)
+
+    var raw: sd_sampling { sd_sampling(temperature: temperature, top_k: topK, top_p: topP, min_p: minP, seed: seed) }
+}
+
+public struct Generated: Sendable {
+    public var text: String
+    public var tokens: Int
+    public var finish: Finish
+    public var logprobSum: Double
+    public var logprobMin: Double
+}
+
+/// The request a plugin works on: the host table, with Swift types and errors.
+public struct Request: @unchecked Sendable {
+    let host: UnsafePointer<sd_host>
+    let raw: OpaquePointer?
+
+    public struct HostError: Error, CustomStringConvertible {
+        public let status: Int32
+        public let call: String
+        public var description: String { "\(call) failed with status \(status)" }
+        public var isStop: Bool { status == Int32(SD_ERR_STOPPED.rawValue) }
+    }
+
+    private func check(_ status: Int32, _ call: String) throws {
+        if status != Int32(SD_OK.rawValue) { throw HostError(status: status, call: call) }
+    }
+
+    /// Model facts (architecture, vocabulary_size, embedding_width, ...).
+    public var modelInfo: [String: Any] {
+        guard let text = host.pointee.model_info(raw) else { return [:] }
+        return (try? JSONSerialization.jsonObject(with: Data(String(cString: text).utf8))) as? [String: Any] ?? [:]
+    }
+
+    public func chat(system: String? = nil, user: String, assistantPrefix: String? = nil) throws -> Sequence {
+        var id: sd_seq = -1
+        try check(host.pointee.seq_from_chat(raw, system, user, assistantPrefix, &id), "seq_from_chat")
+        return Sequence(id: id)
+    }
+
+    public func text(_ text: String, kind: TokenKind = .prompt) throws -> Sequence {
+        var id: sd_seq = -1
+        try check(host.pointee.seq_from_text(raw, text, kind.rawValue, &id), "seq_from_text")
+        return Sequence(id: id)
+    }
+
+    public func fork(_ parent: Sequence, count: Int) throws -> [Sequence] {
+        guard count > 0 else { return [] }
+        var ids = [sd_seq](repeating: -1, count: count)
+        try check(host.pointee.seq_fork(raw, parent.id, Int32(count), &ids), "seq_fork")
+        return ids.map(Sequence.init)
+    }
+
+    public func append(_ sequence: Sequence, text: String, kind: TokenKind = .prompt) throws {
+        try check(host.pointee.seq_append_text(raw, sequence.id, text, kind.rawValue), "seq_append_text")
+    }
+
+    public func append(_ sequence: Sequence, tokens: [Int32], kind: TokenKind) throws {
+        try check(host.pointee.seq_append_tokens(raw, sequence.id, tokens, Int32(tokens.count), kind.rawValue),
+                  "seq_append_tokens")
+    }
+
+    public func free(_ sequence: Sequence) { host.pointee.seq_free(raw, sequence.id) }
+
+    /// Generates on all `sequences` together, one decode per step. When the request is
+    /// stopped (cancelled, out of budget) it returns what was generated so far, with
+    /// finish `.stopped`, rather than throwing.
+    public func generate(_ sequences: [Sequence], maxTokens: Int, minTokens: Int = 0, stop: [String] = [],
+                         sampling: Sampling = .greedy, kind: TokenKind = .generated,
+                         logprobs: Bool = false) throws -> [Generated] {
+        guard !sequences.isEmpty else { return [] }
+        var out = [sd_generation](repeating: sd_generation(), count: sequences.count)
+        let ids = sequences.map(\.id)
+        let cStops = stop.map { strdup($0) }
+        defer { cStops.forEach { Foundation.free($0) } }
+        let status = cStops.map { UnsafePointer($0) }.withUnsafeBufferPointer { stops in
+            var params = sd_generate_params(
+                max_tokens: Int32(maxTokens), min_tokens: Int32(minTokens), stop: stops.baseAddress,
+                n_stop: Int32(stops.count), sampling: sampling.raw, kind: kind.rawValue, logprobs: logprobs)
+            return host.pointee.generate(raw, ids, Int32(ids.count), &params, &out)
+        }
+        defer { host.pointee.generations_free(raw, &out, Int32(out.count)) }
+        if status != Int32(SD_OK.rawValue) && status != Int32(SD_ERR_STOPPED.rawValue) {
+            throw HostError(status: status, call: "generate")
+        }
+        return out.map { generation in
+            Generated(text: generation.text.map { String(cString: $0) } ?? "", tokens: Int(generation.n_tokens),
+                      finish: Finish(rawValue: generation.finish) ?? .stopped,
+                      logprobSum: generation.logprob_sum, logprobMin: generation.logprob_min)
+        }
+    }
+
+    public func logits(_ sequence: Sequence, vocabularySize: Int) throws -> [Float] {
+        var out = [Float](repeating: 0, count: vocabularySize)
+        try check(host.pointee.logits(raw, sequence.id, &out, Int32(vocabularySize)), "logits")
+        return out
+    }
+
+    public func hiddenState(_ sequence: Sequence, width: Int) throws -> [Float] {
+        var out = [Float](repeating: 0, count: width)
+        try check(host.pointee.hidden_state(raw, sequence.id, &out, Int32(width)), "hidden_state")
+        return out
+    }
+
+    public func sample(_ logits: [Float], sampling: Sampling) throws -> Int32 {
+        var token: Int32 = -1
+        var params = sampling.raw
+        try check(host.pointee.sample(raw, logits, Int32(logits.count), &params, &token), "sample")
+        return token
+    }
+
+    public func tokenize(_ text: String) throws -> [Int32] {
+        var capacity = text.utf8.count + 8
+        while true {
+            var out = [Int32](repeating: 0, count: capacity)
+            let count = host.pointee.tokenize(raw, text, &out, Int32(capacity))
+            if count >= 0 { return Array(out.prefix(Int(count))) }
+            guard count == Int32(SD_ERR_BUFFER_TOO_SMALL.rawValue) else { throw HostError(status: count, call: "tokenize") }
+            capacity *= 2
+        }
+    }
+
+    public func detokenize(_ tokens: [Int32]) throws -> String {
+        var capacity = tokens.count * 16 + 16
+        while true {
+            var out = [CChar](repeating: 0, count: capacity)
+            let count = host.pointee.detokenize(raw, tokens, Int32(tokens.count), &out, Int32(capacity))
+            if count >= 0 { return String(decoding: out.prefix(Int(count)).map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+            guard count == Int32(SD_ERR_BUFFER_TOO_SMALL.rawValue) else { throw HostError(status: count, call: "detokenize") }
+            capacity *= 2
+        }
+    }
+
+    public func isEndOfGeneration(_ token: Int32) -> Bool { host.pointee.is_end_of_generation(raw, token) }
+
+    /// The normalized final answer of a solution text, nil if it has none.
+    public func extractAnswer(_ text: String) -> String? {
+        var out = [CChar](repeating: 0, count: 128)
+        let count = host.pointee.extract_answer(raw, text, &out, Int32(out.count))
+        return count > 0 ? String(decoding: out.prefix(Int(count)).map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
+    }
+
+    /// Scores a (partial) solution with a scorer plugin; its tokens are charged as scorer tokens.
+    public func score(with scorer: String, params: [String: Any] = [:], problem: String, solution: String) throws -> Double {
+        var value = 0.0
+        try check(host.pointee.score(raw, scorer, jsonText(params), problem, solution, &value), "score(\(scorer))")
+        return value
+    }
+
+    public var shouldStop: Bool { host.pointee.should_stop(raw) }
+
+    /// Sends a progress event to a streaming client (a JSON-serializable object).
+    public func progress(_ event: [String: Any]) { host.pointee.progress(raw, jsonText(event)) }
+
+    public var usage: sd_usage {
+        var usage = sd_usage()
+        host.pointee.usage(raw, &usage)
+        return usage
+    }
+
+    public func log(_ message: String, level: Int32 = 1) { host.pointee.log(raw, level, message) }
+}

@@ -1,0 +1,127 @@
+import Engine
+import Foundation
+import PluginHost
+import RPC
+
+/// Everything the daemon was told at start, with each limit's default and maximum.
+struct Configuration: Sendable {
+    static let version = "0.1.0"
+    /// Mirrors "default" in catalog/models.json (a test keeps the two equal).
+    static let defaultModelName = "qwen2.5-coder-1.5b-instruct-q4_k_m"
+
+    /// A limit's bounds: what applies when nothing is said, and what may never be exceeded.
+    struct Bounds<Value: Comparable & Sendable>: Sendable {
+        let defaultValue: Value
+        let range: ClosedRange<Value>
+    }
+
+    static let requestBytes = Bounds(defaultValue: 1 << 20, range: 1024...(64 << 20))
+    static let concurrentSolves = Bounds(defaultValue: 4, range: 1...64)
+    static let solveTokens = Bounds(defaultValue: 65_536, range: 1...1_048_576)
+    static let timeout = Bounds(defaultValue: 600.0, range: 1.0...86_400.0)
+    static let width = Bounds(defaultValue: 64, range: 1...256)
+    static let callTokens = Bounds(defaultValue: 4096, range: 1...32_768)
+    static let contextSize = Bounds(defaultValue: 32_768, range: 256...1_048_576)
+    static let grace = Bounds(defaultValue: 30.0, range: 0.0...3600.0)
+
+    var modelPath: String
+    var modelName: String
+    var socketPath: String
+    var socketMode: mode_t
+    var inheritedSocket: Int32?
+    var pluginDirectory: URL
+    var watchPlugins: Bool
+    var threads: Int
+    var contextSize: Int
+    var hiddenStates: Bool
+    var maxRequestBytes: Int
+    var maxConcurrentSolves: Int
+    var maxTokens: Int
+    var maxTimeoutSeconds: Double
+    var maxWidth: Int
+    var maxTokensPerCall: Int
+    var graceSeconds: Double
+
+    var requestLimits: RequestLimits {
+        var limits = RequestLimits()
+        limits.maxSequences = maxWidth
+        limits.maxTokensPerCall = maxTokensPerCall
+        return limits
+    }
+
+    var engineOptions: EngineOptions {
+        var options = EngineOptions()
+        options.contextSize = contextSize
+        // Every concurrent solve may hold maxWidth sequences, within llama.cpp's 256.
+        options.maxSequences = min(256, maxWidth * maxConcurrentSolves)
+        options.threads = threads
+        options.hiddenStates = hiddenStates
+        return options
+    }
+
+    var limitsJSON: JSON {
+        ["max_request_bytes": JSON(maxRequestBytes), "max_concurrent_solves": JSON(maxConcurrentSolves),
+         "max_tokens": JSON(maxTokens), "max_timeout_s": JSON(maxTimeoutSeconds), "max_width": JSON(maxWidth),
+         "max_tokens_per_call": JSON(maxTokensPerCall), "context_size": JSON(contextSize)]
+    }
+
+    /// Where catalog models are fetched to (scripts/setup, scripts/fetch.py).
+    static var modelCache: URL {
+        let environment = ProcessInfo.processInfo.environment
+        if let cache = environment["STRATEGYD_CACHE"] { return URL(fileURLWithPath: cache).appendingPathComponent("models") }
+        let home = environment["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
+        return home.appendingPathComponent("strategyd/models")
+    }
+
+    /// A catalog name or a path: a value with a "/" or ending in .gguf is a path.
+    static func resolveModel(_ value: String?) -> (path: String, name: String) {
+        let value = value ?? defaultModelName
+        if value.contains("/") || value.hasSuffix(".gguf") {
+            return (value, URL(fileURLWithPath: value).deletingPathExtension().lastPathComponent)
+        }
+        return (modelCache.appendingPathComponent("\(value).gguf").path, value)
+    }
+}
+
+/// models.info: the model's facts, and its file's sha256 once computed in the background.
+final class ModelInfo: @unchecked Sendable {
+    private let base: [String: JSON]
+    private let lock = NSLock()
+    private var sha256: String?
+
+    init(name: String, facts: ModelFacts, engine: EngineOptions) {
+        base = ["name": .string(name), "path": .string(facts.path), "architecture": .string(facts.architecture),
+                "description": .string(facts.description), "parameters": JSON(Int(facts.parameters)),
+                "non_embedding_parameters": JSON(Int(facts.nonEmbeddingParameters)), "layers": JSON(facts.layers),
+                "embedding_width": JSON(facts.embeddingWidth), "heads": JSON(facts.heads), "heads_kv": JSON(facts.headsKV),
+                "attention_width": JSON(facts.attentionWidth), "trained_context": JSON(facts.trainedContext),
+                "vocabulary_size": JSON(facts.vocabularySize), "file_bytes": JSON(Int(facts.fileBytes)),
+                "tied_embeddings": .bool(facts.tiedEmbeddings), "chat_template": JSON(facts.chatTemplate),
+                "context_size": JSON(engine.contextSize), "max_sequences": JSON(engine.maxSequences),
+                "hidden_states": .bool(engine.hiddenStates), "threads": JSON(engine.threads),
+                "flops_formula": "2*non_embedding_parameters + 2*layers*(position+1)*attention_width per evaluated token"]
+    }
+
+    var json: JSON {
+        var object = base
+        object["sha256"] = JSON(lock.withLock { sha256 })
+        return .object(object)
+    }
+
+    /// Hashes the model file off the start-up path (a 1 GB file takes seconds).
+    func computeHash(path: String) {
+        Thread.detachNewThread { [self] in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+            process.arguments = [path]
+            let output = Pipe()
+            process.standardOutput = output
+            guard (try? process.run()) != nil else { return }
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            let digest = String(decoding: data, as: UTF8.self).split(separator: " ").first.map(String.init)
+            if process.terminationStatus == 0, let digest, digest.count == 64 { lock.withLock { sha256 = digest } }
+        }
+    }
+}

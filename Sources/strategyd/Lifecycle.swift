@@ -1,0 +1,111 @@
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A long-running part of the daemon, after swift-service-lifecycle's Service: `run()`
+/// blocks until `shutdown(grace:)` asks it to finish.
+protocol Service: AnyObject, Sendable {
+    var name: String { get }
+    func run()
+    /// Begin a graceful stop; `run()` returns once it is done.
+    func shutdown(graceSeconds: Double)
+}
+
+/// Runs services on their own threads and owns the process's signals: SIGTERM and SIGINT
+/// shut every service down gracefully (in reverse start order), SIGHUP calls `onReload`.
+final class ServiceGroup: @unchecked Sendable {
+    private let services: [Service]
+    private let logger: Logger
+    private let graceSeconds: Double
+    private let onReload: @Sendable () -> Void
+    private var sources: [DispatchSourceSignal] = []
+    private let done = DispatchGroup()
+    private let shutdownOnce = NSLock()
+    private var shuttingDown = false
+
+    init(services: [Service], graceSeconds: Double, logger: Logger, onReload: @escaping @Sendable () -> Void) {
+        self.services = services
+        self.graceSeconds = graceSeconds
+        self.logger = logger
+        self.onReload = onReload
+    }
+
+    /// Blocks until every service's run() has returned.
+    func run() {
+        installSignals()
+        for service in services {
+            done.enter()
+            let thread = Thread { [done] in
+                service.run()
+                done.leave()
+            }
+            thread.name = "strategyd-\(service.name)"
+            thread.start()
+        }
+        done.wait()
+    }
+
+    func shutdown(reason: String) {
+        let first = shutdownOnce.withLock { () -> Bool in
+            defer { shuttingDown = true }
+            return !shuttingDown
+        }
+        guard first else { return }
+        logger.info("shutting down", metadata: ["reason": "\(reason)", "grace_s": "\(graceSeconds)"])
+        SystemdNotifier.notify("STOPPING=1\nSTATUS=stopping (\(reason))")
+        for service in services.reversed() { service.shutdown(graceSeconds: graceSeconds) }
+    }
+
+    private func installSignals() {
+        let queue = DispatchQueue(label: "strategyd.signals")
+        for (signalNumber, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT"), (SIGHUP, "SIGHUP")] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
+            source.setEventHandler { [self] in
+                if signalNumber == SIGHUP { onReload() } else { shutdown(reason: name) }
+            }
+            source.resume()
+            sources.append(source)
+        }
+        signal(SIGPIPE, SIG_IGN)
+    }
+}
+
+/// systemd's notify protocol (sd_notify(3)): one datagram to $NOTIFY_SOCKET. A no-op
+/// when not run by systemd.
+enum SystemdNotifier {
+    static func notify(_ state: String) {
+        guard let path = ProcessInfo.processInfo.environment["NOTIFY_SOCKET"], !path.isEmpty else { return }
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        var bytes = Array(path.utf8)
+        if bytes.first == UInt8(ascii: "@") { bytes[0] = 0 }  // abstract namespace
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count)
+        let message = Array(state.utf8)
+        _ = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sockaddrPointer in
+                message.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), sockaddrPointer, length) }
+            }
+        }
+    }
+
+    /// The listening socket systemd passed (LISTEN_FDS, sd_listen_fds(3)), if any.
+    static func inheritedSocket() -> Int32? {
+        let environment = ProcessInfo.processInfo.environment
+        guard let pid = environment["LISTEN_PID"].flatMap(Int32.init), pid == getpid(),
+              let count = environment["LISTEN_FDS"].flatMap(Int.init), count >= 1 else { return nil }
+        unsetenv("LISTEN_PID")
+        unsetenv("LISTEN_FDS")
+        unsetenv("LISTEN_FDNAMES")
+        let fd: Int32 = 3  // SD_LISTEN_FDS_START
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        return fd
+    }
+}

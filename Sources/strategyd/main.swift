@@ -1,0 +1,225 @@
+import ArgumentParser
+import Engine
+import Foundation
+import Logging
+import PluginHost
+import RPC
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct StrategyDaemon: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "strategyd",
+        abstract: "Keeps one GGUF model resident and solves problems with strategy plugins over JSON-RPC.",
+        discussion: "API: docs/api.md. Plugin ABI: Sources/PluginABI/include/strategyd_plugin.h.",
+        version: Configuration.version)
+
+    @Option(help: "A catalog model name (fetched by scripts/setup) or a path to a GGUF file. Default: \(Configuration.defaultModelName).")
+    var model: String?
+
+    @Option(help: "Socket path. Default: $STRATEGYD_SOCKET, else $XDG_RUNTIME_DIR/strategyd/strategyd.sock, else /run/strategyd/strategyd.sock.")
+    var socket: String?
+
+    @Option(help: "Mode of the socket file, octal.")
+    var socketMode: String = "0660"
+
+    @Option(help: "Folder of plugin libraries (lib<name>.so). Default: $STRATEGYD_PLUGIN_DIR, else the folder of this executable.")
+    var pluginDir: String?
+
+    @Flag(help: "Reload a plugin when its file changes.")
+    var watch = false
+
+    @Option(help: "CPU threads for decoding (1-256). Default: every core.")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "KV cache cells shared by all sequences (\(Configuration.contextSize.range)).")
+    var contextSize: Int = Configuration.contextSize.defaultValue
+
+    @Flag(help: "Keep last hidden states (Quiet-STaR's learned mixing head needs them).")
+    var hiddenStates = false
+
+    @Option(help: "Longest request line in bytes (\(Configuration.requestBytes.range)).")
+    var maxRequestBytes: Int = Configuration.requestBytes.defaultValue
+
+    @Option(help: "Solves running at once (\(Configuration.concurrentSolves.range)).")
+    var maxConcurrentSolves: Int = Configuration.concurrentSolves.defaultValue
+
+    @Option(help: "Evaluated tokens per solve: the default and the cap of budget.max_tokens (\(Configuration.solveTokens.range)).")
+    var maxTokens: Int = Configuration.solveTokens.defaultValue
+
+    @Option(help: "Seconds per solve: the default and the cap of budget.timeout_s (\(Configuration.timeout.range)).")
+    var maxTimeout: Double = Configuration.timeout.defaultValue
+
+    @Option(help: "Live sequences per solve (\(Configuration.width.range)).")
+    var maxWidth: Int = Configuration.width.defaultValue
+
+    @Option(help: "Tokens per sequence in one generate call (\(Configuration.callTokens.range)).")
+    var maxTokensPerCall: Int = Configuration.callTokens.defaultValue
+
+    @Option(help: "Seconds solves may finish in after SIGTERM before they are cancelled (\(Configuration.grace.range)).")
+    var shutdownGrace: Double = Configuration.grace.defaultValue
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        func check<T: Comparable>(_ value: T, _ bounds: Configuration.Bounds<T>, _ flag: String) throws {
+            guard bounds.range.contains(value) else {
+                throw ValidationError("--\(flag) must be in \(bounds.range), got \(value)")
+            }
+        }
+        try check(contextSize, Configuration.contextSize, "context-size")
+        try check(maxRequestBytes, Configuration.requestBytes, "max-request-bytes")
+        try check(maxConcurrentSolves, Configuration.concurrentSolves, "max-concurrent-solves")
+        try check(maxTokens, Configuration.solveTokens, "max-tokens")
+        try check(maxTimeout, Configuration.timeout, "max-timeout")
+        try check(maxWidth, Configuration.width, "max-width")
+        try check(maxTokensPerCall, Configuration.callTokens, "max-tokens-per-call")
+        try check(shutdownGrace, Configuration.grace, "shutdown-grace")
+        guard (1...256).contains(threads) else { throw ValidationError("--threads must be in 1...256, got \(threads)") }
+        guard let mode = mode_t(socketMode, radix: 8), mode & ~0o777 == 0, mode & 0o002 == 0 else {
+            throw ValidationError("--socket-mode must be octal permission bits that are not world-writable, got \(socketMode)")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level \(logLevel)") }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "strategyd")
+        let environment = ProcessInfo.processInfo.environment
+        let (modelPath, modelName) = Configuration.resolveModel(model)
+        let executableFolder = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        let configuration = Configuration(
+            modelPath: modelPath, modelName: modelName,
+            socketPath: SocketPath.resolve(socket), socketMode: mode_t(socketMode, radix: 8)!,
+            inheritedSocket: SystemdNotifier.inheritedSocket(),
+            pluginDirectory: pluginDir.map { URL(fileURLWithPath: $0) }
+                ?? environment["STRATEGYD_PLUGIN_DIR"].map { URL(fileURLWithPath: $0) } ?? executableFolder,
+            watchPlugins: watch, threads: threads, contextSize: contextSize, hiddenStates: hiddenStates,
+            maxRequestBytes: maxRequestBytes, maxConcurrentSolves: maxConcurrentSolves, maxTokens: maxTokens,
+            maxTimeoutSeconds: maxTimeout, maxWidth: maxWidth, maxTokensPerCall: maxTokensPerCall,
+            graceSeconds: shutdownGrace)
+
+        SystemdNotifier.notify("STATUS=loading \(modelPath)")
+        logger.info("loading model", metadata: ["path": "\(modelPath)", "threads": "\(threads)"])
+        let loadStarted = Date()
+        let model: Model
+        let engine: Engine
+        do {
+            model = try Model(path: modelPath)
+            engine = try Engine(model: model, options: configuration.engineOptions)
+        } catch {
+            if case EngineError.fileNotFound = error, !modelPath.contains("/") || modelPath.hasPrefix(Configuration.modelCache.path) {
+                logger.critical("\(error); fetch catalog models with scripts/setup --models \(modelName)")
+            } else {
+                logger.critical("\(error)")
+            }
+            throw ExitCode(3)
+        }
+        let modelInfo = ModelInfo(name: modelName, facts: model.facts, engine: configuration.engineOptions)
+        modelInfo.computeHash(path: modelPath)
+        HostTable.modelInfo = strdup(modelInfo.json.serialized())
+        logger.info("model resident", metadata: [
+            "architecture": "\(model.facts.architecture)", "parameters": "\(model.facts.parameters)",
+            "seconds": "\(String(format: "%.1f", Date().timeIntervalSince(loadStarted)))"])
+
+        let registry = try PluginRegistry(directory: configuration.pluginDirectory, host: HostTable.pointer)
+        for refusal in registry.loadAll() { logger.warning("plugin refused", metadata: ["error": "\(refusal)"]) }
+        logger.info("plugins", metadata: ["directory": "\(configuration.pluginDirectory.path)",
+                                          "loaded": "\(registry.all.map { "\($0.name) \($0.version)" }.joined(separator: ", "))"])
+        PluginLog.sink = { level, message in
+            let levels: [Logger.Level] = [.debug, .info, .warning, .error]
+            logger.log(level: levels[max(0, min(level, 3))], "plugin: \(message)")
+        }
+
+        let methods = Methods(engine: engine, registry: registry, configuration: configuration, modelInfo: modelInfo, logger: logger)
+        let rpc = try RPCService(configuration: configuration, methods: methods, logger: logger)
+        var services: [Service] = [rpc]
+        if watch { services.append(PluginWatcher(registry: registry, logger: logger)) }
+        let group = ServiceGroup(services: services, graceSeconds: shutdownGrace, logger: logger) {
+            let (reloaded, refused) = registry.reloadChanged()
+            logger.info("SIGHUP: reloaded changed plugins", metadata: [
+                "reloaded": "\(reloaded.map { "\($0.name)#\($0.generation)" })", "refused": "\(refused.map(\.description))"])
+        }
+        logger.info("listening", metadata: ["socket": "\(configuration.socketPath)",
+                                            "activated": "\(configuration.inheritedSocket != nil)"])
+        SystemdNotifier.notify("READY=1\nSTATUS=serving \(modelName) on \(configuration.socketPath)")
+        group.run()
+        logger.info("stopped")
+    }
+}
+
+/// The JSON-RPC listener as a service: on shutdown it stops accepting, lets solves
+/// finish (or cancels them after the grace period), then closes the connections.
+final class RPCService: Service, @unchecked Sendable {
+    let name = "rpc"
+    private let server: UnixSocketServer
+    private let methods: Methods
+    private let logger: Logger
+    private let stopped = DispatchSemaphore(value: 0)
+
+    init(configuration: Configuration, methods: Methods, logger: Logger) throws {
+        var options = ServerOptions()
+        options.maxRequestBytes = configuration.maxRequestBytes
+        options.socketMode = configuration.socketMode
+        if configuration.inheritedSocket == nil {
+            // The socket's folder is the daemon user's alone: 0750.
+            let folder = URL(fileURLWithPath: configuration.socketPath).deletingLastPathComponent().path
+            if !FileManager.default.fileExists(atPath: folder) {
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o750])
+            }
+        }
+        server = try UnixSocketServer(path: configuration.socketPath, inheritedDescriptor: configuration.inheritedSocket,
+                                      options: options, handler: methods)
+        self.methods = methods
+        self.logger = logger
+    }
+
+    func run() {
+        server.run()
+        stopped.wait()
+    }
+
+    func shutdown(graceSeconds: Double) {
+        server.stopAccepting()
+        methods.drain(graceSeconds: graceSeconds)
+        server.closeConnections()
+        stopped.signal()
+    }
+}
+
+/// --watch: reloads a plugin when its library file changes (checked every second).
+final class PluginWatcher: Service, @unchecked Sendable {
+    let name = "plugin-watcher"
+    private let registry: PluginRegistry
+    private let logger: Logger
+    private let stop = DispatchSemaphore(value: 0)
+
+    init(registry: PluginRegistry, logger: Logger) {
+        self.registry = registry
+        self.logger = logger
+    }
+
+    func run() {
+        while stop.wait(timeout: .now() + 1) == .timedOut {
+            let (reloaded, refused) = registry.reloadChanged()
+            for plugin in reloaded {
+                logger.info("plugin file changed: reloaded", metadata: ["plugin": "\(plugin.name)", "generation": "\(plugin.generation)"])
+            }
+            for refusal in refused {
+                logger.warning("plugin file changed: new build refused, old one kept", metadata: ["error": "\(refusal)"])
+            }
+        }
+    }
+
+    func shutdown(graceSeconds: Double) { stop.signal() }
+}
+
+StrategyDaemon.main()

@@ -1,0 +1,118 @@
+"""Starts a real strategyd on the test model for the whole session (and more on demand)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List
+
+import pytest
+
+from strategyd_client import Client, StrategydError
+
+REPO = Path(__file__).resolve().parents[3]
+CACHE = Path(os.environ.get("STRATEGYD_CACHE")
+             or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "strategyd")
+MODEL = CACHE / "models" / "smollm2-135m-instruct-q4_1.gguf"
+STARTUP_TIMEOUT = 60.0
+
+# Quick and long greedy solves; the long one keeps generating for many seconds on the test model.
+SHORT_PROBLEM = "What is 2 + 3?"
+SHORT_PARAMS: Dict[str, int] = {"max_tokens": 24}
+LONG_PROBLEM = "Count from 1 to 5000, writing every number in words, one per line."
+LONG_PARAMS: Dict[str, int] = {"max_tokens": 3000, "progress_every": 8}
+
+
+class Daemon:
+    def __init__(self, process: "subprocess.Popen[bytes]", socket_path: str, log_path: Path) -> None:
+        self.process = process
+        self.socket_path = socket_path
+        self.log_path = log_path
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_daemon(folder: Path) -> Daemon:
+    binary = Path(os.environ.get("STRATEGYD_BIN") or REPO / ".build" / "debug" / "strategyd")
+    if not binary.is_file():
+        pytest.fail(f"strategyd binary not found at {binary}: run scripts/setup --debug "
+                    "(or `swift build`), or set STRATEGYD_BIN", pytrace=False)
+    if not MODEL.is_file():
+        pytest.fail(f"test model not found at {MODEL}: run scripts/setup", pytrace=False)
+    socket_path = str(folder / "s.sock")
+    log_path = folder / "strategyd.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([str(binary), "--model", str(MODEL), "--socket", socket_path,
+                                    "--context-size", "4096"],
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    daemon = Daemon(process, socket_path, log_path)
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    with Client(socket_path, connect_timeout=2) as client:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"strategyd exited with {process.returncode} while starting:\n{daemon.log_tail()}",
+                            pytrace=False)
+            try:
+                if client.ping(timeout=2) == "pong":
+                    return daemon
+            except StrategydError:
+                pass
+            if time.monotonic() > deadline:
+                daemon.stop()
+                pytest.fail(f"strategyd did not answer ping within {STARTUP_TIMEOUT:.0f} s:\n{daemon.log_tail()}",
+                            pytrace=False)
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    started = start_daemon(tmp_path_factory.mktemp("daemon"))
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def spare_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], Daemon]]:
+    """Starts extra daemons a test may kill; stops whatever is left at the end of the test."""
+    started: List[Daemon] = []
+
+    def start() -> Daemon:
+        started.append(start_daemon(tmp_path_factory.mktemp("spare")))
+        return started[-1]
+
+    yield start
+    for spare in started:
+        spare.stop()
+
+
+@pytest.fixture(autouse=True)
+def leaves_daemon_idle(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that used the shared daemon, waits until no solve of it runs, so a
+    cancelled solve still winding down cannot make the next test Busy."""
+    yield
+    if "daemon" not in request.fixturenames:
+        return
+    daemon: Daemon = request.getfixturevalue("daemon")
+    deadline = time.monotonic() + 30
+    with Client(daemon.socket_path) as client:
+        while client.status().solves_in_flight > 0:
+            assert time.monotonic() < deadline, "solves still run 30 s after the test ended"
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def client(daemon: Daemon) -> Iterator[Client]:
+    with Client(daemon.socket_path) as connected:
+        yield connected

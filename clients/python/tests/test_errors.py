@@ -1,0 +1,179 @@
+"""Each documented error the daemon can be driven to, as its exception class."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from typing import Any, Callable, Dict, List
+
+import pytest
+from conftest import LONG_PARAMS, LONG_PROBLEM, SHORT_PARAMS, SHORT_PROBLEM, Daemon
+
+from strategyd_client import (AsyncClient, Busy, Client, ConnectionLost, EngineError, InvalidParams,
+                              InvalidRequest, MethodNotFound, ParseError, PluginLoadFailed, Progress,
+                              RPCError, ShuttingDown, UnknownPlugin, error_from_json)
+
+
+def raw_exchange(socket_path: str, payload: bytes) -> Dict[str, Any]:
+    """Sends bytes the client would never send; returns the one response line."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+        raw.settimeout(10)
+        raw.connect(socket_path)
+        raw.sendall(payload)
+        with raw.makefile("rb") as lines:
+            response: Dict[str, Any] = json.loads(lines.readline())
+    return response
+
+
+def test_method_not_found(client: Client) -> None:
+    with pytest.raises(MethodNotFound) as caught:
+        client.call("no.such.method")
+    assert caught.value.code == -32601 and caught.value.data["method"] == "no.such.method"
+
+
+@pytest.mark.parametrize("params, offending", [
+    ({"problem": ""}, "problem"),
+    ({"problem": SHORT_PROBLEM, "seed": -1}, "seed"),
+    ({"problem": SHORT_PROBLEM, "budget": {"max_tokens": "many"}}, "max_tokens"),
+    ({"problem": SHORT_PROBLEM, "params": {"max_tokens": 0}}, "max_tokens"),
+    ({"problem": SHORT_PROBLEM, "params": {"no_such_param": 1}}, "no_such_param"),
+    ({}, "problem"),
+])
+def test_invalid_params(client: Client, params: Dict[str, Any], offending: str) -> None:
+    with pytest.raises(InvalidParams) as caught:
+        client.call("solve", params, timeout=30)
+    assert caught.value.code == -32602
+    assert offending in caught.value.data["param"], caught.value.data
+    assert caught.value.data["expected"]
+
+
+def test_problem_over_64_kib_is_invalid(client: Client) -> None:
+    with pytest.raises(InvalidParams):
+        client.solve("x" * (64 * 1024 + 1), params=SHORT_PARAMS, timeout=30)
+
+
+def test_unknown_strategy(client: Client) -> None:
+    with pytest.raises(UnknownPlugin) as caught:
+        client.solve(SHORT_PROBLEM, strategy="no-such-strategy", timeout=30)
+    assert caught.value.data["plugin"] == "no-such-strategy"
+    assert "greedy" in caught.value.data["available"]
+
+
+def test_load_of_a_missing_plugin(client: Client) -> None:
+    with pytest.raises(PluginLoadFailed) as caught:
+        client.load("no-such-plugin")
+    assert caught.value.data["reason"] == "not_found"
+
+
+def test_plugin_name_must_not_be_a_path(client: Client) -> None:
+    with pytest.raises(InvalidParams):
+        client.load("../greedy")
+
+
+def test_unload_of_an_unknown_plugin(client: Client) -> None:
+    with pytest.raises(UnknownPlugin):
+        client.unload("no-such-plugin")
+
+
+def test_context_overflow_is_an_engine_error(client: Client) -> None:
+    # ~12k tokens, within the 64 KiB problem limit but three times the 4096-token context.
+    with pytest.raises(EngineError) as caught:
+        client.solve("one two three " * 4000, params=SHORT_PARAMS, timeout=120)
+    assert caught.value.data["reason"]
+
+
+def test_parse_error(daemon: Daemon) -> None:
+    response = raw_exchange(daemon.socket_path, b"{not json\n")
+    assert response["id"] is None
+    assert isinstance(error_from_json(response["error"]), ParseError)
+
+
+def test_invalid_request(daemon: Daemon) -> None:
+    response = raw_exchange(daemon.socket_path, b'{"jsonrpc": "1.0", "id": 7, "method": "ping"}\n')
+    assert response["id"] == 7
+    assert isinstance(error_from_json(response["error"]), InvalidRequest)
+
+
+def test_unknown_codes_stay_rpc_errors() -> None:
+    error = error_from_json({"code": -31999, "message": "new", "data": {"x": 1}})
+    assert type(error) is RPCError and error.code == -31999 and error.data == {"x": 1}
+
+
+def test_busy(daemon: Daemon) -> None:
+    limit = Client(daemon.socket_path).status().limits.get("max_concurrent_solves", 4)
+
+    async def scenario() -> None:
+        async with AsyncClient(daemon.socket_path) as client:
+            streams = [client.solve_stream(LONG_PROBLEM, params=LONG_PARAMS, timeout=120) for _ in range(limit)]
+            for stream in streams:
+                await stream.start()
+                assert isinstance(await stream.__anext__(), Progress)  # running, not queued
+            with pytest.raises(Busy):
+                await client.solve(SHORT_PROBLEM, params=SHORT_PARAMS, timeout=30)
+            for stream in streams:
+                await stream.aclose()
+
+    asyncio.run(scenario())
+
+
+def raised_when_killed(daemon: Daemon, request: Callable[[], None]) -> BaseException:
+    """Runs a request that waits on a long solve, kills the daemon -9 meanwhile, and
+    returns what the request raised."""
+    raised: List[BaseException] = []
+
+    def run() -> None:
+        try:
+            request()
+        except BaseException as error:  # handed to the test thread
+            raised.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    with Client(daemon.socket_path) as observer:
+        deadline = time.monotonic() + 30
+        while observer.status().solves_in_flight == 0:
+            assert time.monotonic() < deadline and thread.is_alive(), raised
+            time.sleep(0.1)
+    os.kill(daemon.process.pid, signal.SIGKILL)
+    thread.join(timeout=20)
+    assert not thread.is_alive(), "the request still waits after the daemon died"
+    assert raised, "the request returned although the daemon was killed"
+    return raised[0]
+
+
+def test_daemon_killed_mid_stream_is_connection_lost(spare_daemon: Callable[[], Daemon]) -> None:
+    daemon = spare_daemon()
+    client = Client(daemon.socket_path)
+
+    def stream() -> None:
+        for _ in client.solve_stream(LONG_PROBLEM, params=LONG_PARAMS, timeout=120):
+            pass
+
+    assert isinstance(raised_when_killed(daemon, stream), ConnectionLost)
+
+
+def test_daemon_killed_mid_async_solves_is_connection_lost(spare_daemon: Callable[[], Daemon]) -> None:
+    daemon = spare_daemon()
+
+    async def solves() -> None:
+        async with AsyncClient(daemon.socket_path) as client:
+            await asyncio.gather(client.solve(LONG_PROBLEM, params=LONG_PARAMS, timeout=120),
+                                 client.solve(LONG_PROBLEM, params=LONG_PARAMS, timeout=120))
+
+    assert isinstance(raised_when_killed(daemon, lambda: asyncio.run(solves())), ConnectionLost)
+
+
+def test_shutting_down(spare_daemon: Callable[[], Daemon]) -> None:
+    daemon = spare_daemon()
+    with Client(daemon.socket_path) as client:
+        stream = client.solve_stream(LONG_PROBLEM, params=LONG_PARAMS, timeout=120)
+        next(stream)
+        daemon.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        with pytest.raises(ShuttingDown):
+            client.solve(SHORT_PROBLEM, params=SHORT_PARAMS, timeout=30)
+        stream.close()
