@@ -51,10 +51,11 @@ var targets: [Target] = [
         "RPC", .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
     .target(name: "Answers"),
-    .target(name: "TestSupport", path: "Sources/TestSupport"),
+    .target(name: "TestSupport", dependencies: ["RPC"], path: "Sources/TestSupport"),
     .executableTarget(name: "BenchEngine", dependencies: ["Engine"], linkerSettings: llamaRpath),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "TestSupport"], linkerSettings: llamaRpath),
     .testTarget(name: "AnswersTests", dependencies: ["Answers"]),
+    .testTarget(name: "DaemonTests", dependencies: ["RPC", "TestSupport"], exclude: ["Fixtures"]),
 ]
 for plugin in plugins {
     products.append(.library(name: plugin.name, type: .dynamic, targets: [plugin.name]))

@@ -36,11 +36,12 @@ public enum HostTable {
 
     static func tokenKind(_ raw: Int32) -> TokenKind? { TokenKind(rawValue: Int(raw)) }
 
+    /// A zeroed sd_sampling is greedy: top_p 0 means off, like 1.
     static func sampling(_ raw: sd_sampling, seed: UInt32) -> SamplingParams? {
-        guard raw.temperature >= 0, raw.temperature <= 5, raw.top_k >= 0, raw.top_p > 0, raw.top_p <= 1,
+        guard raw.temperature >= 0, raw.temperature <= 5, raw.top_k >= 0, raw.top_p >= 0, raw.top_p <= 1,
               raw.min_p >= 0, raw.min_p < 1 else { return nil }
-        return SamplingParams(temperature: raw.temperature, topK: Int(raw.top_k), topP: raw.top_p, minP: raw.min_p,
-                              seed: seed &+ raw.seed)
+        return SamplingParams(temperature: raw.temperature, topK: Int(raw.top_k), topP: raw.top_p == 0 ? 1 : raw.top_p,
+                              minP: raw.min_p, seed: seed &+ raw.seed)
     }
 
     /// Creates a sequence for the request, within its sequence limit.

@@ -36,7 +36,7 @@ public struct PluginLoadError: Error, CustomStringConvertible, Sendable {
 
 /// One loaded build of a plugin. Requests hold a reference while they run, so a build
 /// that has been replaced stays usable until its last request ends; then it is
-/// deinitialized and — for plugins that do not link the Swift runtime — unmapped.
+/// deinitialized and — unless the Swift runtime knows the image (see ELFSections) — unmapped.
 public final class PluginGeneration: @unchecked Sendable {
     public let name: String
     public let version: String
@@ -51,7 +51,7 @@ public final class PluginGeneration: @unchecked Sendable {
     let plugin: UnsafePointer<sd_plugin>
     let state: UnsafeMutableRawPointer?
     private let handle: UnsafeMutableRawPointer
-    /// Swift images must never be unmapped: the runtime keeps pointers into them.
+    /// Whether dlclose may unmap the image: never for images the Swift runtime knows.
     private let unmappable: Bool
     private let inFlightLock = NSLock()
     private var inFlightCount = 0
@@ -217,9 +217,9 @@ public final class PluginRegistry: @unchecked Sendable {
             let reason = dlerror().map { String(cString: $0) } ?? "unknown"
             throw refuse(name, .dlopen, "dlopen failed: \(reason) (run ldd on \(original.path) to see missing libraries)")
         }
-        let linksSwift = dlsym(handle, "swift_retain") != nil
+        let containsSwift = ELFSections.names(of: copy.path).contains { $0.hasPrefix("swift5_") }
         var keepHandle = false
-        defer { if !keepHandle && !linksSwift { dlclose(handle) } }
+        defer { if !keepHandle && !containsSwift { dlclose(handle) } }
 
         guard let symbol = dlsym(handle, SD_PLUGIN_ENTRY_SYMBOL) else {
             throw refuse(name, .noEntrySymbol, "\(original.lastPathComponent) exports no \(SD_PLUGIN_ENTRY_SYMBOL)()",
@@ -272,6 +272,36 @@ public final class PluginRegistry: @unchecked Sendable {
             name: name, version: plugin.pointee.version.map { String(cString: $0) } ?? "0",
             kind: kind, description: plugin.pointee.description.map { String(cString: $0) } ?? "",
             schema: schema, file: original.path, generation: generation, fileModified: modified, plugin: plugin, state: state,
-            handle: handle, unmappable: !linksSwift)
+            handle: handle, unmappable: !containsSwift)
+    }
+}
+
+/// Section names of an ELF64 file. An image registered with the Swift runtime carries
+/// swift5_* sections: Swift code, and also any library SwiftPM links (it adds swiftrt.o,
+/// whose constructor registers the image, even to a pure C target). The runtime keeps
+/// pointers into registered images, so those are never unmapped; a C plugin built with
+/// plain cc has no such sections and is unmapped for real.
+enum ELFSections {
+    static func names(of path: String) -> [String] {
+        guard let data = FileManager.default.contents(atPath: path), data.count > 64,
+              data.prefix(4) == Data([0x7f, 0x45, 0x4c, 0x46]), data[4] == 2 else { return [] }
+        func integer(_ offset: Int, _ size: Int) -> Int {
+            guard offset >= 0, offset + size <= data.count else { return 0 }
+            return (0..<size).reduce(0) { $0 | Int(data[data.startIndex + offset + $1]) << (8 * $1) }
+        }
+        let tableOffset = integer(0x28, 8), entrySize = integer(0x3a, 2)
+        let count = integer(0x3c, 2), namesIndex = integer(0x3e, 2)
+        guard entrySize >= 0x28, namesIndex < count else { return [] }
+        let namesOffset = integer(tableOffset + namesIndex * entrySize + 0x18, 8)
+        return (0..<count).compactMap { index in
+            var start = namesOffset + integer(tableOffset + index * entrySize, 4)
+            guard start < data.count else { return nil }
+            var bytes: [UInt8] = []
+            while start < data.count, data[data.startIndex + start] != 0, bytes.count < 256 {
+                bytes.append(data[data.startIndex + start])
+                start += 1
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        }
     }
 }

@@ -130,8 +130,11 @@ final class Methods: RPCHandler, @unchecked Sendable {
         if let admitted { return reply(.failure(admitted)) }
         let thread = Thread { [self] in
             let outcome = solveRequest.run(strategy, params: pluginParams)
-            lock.withLock { _ = inFlight.removeValue(forKey: key) }
-            solvesDone.withLock { solvesDone.broadcast() }
+            // Answer before leaving the in-flight set: shutdown closes connections once it is empty.
+            defer {
+                lock.withLock { _ = inFlight.removeValue(forKey: key) }
+                solvesDone.withLock { solvesDone.broadcast() }
+            }
             switch outcome {
             case .success(let result):
                 logger.info("solved", metadata: [

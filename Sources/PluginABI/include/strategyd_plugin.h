@@ -73,10 +73,11 @@ typedef int32_t sd_seq;
 /* One request in flight, opaque to plugins. */
 typedef struct sd_request sd_request;
 
+/* A zeroed sd_sampling is greedy. */
 typedef struct sd_sampling {
     float temperature;  /* 0 = greedy; else (0, 5]                  */
     int32_t top_k;      /* 0 = off; else [1, vocabulary size]       */
-    float top_p;        /* 1 = off; else (0, 1]                     */
+    float top_p;        /* 0 or 1 = off; else (0, 1)                */
     float min_p;        /* 0 = off; else [0, 1)                     */
     uint32_t seed;      /* sequence i of a generate() call uses seed + i */
 } sd_sampling;

@@ -6,7 +6,7 @@ import time
 from typing import Any, Awaitable, Callable, List, TypeVar, Union
 
 import pytest
-from conftest import LONG_PARAMS, LONG_PROBLEM, SHORT_PARAMS, SHORT_PROBLEM, Daemon
+from conftest import IDLE_TIMEOUT, LONG_PARAMS, LONG_PROBLEM, SHORT_PARAMS, SHORT_PROBLEM, Daemon
 
 from strategyd_client import (AsyncClient, Cancelled, MethodNotFound, Progress, RequestTimeout,
                               SolveResult, UnknownPlugin)
@@ -21,9 +21,9 @@ def run(daemon: Daemon, scenario: Callable[[AsyncClient], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-async def wait_until_idle(client: AsyncClient, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while (await client.status()).solves_in_flight > 0:
+async def wait_until_idle(client: AsyncClient) -> None:
+    deadline = time.monotonic() + IDLE_TIMEOUT
+    while (await client.status(timeout=IDLE_TIMEOUT)).solves_in_flight > 0:
         assert time.monotonic() < deadline, "the daemon still runs a solve the client gave up"
         await asyncio.sleep(0.1)
 
@@ -39,7 +39,7 @@ def test_every_method(daemon: Daemon) -> None:
         assert await client.call("ping") == "pong"
         assert await client.cancel(123456) is False
         generation = (await client.reload("greedy")).generation
-        assert (await client.reload("greedy")).generation == generation + 1
+        assert (await client.reload("greedy")).generation > generation
         assert await client.unload("self-consistency") == "self-consistency"
         assert (await client.load("self-consistency")).name == "self-consistency"
         with pytest.raises(MethodNotFound):
@@ -63,29 +63,32 @@ def test_stream_yields_progress_then_result(daemon: Daemon) -> None:
 
 
 def test_concurrent_solves_on_one_connection(daemon: Daemon) -> None:
-    async def scenario(client: AsyncClient) -> None:
-        problems = ["What is 2 + 3?", "What is 10 - 4?", "What is 3 * 3?"]
-        solo = [await client.solve(problem, params=SHORT_PARAMS, timeout=120) for problem in problems]
-        together = await asyncio.gather(*(client.solve(problem, params=SHORT_PARAMS, timeout=120)
-                                          for problem in problems))
-        # Matched by id: each answer belongs to its own problem (greedy is deterministic).
-        assert [result.text for result in together] == [result.text for result in solo]
+    # Each solve gets its own token limit, so each result shows which request it answers.
+    # (Texts cannot tell: batched decoding changes greedy outputs slightly.)
+    limits = [4, 8, 12]
 
-    run(daemon, scenario)
+    async def scenario(client: AsyncClient) -> List[SolveResult]:
+        return await asyncio.gather(*(client.solve(SHORT_PROBLEM, params={"max_tokens": limit}, timeout=120)
+                                      for limit in limits))
+
+    results = run(daemon, scenario)
+    assert [result.metrics.generated_tokens for result in results] == limits
 
 
 def test_concurrent_solves_on_several_connections(daemon: Daemon) -> None:
+    limits = [4, 8, 12]
+
     async def main() -> List[SolveResult]:
-        clients = [AsyncClient(daemon.socket_path) for _ in range(3)]
+        clients = [AsyncClient(daemon.socket_path) for _ in limits]
         try:
-            return await asyncio.gather(*(client.solve(SHORT_PROBLEM, params=SHORT_PARAMS, timeout=120)
-                                          for client in clients))
+            return await asyncio.gather(*(client.solve(SHORT_PROBLEM, params={"max_tokens": limit}, timeout=120)
+                                          for client, limit in zip(clients, limits)))
         finally:
             for client in clients:
                 await client.close()
 
     results = asyncio.run(main())
-    assert len({result.text for result in results}) == 1
+    assert [result.metrics.generated_tokens for result in results] == limits
 
 
 def test_pings_are_answered_while_solves_run(daemon: Daemon) -> None:
@@ -102,8 +105,8 @@ def test_pings_are_answered_while_solves_run(daemon: Daemon) -> None:
 def test_cancelling_the_task_cancels_the_solve(daemon: Daemon) -> None:
     async def scenario(client: AsyncClient) -> None:
         task = asyncio.ensure_future(client.solve(LONG_PROBLEM, params=LONG_PARAMS, timeout=120))
-        deadline = time.monotonic() + 30
-        while (await client.status()).solves_in_flight == 0:
+        deadline = time.monotonic() + IDLE_TIMEOUT
+        while (await client.status(timeout=IDLE_TIMEOUT)).solves_in_flight == 0:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
         task.cancel()

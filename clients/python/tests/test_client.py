@@ -6,15 +6,15 @@ import time
 from typing import List, Union
 
 import pytest
-from conftest import LONG_PARAMS, LONG_PROBLEM, MODEL, SHORT_PARAMS, SHORT_PROBLEM, Daemon
+from conftest import IDLE_TIMEOUT, LONG_PARAMS, LONG_PROBLEM, MODEL, SHORT_PARAMS, SHORT_PROBLEM, Daemon
 
 from strategyd_client import (Budget, Cancelled, Client, DaemonNotRunning, Progress, RequestTimeout,
                               SolveResult, default_socket_path)
 
 
-def wait_until_idle(client: Client, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while client.status().solves_in_flight > 0:
+def wait_until_idle(client: Client) -> None:
+    deadline = time.monotonic() + IDLE_TIMEOUT
+    while client.status(timeout=IDLE_TIMEOUT).solves_in_flight > 0:
         assert time.monotonic() < deadline, "the daemon still runs a solve the client gave up"
         time.sleep(0.1)
 
@@ -161,7 +161,7 @@ def test_daemon_not_running(tmp_path: object) -> None:
 def test_reload_bumps_the_generation(client: Client) -> None:
     before = {plugin.name: plugin for plugin in client.plugins()}["greedy"]
     after = client.reload("greedy")
-    assert after.name == "greedy" and after.generation == before.generation + 1
+    assert after.name == "greedy" and after.generation > before.generation
     assert client.solve(SHORT_PROBLEM, params=SHORT_PARAMS, timeout=120).strategy.generation == after.generation
 
 

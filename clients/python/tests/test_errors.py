@@ -15,7 +15,7 @@ from conftest import LONG_PARAMS, LONG_PROBLEM, SHORT_PARAMS, SHORT_PROBLEM, Dae
 
 from strategyd_client import (AsyncClient, Busy, Client, ConnectionLost, EngineError, InvalidParams,
                               InvalidRequest, MethodNotFound, ParseError, PluginLoadFailed, Progress,
-                              RPCError, ShuttingDown, UnknownPlugin, error_from_json)
+                              RPCError, ShuttingDown, SolveResult, UnknownPlugin, error_from_json)
 
 
 def raw_exchange(socket_path: str, payload: bytes) -> Dict[str, Any]:
@@ -98,13 +98,33 @@ def test_invalid_request(daemon: Daemon) -> None:
     assert isinstance(error_from_json(response["error"]), InvalidRequest)
 
 
+def test_request_over_the_size_limit(client: Client) -> None:
+    # Answered with a null id; the client pins it on the longest request awaiting an answer.
+    padding = {"padding": "x" * (1 << 20)}
+    with client.solve_stream(SHORT_PROBLEM, params=SHORT_PARAMS, timeout=120) as running:
+        with pytest.raises(InvalidRequest) as caught:
+            client.call("ping", padding, timeout=30)
+        assert "1048576" in caught.value.data["detail"]
+        assert isinstance(list(running)[-1], SolveResult)
+
+    async def scenario() -> None:
+        async with AsyncClient(client.socket_path) as async_client:
+            with pytest.raises(InvalidRequest):
+                await async_client.call("ping", padding, timeout=30)
+            assert await async_client.ping() == "pong"
+
+    asyncio.run(scenario())
+    assert client.ping() == "pong"
+
+
 def test_unknown_codes_stay_rpc_errors() -> None:
     error = error_from_json({"code": -31999, "message": "new", "data": {"x": 1}})
     assert type(error) is RPCError and error.code == -31999 and error.data == {"x": 1}
 
 
 def test_busy(daemon: Daemon) -> None:
-    limit = Client(daemon.socket_path).status().limits.get("max_concurrent_solves", 4)
+    with Client(daemon.socket_path) as client:
+        limit = client.status().limits["max_concurrent_solves"]
 
     async def scenario() -> None:
         async with AsyncClient(daemon.socket_path) as client:
@@ -120,24 +140,21 @@ def test_busy(daemon: Daemon) -> None:
     asyncio.run(scenario())
 
 
-def raised_when_killed(daemon: Daemon, request: Callable[[], None]) -> BaseException:
-    """Runs a request that waits on a long solve, kills the daemon -9 meanwhile, and
-    returns what the request raised."""
+def raised_when_killed(daemon: Daemon, request: Callable[[threading.Event], None]) -> BaseException:
+    """Runs a request in a thread; once it reports its solves started, kills the daemon
+    -9, and returns what the request raised."""
     raised: List[BaseException] = []
+    started = threading.Event()
 
     def run() -> None:
         try:
-            request()
+            request(started)
         except BaseException as error:  # handed to the test thread
             raised.append(error)
 
     thread = threading.Thread(target=run)
     thread.start()
-    with Client(daemon.socket_path) as observer:
-        deadline = time.monotonic() + 30
-        while observer.status().solves_in_flight == 0:
-            assert time.monotonic() < deadline and thread.is_alive(), raised
-            time.sleep(0.1)
+    assert started.wait(60) and not raised, raised
     os.kill(daemon.process.pid, signal.SIGKILL)
     thread.join(timeout=20)
     assert not thread.is_alive(), "the request still waits after the daemon died"
@@ -147,11 +164,11 @@ def raised_when_killed(daemon: Daemon, request: Callable[[], None]) -> BaseExcep
 
 def test_daemon_killed_mid_stream_is_connection_lost(spare_daemon: Callable[[], Daemon]) -> None:
     daemon = spare_daemon()
-    client = Client(daemon.socket_path)
 
-    def stream() -> None:
-        for _ in client.solve_stream(LONG_PROBLEM, params=LONG_PARAMS, timeout=120):
-            pass
+    def stream(started: threading.Event) -> None:
+        with Client(daemon.socket_path) as client:
+            for _ in client.solve_stream(LONG_PROBLEM, params=LONG_PARAMS, timeout=120):
+                started.set()
 
     assert isinstance(raised_when_killed(daemon, stream), ConnectionLost)
 
@@ -159,12 +176,21 @@ def test_daemon_killed_mid_stream_is_connection_lost(spare_daemon: Callable[[], 
 def test_daemon_killed_mid_async_solves_is_connection_lost(spare_daemon: Callable[[], Daemon]) -> None:
     daemon = spare_daemon()
 
-    async def solves() -> None:
-        async with AsyncClient(daemon.socket_path) as client:
-            await asyncio.gather(client.solve(LONG_PROBLEM, params=LONG_PARAMS, timeout=120),
-                                 client.solve(LONG_PROBLEM, params=LONG_PARAMS, timeout=120))
+    def solves(started: threading.Event) -> None:
+        async def both() -> None:
+            async with AsyncClient(daemon.socket_path) as client:
+                running = client.solve(LONG_PROBLEM, params=LONG_PARAMS, timeout=120)
+                stream = client.solve_stream(LONG_PROBLEM, params=LONG_PARAMS, timeout=120)
 
-    assert isinstance(raised_when_killed(daemon, lambda: asyncio.run(solves())), ConnectionLost)
+                async def follow() -> None:
+                    async for _ in stream:
+                        started.set()
+
+                await asyncio.gather(running, follow())
+
+        asyncio.run(both())
+
+    assert isinstance(raised_when_killed(daemon, solves), ConnectionLost)
 
 
 def test_shutting_down(spare_daemon: Callable[[], Daemon]) -> None:

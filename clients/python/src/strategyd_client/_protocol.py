@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-from .errors import ConnectionLost, ProtocolError, StrategydError, error_from_json
+from .errors import ConnectionLost, InvalidRequest, ProtocolError, StrategydError, error_from_json
 from .results import Budget
 
 SHORT_TIMEOUT = 10.0  # ping, status, plugins.list, cancel: answered while solves run
@@ -44,9 +44,9 @@ def solve_params(problem: str, strategy: str, params: Optional[Mapping[str, Any]
     return out
 
 
-def route(line: bytes) -> Optional[Tuple[RequestId, Item]]:
-    """The request a line is for and what to hand it; None for lines no request awaits
-    (notifications other than progress, errors with a null id)."""
+def route(line: bytes) -> Optional[Tuple[Optional[RequestId], Item]]:
+    """The request a line is for (None: see oversize_owner) and what to hand it; None
+    for lines no request awaits (notifications other than progress)."""
     try:
         message = json.loads(line)
     except ValueError as error:
@@ -58,14 +58,20 @@ def route(line: bytes) -> Optional[Tuple[RequestId, Item]]:
         if message.get("method") == "progress" and isinstance(params, dict) and "id" in params:
             return params["id"], ("progress", params)
         return None
-    request_id = message["id"]
-    if request_id is None:
-        return None
     if "error" in message:
-        return request_id, ("error", error_from_json(message["error"]))
+        return message["id"], ("error", error_from_json(message["error"]))
     if "result" in message:
-        return request_id, ("result", message["result"])
+        return (message["id"], ("result", message["result"])) if message["id"] is not None else None
     raise ProtocolError(f"strategyd sent a response with neither result nor error: {line[:200]!r}")
+
+
+def oversize_owner(error: Item, line_bytes: Mapping[RequestId, int]) -> Optional[RequestId]:
+    """The request an error with a null id answers. The client sends only valid requests,
+    so such an error is "Invalid Request" for a line over --max-request-bytes; and the
+    lines over a size limit are the longest of those still awaiting an answer."""
+    if not isinstance(error[1], InvalidRequest):
+        return None
+    return max(line_bytes, key=line_bytes.__getitem__, default=None)
 
 
 def member(result: Any, key: str) -> Any:

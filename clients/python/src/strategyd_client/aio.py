@@ -25,7 +25,8 @@ class _AsyncConnection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
-        self._pending: Dict[RequestId, "asyncio.Queue[Item]"] = {}
+        # Each request awaiting an answer: its queue, and its line's length (see oversize_owner).
+        self._pending: Dict[RequestId, Tuple["asyncio.Queue[Item]", int]] = {}
         self._failure: Optional[StrategydError] = None
         self._ids = itertools.count(1)
         self._drain_lock = asyncio.Lock()  # Python 3.9 allows one drain() at a time
@@ -44,17 +45,19 @@ class _AsyncConnection:
     def closed(self) -> bool:
         return self._failure is not None
 
-    def register(self) -> Tuple[int, "asyncio.Queue[Item]"]:
+    def register(self, method: str, params: Optional[Mapping[str, Any]]) -> Tuple[int, "asyncio.Queue[Item]", bytes]:
+        """A new request: its id, the queue its answers arrive on, and the line to send."""
         if self._failure is not None:
             raise _protocol.fresh(self._failure)
         request_id = next(self._ids)
+        line = _protocol.encode(request_id, method, params)
         replies: "asyncio.Queue[Item]" = asyncio.Queue()
-        self._pending[request_id] = replies
-        return request_id, replies
+        self._pending[request_id] = (replies, len(line))
+        return request_id, replies, line
 
-    async def send(self, request_id: RequestId, method: str, params: Optional[Mapping[str, Any]]) -> None:
+    async def send(self, line: bytes) -> None:
         # write() queues the whole line at once, so concurrent requests never interleave.
-        self._writer.write(_protocol.encode(request_id, method, params))
+        self._writer.write(line)
         try:
             async with self._drain_lock:
                 await self._writer.drain()
@@ -93,17 +96,21 @@ class _AsyncConnection:
         finally:
             self._fail(failure)
 
-    def _deliver(self, request_id: RequestId, item: Item) -> None:
-        replies = self._pending.get(request_id) if item[0] == "progress" else self._pending.pop(request_id, None)
-        if replies is not None:
-            replies.put_nowait(item)
+    def _deliver(self, request_id: Optional[RequestId], item: Item) -> None:
+        if request_id is None:
+            request_id = _protocol.oversize_owner(item, {key: size for key, (_, size) in self._pending.items()})
+            if request_id is None:
+                return
+        waiting = self._pending.get(request_id) if item[0] == "progress" else self._pending.pop(request_id, None)
+        if waiting is not None:
+            waiting[0].put_nowait(item)
 
     def _fail(self, failure: StrategydError) -> None:
         if self._failure is not None:
             return
         self._failure = failure
         pending, self._pending = self._pending, {}
-        for replies in pending.values():
+        for replies, _ in pending.values():
             replies.put_nowait(("error", _protocol.fresh(failure)))
         self._writer.close()
         if asyncio.current_task() is not self._read_task:
@@ -113,15 +120,15 @@ class _AsyncConnection:
 class _AsyncCall:
     """One request in flight."""
 
-    def __init__(self, connection: _AsyncConnection, method: str) -> None:
+    def __init__(self, connection: _AsyncConnection, method: str, params: Optional[Mapping[str, Any]]) -> None:
         self._connection = connection
         self._method = method
-        self.id, self._replies = connection.register()
+        self.id, self._replies, self._line = connection.register(method, params)
         self._done = False
 
-    async def start(self, params: Optional[Mapping[str, Any]]) -> None:
+    async def start(self) -> None:
         try:
-            await self._connection.send(self.id, self._method, params)
+            await self._connection.send(self._line)
         except BaseException:
             self.abandon()
             raise
@@ -179,9 +186,9 @@ class AsyncSolveStream(AsyncIterator[Union[Progress, SolveResult]]):
 
     async def start(self) -> "AsyncSolveStream":
         if self._call is None:
-            call = _AsyncCall(await self._client._connection(), "solve")
+            call = _AsyncCall(await self._client._connection(), "solve", self._params)
             self._call, self.id, self._deadline = call, call.id, _deadline(self._timeout)
-            await call.start(self._params)
+            await call.start()
         return self
 
     def __aiter__(self) -> "AsyncSolveStream":
@@ -259,9 +266,9 @@ class AsyncClient:
     async def call(self, method: str, params: Optional[Mapping[str, Any]] = None, *,
                    timeout: Optional[float] = ADMIN_TIMEOUT) -> Any:
         """Any method, raw: returns the JSON result or raises its error."""
-        call = _AsyncCall(await self._connection(), method)
+        call = _AsyncCall(await self._connection(), method, params)
         deadline = _deadline(timeout)
-        await call.start(params)
+        await call.start()
         return await call.result(deadline)
 
     async def ping(self, *, timeout: Optional[float] = SHORT_TIMEOUT) -> str:

@@ -40,7 +40,8 @@ class _Connection:
         self._sock = sock
         self._state_lock = threading.Lock()  # _pending, _failure, _ids
         self._send_lock = threading.Lock()   # whole lines, never interleaved
-        self._pending: Dict[RequestId, "queue.SimpleQueue[Item]"] = {}
+        # Each request awaiting an answer: its queue, and its line's length (see oversize_owner).
+        self._pending: Dict[RequestId, "tuple[queue.SimpleQueue[Item], int]"] = {}
         self._failure: Optional[StrategydError] = None
         self._ids = itertools.count(1)
         threading.Thread(target=self._read_loop, name=f"strategyd-reader {path}", daemon=True).start()
@@ -56,10 +57,11 @@ class _Connection:
             if self._failure is not None:
                 raise _protocol.fresh(self._failure)
             request_id = next(self._ids)
-            self._pending[request_id] = replies
+            line = _protocol.encode(request_id, method, params)
+            self._pending[request_id] = (replies, len(line))
         try:
             with self._send_lock:
-                self._sock.sendall(_protocol.encode(request_id, method, params))
+                self._sock.sendall(line)
         except OSError as error:
             self.forget(request_id)
             self._fail(_protocol.lost(str(error)))
@@ -102,11 +104,15 @@ class _Connection:
         self._fail(failure)
         self._sock.close()
 
-    def _deliver(self, request_id: RequestId, item: Item) -> None:
+    def _deliver(self, request_id: Optional[RequestId], item: Item) -> None:
         with self._state_lock:
-            replies = self._pending.get(request_id) if item[0] == "progress" else self._pending.pop(request_id, None)
-        if replies is not None:
-            replies.put(item)
+            if request_id is None:
+                request_id = _protocol.oversize_owner(item, {key: size for key, (_, size) in self._pending.items()})
+                if request_id is None:
+                    return
+            waiting = self._pending.get(request_id) if item[0] == "progress" else self._pending.pop(request_id, None)
+        if waiting is not None:
+            waiting[0].put(item)
 
     def _fail(self, failure: StrategydError) -> None:
         with self._state_lock:
@@ -114,7 +120,7 @@ class _Connection:
                 return
             self._failure = failure
             pending, self._pending = self._pending, {}
-        for replies in pending.values():
+        for replies, _ in pending.values():
             replies.put(("error", _protocol.fresh(failure)))
         try:
             self._sock.shutdown(sockets.SHUT_RDWR)  # wakes the reader thread, which closes the socket

@@ -1,0 +1,61 @@
+/*
+ * A plugin the daemon tests compile with cc in several variants:
+ *   FIXTURE_VERSION "x.y.z"  the version it reports (hot-swap tests rebuild it)
+ *   FIXTURE_ABI N            the ABI version it claims (refusal tests)
+ *   FIXTURE_NO_ENTRY         export no entry symbol (refusal tests)
+ * As a strategy it generates exactly `tokens` tokens greedily, so a solve takes a
+ * predictable while, and answers with its own version.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "strategyd_plugin.h"
+
+#ifndef FIXTURE_VERSION
+#define FIXTURE_VERSION "1.0.0"
+#endif
+#ifndef FIXTURE_ABI
+#define FIXTURE_ABI SD_PLUGIN_ABI_VERSION
+#endif
+#ifndef FIXTURE_NAME
+#define FIXTURE_NAME "slow-echo"
+#endif
+
+static int32_t solve(void *state, const sd_host *host, sd_request *r, const char *problem, const char *params) {
+    (void)state;
+    int tokens = 48;
+    const char *found = strstr(params, "\"tokens\":");
+    if (found) sscanf(found + 9, "%d", &tokens);
+    sd_seq seq;
+    if (host->seq_from_chat(r, NULL, problem, NULL, &seq) != SD_OK) return host->fail(r, "seq_from_chat failed");
+    sd_generate_params gen = {0};
+    gen.max_tokens = tokens;
+    gen.min_tokens = tokens;
+    gen.kind = SD_TOKENS_GENERATED;
+    sd_generation out;
+    int32_t status = host->generate(r, &seq, 1, &gen, &out);
+    if (status != SD_OK && status != SD_ERR_STOPPED) return host->fail(r, "generate failed");
+    char result[256];
+    snprintf(result, sizeof result, "{\"text\": \"generated %d tokens\", \"answer\": \"%s\"}", out.n_tokens,
+             FIXTURE_VERSION);
+    host->generations_free(r, &out, 1);
+    return host->set_result(r, result);
+}
+
+static const sd_plugin PLUGIN = {
+    .abi_version = FIXTURE_ABI,
+    .size = sizeof(sd_plugin),
+    .name = FIXTURE_NAME,
+    .version = FIXTURE_VERSION,
+    .kind = SD_KIND_STRATEGY,
+    .description = "test fixture: generates exactly `tokens` tokens",
+    .params_schema = "{\"tokens\": {\"type\": \"integer\", \"default\": 48, \"minimum\": 1, \"maximum\": 4096,"
+                     " \"description\": \"tokens to generate\"}}",
+    .solve = solve,
+};
+
+#ifndef FIXTURE_NO_ENTRY
+const sd_plugin *strategyd_plugin_entry(void) { return &PLUGIN; }
+#else
+const sd_plugin *some_other_function(void) { return &PLUGIN; }
+#endif
