@@ -1,0 +1,113 @@
+"""The systemd units and the daemon's systemd conventions, without a running systemd:
+systemd-analyze verify on the units, socket activation with systemd-socket-activate,
+and the notify protocol read from a datagram socket on NOTIFY_SOCKET."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("STRATEGYD_BIN", REPO / ".build" / "debug" / "strategyd"))
+CACHE = Path(os.environ.get("STRATEGYD_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "strategyd")
+MODEL = CACHE / "models" / "smollm2-135m-instruct-q4_1.gguf"
+
+
+@pytest.fixture(autouse=True)
+def built():
+    assert BIN.exists(), f"{BIN} is missing: run scripts/setup (or swift build)"
+    assert MODEL.exists(), f"{MODEL} is missing: run scripts/setup"
+
+
+def call(path, method, timeout=30.0):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(timeout)
+        client.connect(str(path))
+        client.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method}).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = client.recv(65536)
+            assert chunk, "connection closed without an answer"
+            data += chunk
+    return json.loads(data)
+
+
+def test_units_verify(tmp_path):
+    units = {}
+    for name in ("strategyd.service", "strategyd.socket"):
+        text = (REPO / "systemd" / name).read_text()
+        units[name] = text.replace("/usr/local/bin/strategyd", str(BIN))
+    for name, text in units.items():
+        (tmp_path / name).write_text(text)
+    result = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "strategyd.service"),
+                             str(tmp_path / "strategyd.socket")], capture_output=True, text=True)
+    # verify exits 0 on some problems it only warns about: any output is a finding.
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == "", result.stderr + result.stdout
+    service = units["strategyd.service"]
+    assert "Type=notify" in service and "NoNewPrivileges=yes" in service
+    assert "SocketMode=0660" in units["strategyd.socket"]
+
+
+def test_a_broken_unit_fails_verification(tmp_path):
+    """The check above can fail: a unit with an unknown type is reported."""
+    text = (REPO / "systemd" / "strategyd.service").read_text().replace("Type=notify", "Type=notifyy")
+    (tmp_path / "strategyd.service").write_text(text.replace("/usr/local/bin/strategyd", str(BIN)))
+    (tmp_path / "strategyd.socket").write_text((REPO / "systemd" / "strategyd.socket").read_text())
+    result = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "strategyd.service")],
+                            capture_output=True, text=True)
+    assert "notifyy" in result.stderr
+
+
+def test_socket_activation_answers_ping(tmp_path):
+    path = tmp_path / "activated.sock"
+    activator = subprocess.Popen(
+        ["systemd-socket-activate", "-l", str(path), str(BIN), "--model", str(MODEL), "--socket", str(path),
+         "--context-size", "2048"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 30
+        while not path.exists():
+            assert time.time() < deadline, "systemd-socket-activate did not create the socket"
+            time.sleep(0.05)
+        # The first connection starts the daemon on the inherited socket.
+        assert call(path, "ping")["result"] == "pong"
+        status = call(path, "status")["result"]
+        assert status["model"]["architecture"] == "llama"
+    finally:
+        activator.send_signal(signal.SIGTERM)
+        output = activator.communicate(timeout=30)[0].decode()
+    assert "activated=true" in output, output
+
+
+def test_notify_protocol(tmp_path):
+    notify_path = tmp_path / "notify"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify_path))
+    listener.settimeout(60)
+    path = tmp_path / "s.sock"
+    daemon = subprocess.Popen([str(BIN), "--model", str(MODEL), "--socket", str(path), "--context-size", "2048"],
+                              env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        messages = []
+        while not any("READY=1" in m for m in messages):
+            messages.append(listener.recv(4096).decode())
+        assert any(m.startswith("STATUS=loading") for m in messages), messages
+        ready = next(m for m in messages if "READY=1" in m)
+        assert "STATUS=serving" in ready
+        # READY comes once the model is resident and the socket listens.
+        assert call(path, "ping")["result"] == "pong"
+        daemon.send_signal(signal.SIGTERM)
+        stopping = listener.recv(4096).decode()
+        assert "STOPPING=1" in stopping
+        assert daemon.wait(timeout=30) == 0
+        assert not path.exists(), "the socket is removed on exit"
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        listener.close()
