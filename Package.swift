@@ -24,10 +24,15 @@ let llamaRpath: [LinkerSetting] = [
 // turns dlclose into a no-op for them.
 let pluginLinker: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "-z", "-Xlinker", "nodelete"])]
 
-let plugins: [(name: String, swift: Bool)] = [
-    ("greedy", true),
-    ("self-consistency", false),
-]
+// Every folder under Plugins/ is a plugin: a Swift one, or a C one when it holds .c files.
+let pluginsFolder = Context.packageDirectory + "/Plugins"
+let plugins: [(name: String, swift: Bool)] = ((try? FileManager.default.contentsOfDirectory(atPath: pluginsFolder)) ?? [])
+    .sorted()
+    .filter { !$0.hasPrefix(".") }
+    .map { name in
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: pluginsFolder + "/" + name)) ?? []
+        return (name, !files.contains { $0.hasSuffix(".c") })
+    }
 
 var products: [Product] = [
     .executable(name: "strategyd", targets: ["strategyd"]),
@@ -56,6 +61,7 @@ var targets: [Target] = [
     .testTarget(name: "EngineTests", dependencies: ["Engine", "TestSupport"], linkerSettings: llamaRpath),
     .testTarget(name: "AnswersTests", dependencies: ["Answers"]),
     .testTarget(name: "DaemonTests", dependencies: ["RPC", "TestSupport"], exclude: ["Fixtures"]),
+    .testTarget(name: "StrategyTests", dependencies: ["RPC", "TestSupport", "StrategyKit"]),
 ]
 for plugin in plugins {
     products.append(.library(name: plugin.name, type: .dynamic, targets: [plugin.name]))

@@ -267,6 +267,36 @@ public enum HostTable {
             return HostTable.ok
         }
 
+        host.next_token_logprobs = { raw, model, text, candidates, count, out in
+            guard let request = SolveRequest.from(raw), let text = HostTable.string(text), let candidates, let out,
+                  count >= 1, count <= 64 else { return HostTable.invalid }
+            let engine: Engine
+            switch model {
+            case Int32(SD_MODEL_POLICY.rawValue): engine = request.engine
+            case Int32(SD_MODEL_REWARD.rawValue):
+                guard let reward = request.rewardEngine else { return HostTable.invalid }
+                engine = reward
+            default: return HostTable.invalid
+            }
+            var firstTokens: [Int32] = []
+            for index in 0..<Int(count) {
+                guard let candidate = HostTable.string(candidates[index]),
+                      let token = engine.model.tokenize(candidate, parseSpecial: false).first else { return HostTable.invalid }
+                firstTokens.append(token)
+            }
+            do {
+                let id = try engine.createSequence(engine.model.tokenize(text), account: request.account, kind: .scorer)
+                defer { engine.remove(id) }
+                try engine.withLogits(id) { logits in
+                    let lse = LogProbabilities.logSumExp(logits)
+                    for (index, token) in firstTokens.enumerated() { out[index] = Double(logits[Int(token)] - lse) }
+                }
+                return HostTable.ok
+            } catch {
+                return HostTable.status(of: error, in: request)
+            }
+        }
+
         host.should_stop = { raw in SolveRequest.from(raw)?.shouldStop() ?? true }
 
         host.progress = { raw, json in

@@ -29,6 +29,8 @@ public struct Budget: Sendable {
 /// creates (freed when it ends), its compute account, its budget and cancellation.
 public final class SolveRequest: @unchecked Sendable {
     public let engine: Engine
+    /// The reward model's engine (a Math-Shepherd-style PRM), when the daemon has one.
+    public let rewardEngine: Engine?
     public let registry: PluginRegistry
     public let problem: String
     public let account = Account()
@@ -50,9 +52,10 @@ public final class SolveRequest: @unchecked Sendable {
     /// Scorer calls in progress: while > 0 every token is charged as a scorer token.
     var scorerDepth = 0
 
-    public init(engine: Engine, registry: PluginRegistry, problem: String, budget: Budget, limits: RequestLimits,
-                seed: UInt32, progress: (@Sendable (JSON) -> Void)?) {
+    public init(engine: Engine, rewardEngine: Engine? = nil, registry: PluginRegistry, problem: String, budget: Budget,
+                limits: RequestLimits, seed: UInt32, progress: (@Sendable (JSON) -> Void)?) {
         self.engine = engine
+        self.rewardEngine = rewardEngine
         self.registry = registry
         self.problem = problem
         self.budget = budget

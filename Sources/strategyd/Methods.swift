@@ -10,6 +10,7 @@ import Glibc
 /// The daemon's JSON-RPC methods (docs/api.md) over one resident engine and its plugins.
 final class Methods: RPCHandler, @unchecked Sendable {
     let engine: Engine
+    let rewardEngine: Engine?
     let registry: PluginRegistry
     let configuration: Configuration
     let modelInfo: ModelInfo
@@ -26,8 +27,10 @@ final class Methods: RPCHandler, @unchecked Sendable {
         let id: String
     }
 
-    init(engine: Engine, registry: PluginRegistry, configuration: Configuration, modelInfo: ModelInfo, logger: Logger) {
+    init(engine: Engine, rewardEngine: Engine?, registry: PluginRegistry, configuration: Configuration, modelInfo: ModelInfo,
+         logger: Logger) {
         self.engine = engine
+        self.rewardEngine = rewardEngine
         self.registry = registry
         self.configuration = configuration
         self.modelInfo = modelInfo
@@ -109,7 +112,7 @@ final class Methods: RPCHandler, @unchecked Sendable {
             }
         }
         let solveRequest = SolveRequest(
-            engine: engine, registry: registry, problem: parsed.problem,
+            engine: engine, rewardEngine: rewardEngine, registry: registry, problem: parsed.problem,
             budget: Budget(maxTokens: parsed.maxTokens, maxFlops: parsed.maxFlops,
                            deadline: Date().addingTimeInterval(parsed.timeoutSeconds)),
             limits: configuration.requestLimits, seed: parsed.seed, progress: progress)

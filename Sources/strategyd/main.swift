@@ -18,6 +18,9 @@ struct StrategyDaemon: ParsableCommand {
     @Option(help: "A catalog model name (fetched by scripts/setup) or a path to a GGUF file. Default: \(Configuration.defaultModelName).")
     var model: String?
 
+    @Option(help: "A Math-Shepherd-style process reward model (catalog name or GGUF path) for the prm scorer; off when absent.")
+    var prmModel: String?
+
     @Option(help: "Socket path. Default: $STRATEGYD_SOCKET, else $XDG_RUNTIME_DIR/strategyd/strategyd.sock, else /run/strategyd/strategyd.sock.")
     var socket: String?
 
@@ -122,7 +125,21 @@ struct StrategyDaemon: ParsableCommand {
             }
             throw ExitCode(3)
         }
-        let modelInfo = ModelInfo(name: modelName, facts: model.facts, engine: configuration.engineOptions)
+        var rewardEngine: Engine?
+        if let prmModel {
+            let (path, _) = Configuration.resolveModel(prmModel)
+            do {
+                var options = configuration.engineOptions
+                options.hiddenStates = false
+                rewardEngine = try Engine(model: try Model(path: path), options: options)
+                logger.info("reward model resident", metadata: ["path": "\(path)"])
+            } catch {
+                logger.critical("reward model: \(error)")
+                throw ExitCode(3)
+            }
+        }
+        let modelInfo = ModelInfo(name: modelName, facts: model.facts, engine: configuration.engineOptions,
+                                  rewardModel: rewardEngine?.model.facts)
         modelInfo.computeHash(path: modelPath)
         HostTable.modelInfo = strdup(modelInfo.json.serialized())
         logger.info("model resident", metadata: [
@@ -138,7 +155,7 @@ struct StrategyDaemon: ParsableCommand {
             logger.log(level: levels[max(0, min(level, 3))], "plugin: \(message)")
         }
 
-        let methods = Methods(engine: engine, registry: registry, configuration: configuration, modelInfo: modelInfo, logger: logger)
+        let methods = Methods(engine: engine, rewardEngine: rewardEngine, registry: registry, configuration: configuration, modelInfo: modelInfo, logger: logger)
         let rpc = try RPCService(configuration: configuration, methods: methods, logger: logger)
         var services: [Service] = [rpc]
         if watch { services.append(PluginWatcher(registry: registry, logger: logger)) }

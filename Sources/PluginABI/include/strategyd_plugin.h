@@ -67,6 +67,12 @@ enum sd_finish {
     SD_FINISH_STOPPED = 3,    /* cancelled or out of budget     */
 };
 
+/* The models a plugin can ask about (next_token_logprobs). */
+enum sd_model {
+    SD_MODEL_POLICY = 0,  /* the resident model strategies generate with       */
+    SD_MODEL_REWARD = 1,  /* the daemon's reward model (--prm-model), if loaded */
+};
+
 /* A sequence of tokens in the shared KV cache, owned by one request. */
 typedef int32_t sd_seq;
 
@@ -169,6 +175,14 @@ typedef struct sd_host {
        tokens are charged to this request as scorer tokens. */
     int32_t (*score)(sd_request * r, const char * scorer, const char * params_json,
                      const char * problem, const char * solution, double * out);
+
+    /* Log-probabilities, as the next token after `text`, of the first token of each of
+       the n candidate strings, on the model named by `model` (enum sd_model). `text` is
+       evaluated in a sequence of its own (control tokens written as text are parsed) and
+       charged as scorer tokens. SD_ERR_INVALID_ARGUMENT for SD_MODEL_REWARD when the
+       daemon runs without a reward model. n in [1, 64]. */
+    int32_t (*next_token_logprobs)(sd_request * r, int32_t model, const char * text,
+                                   const char * const * candidates, int32_t n, double * out);
 
     /* -- control and reporting -- */
 

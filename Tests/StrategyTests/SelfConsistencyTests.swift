@@ -1,0 +1,56 @@
+import RPC
+import TestSupport
+import XCTest
+
+/// self-consistency (the C plugin) through the real daemon on the test model.
+final class SelfConsistencyTests: XCTestCase {
+    nonisolated(unsafe) static var daemon: DaemonProcess?
+
+    func daemon() throws -> DaemonProcess {
+        if let daemon = SelfConsistencyTests.daemon, daemon.process.isRunning { return daemon }
+        let daemon = try DaemonProcess()
+        SelfConsistencyTests.daemon = daemon
+        return daemon
+    }
+
+    override class func tearDown() {
+        daemon?.stop()
+        daemon?.removeFolder()
+        super.tearDown()
+    }
+
+    func testVotesOverKSamplesInBatches() throws {
+        let result = try daemon().call("solve", ["problem": "What is 2 + 3?", "strategy": "self-consistency",
+                                                 "params": ["k": 4, "max_tokens": 16]])
+        let candidates = try XCTUnwrap(result["candidates"]?.arrayValue)
+        XCTAssertEqual(candidates.count, 4)
+        // The chosen answer has the most votes.
+        let votes = candidates.compactMap { $0["votes"]?.intValue }
+        if let answer = result["answer"]?.stringValue {
+            let chosen = candidates.first { $0["answer"]?.stringValue == answer }
+            XCTAssertEqual(chosen?["votes"]?.intValue, votes.max())
+        }
+        let metrics = try XCTUnwrap(result["metrics"])
+        // One decode per step for the 4 samples, plus the prompt: far fewer than 4 * 16.
+        XCTAssertLessThanOrEqual(metrics["decode_calls"]?.intValue ?? .max, 17)
+    }
+
+    func testAdaptiveModeStopsEarlyOnAUnanimousVote() throws {
+        // Near-greedy sampling makes every sample the same, so the vote is unanimous.
+        let result = try daemon().call("solve", ["problem": "What is 2 + 3? Answer with the number.", "strategy": "self-consistency",
+                                                 "params": ["k": 8, "round": 2, "adaptive": true, "confidence": 0.9,
+                                                            "temperature": 0.01, "max_tokens": 24]])
+        let details = try XCTUnwrap(result["details"])
+        XCTAssertNotNil(result["answer"]?.stringValue, "the test model must give some number here: \(result.serialized())")
+        XCTAssertEqual(details["stopped_early"], true)
+        XCTAssertEqual(details["samples"], 2)
+        XCTAssertEqual(details["samples_saved"], 6)
+    }
+
+    func testWithoutAdaptiveEverySampleIsDrawn() throws {
+        let result = try daemon().call("solve", ["problem": "What is 2 + 3? Answer with the number.", "strategy": "self-consistency",
+                                                 "params": ["k": 4, "temperature": 0.01, "max_tokens": 24]])
+        XCTAssertEqual(result["details"]?["samples"], 4)
+        XCTAssertEqual(result["details"]?["stopped_early"], false)
+    }
+}
