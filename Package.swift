@@ -61,7 +61,7 @@ var targets: [Target] = [
     .testTarget(name: "EngineTests", dependencies: ["Engine", "TestSupport"], linkerSettings: llamaRpath),
     .testTarget(name: "AnswersTests", dependencies: ["Answers"]),
     .testTarget(name: "DaemonTests", dependencies: ["RPC", "TestSupport"], exclude: ["Fixtures"]),
-    .testTarget(name: "StrategyTests", dependencies: ["RPC", "TestSupport", "StrategyKit"]),
+    .testTarget(name: "StrategyTests", dependencies: ["RPC", "TestSupport", "StrategyKit"], exclude: ["Fixtures"]),
 ]
 for plugin in plugins {
     products.append(.library(name: plugin.name, type: .dynamic, targets: [plugin.name]))

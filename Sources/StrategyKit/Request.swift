@@ -180,6 +180,23 @@ public struct Request: @unchecked Sendable {
         return value
     }
 
+    public enum Model: Int32, Sendable {
+        case policy = 0, reward = 1
+    }
+
+    /// Log-probabilities of the first token of each candidate as the next token after
+    /// `text` (evaluated in a sequence of its own, charged as scorer tokens).
+    public func nextTokenLogprobs(_ model: Model = .policy, text: String, candidates: [String]) throws -> [Double] {
+        var out = [Double](repeating: 0, count: candidates.count)
+        let cCandidates = candidates.map { strdup($0) }
+        defer { cCandidates.forEach { Foundation.free($0) } }
+        let status = cCandidates.map { UnsafePointer($0) }.withUnsafeBufferPointer { pointers in
+            host.pointee.next_token_logprobs(raw, model.rawValue, text, pointers.baseAddress, Int32(candidates.count), &out)
+        }
+        try check(status, "next_token_logprobs")
+        return out
+    }
+
     public var shouldStop: Bool { host.pointee.should_stop(raw) }
 
     /// Sends a progress event to a streaming client (a JSON-serializable object).
