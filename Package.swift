@@ -38,6 +38,7 @@ var products: [Product] = [
     .executable(name: "strategyd", targets: ["strategyd"]),
     .executable(name: "strategyctl", targets: ["strategyctl"]),
     .executable(name: "strategyd-bench-engine", targets: ["BenchEngine"]),
+    .executable(name: "strategyd-bench-daemon", targets: ["BenchDaemon"]),
 ]
 var targets: [Target] = [
     .systemLibrary(name: "CLlama", path: "Sources/CLlama", pkgConfig: "llama"),
@@ -58,6 +59,7 @@ var targets: [Target] = [
     .target(name: "Answers"),
     .target(name: "TestSupport", dependencies: ["RPC"], path: "Sources/TestSupport"),
     .executableTarget(name: "BenchEngine", dependencies: ["Engine"], linkerSettings: llamaRpath),
+    .executableTarget(name: "BenchDaemon", dependencies: ["RPC"]),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "TestSupport"], linkerSettings: llamaRpath),
     .testTarget(name: "AnswersTests", dependencies: ["Answers"]),
     .testTarget(name: "DaemonTests", dependencies: ["RPC", "TestSupport"], exclude: ["Fixtures"]),

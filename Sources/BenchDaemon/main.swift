@@ -1,0 +1,117 @@
+import Foundation
+import RPC
+
+/// Latency and throughput of a JSON-RPC server on a Unix socket: ping round trips on one
+/// connection and on many at once, optionally solve overhead and plugin reload time.
+/// scripts/bench-daemon runs it against strategyd and against a socat echo server (the
+/// floor: a line in, the same line out, no JSON) and prints both side by side.
+///
+///   strategyd-bench-daemon --socket PATH [--calls 10000] [--connections 32] [--solves 20] [--reload NAME] [--json]
+struct Options {
+    var socket = ""
+    var calls = 10_000
+    var connections = 32
+    var solves = 0
+    var reload: String?
+    var json = false
+
+    init(_ arguments: [String]) {
+        var iterator = arguments.dropFirst().makeIterator()
+        while let flag = iterator.next() {
+            switch flag {
+            case "--socket": socket = iterator.next() ?? ""
+            case "--calls": calls = Int(iterator.next() ?? "") ?? calls
+            case "--connections": connections = Int(iterator.next() ?? "") ?? connections
+            case "--solves": solves = Int(iterator.next() ?? "") ?? solves
+            case "--reload": reload = iterator.next()
+            case "--json": json = true
+            default: FileHandle.standardError.write(Data("unknown flag \(flag)\n".utf8)); exit(2)
+            }
+        }
+    }
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    guard !sorted.isEmpty else { return .nan }
+    return sorted[min(sorted.count - 1, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1)]
+}
+
+/// Round trips of `calls` pings over `connections` connections at once; latencies in ms.
+func pings(socket: String, calls: Int, connections: Int) throws -> (latencies: [Double], seconds: Double, failed: Int) {
+    let perConnection = max(1, calls / connections)
+    let lock = NSLock()
+    nonisolated(unsafe) var latencies: [Double] = []
+    nonisolated(unsafe) var failed = 0
+    nonisolated(unsafe) let clients = try (0..<connections).map { _ in try RPCClient(path: socket) }
+    let started = DispatchTime.now()
+    DispatchQueue.concurrentPerform(iterations: connections) { index in
+        var local: [Double] = []
+        local.reserveCapacity(perConnection)
+        var localFailures = 0
+        for _ in 0..<perConnection {
+            let start = DispatchTime.now()
+            guard case .success? = try? clients[index].call("ping") else { localFailures += 1; continue }
+            local.append(Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6)
+        }
+        lock.withLock { latencies += local; failed += localFailures }
+    }
+    let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+    return (latencies.sorted(), seconds, failed)
+}
+
+let options = Options(CommandLine.arguments)
+var report: [String: JSON] = [:]
+for connections in [1, options.connections] {
+    let result = try pings(socket: options.socket, calls: options.calls, connections: connections)
+    report["ping_\(connections)"] = ["p50_ms": JSON(percentile(result.latencies, 50)), "p99_ms": JSON(percentile(result.latencies, 99)),
+                                     "calls_per_s": JSON(Double(result.latencies.count) / result.seconds),
+                                     "failed": JSON(result.failed)]
+}
+
+if options.solves > 0 {
+    // Client round trip minus the daemon's own wall_s: framing, JSON, dispatch, threads.
+    let client = try RPCClient(path: options.socket)
+    var overheads: [Double] = []
+    for index in 0..<options.solves {
+        let start = DispatchTime.now()
+        let result = try client.call("solve", ["problem": .string("What is \(index) + 1?"), "params": ["max_tokens": 8]]).get()
+        let roundTrip = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
+        overheads.append(roundTrip - (result["metrics"]?["wall_s"]?.doubleValue ?? 0) * 1000)
+    }
+    overheads.sort()
+    report["solve_overhead"] = ["p50_ms": JSON(percentile(overheads, 50)), "p99_ms": JSON(percentile(overheads, 99))]
+}
+
+if let plugin = options.reload {
+    // Reload while 8 connections keep pinging: no call may fail.
+    let stop = NSLock()
+    nonisolated(unsafe) var running = true
+    nonisolated(unsafe) var failures = 0
+    nonisolated(unsafe) var calls = 0
+    let group = DispatchGroup()
+    for _ in 0..<8 {
+        group.enter()
+        Thread.detachNewThread {
+            defer { group.leave() }
+            guard let client = try? RPCClient(path: options.socket) else { stop.withLock { failures += 1 }; return }
+            while stop.withLock({ running }) {
+                let ok: Bool
+                if case .success? = try? client.call("ping") { ok = true } else { ok = false }
+                stop.withLock { calls += 1; if !ok { failures += 1 } }
+            }
+        }
+    }
+    let admin = try RPCClient(path: options.socket)
+    var reloads: [Double] = []
+    for _ in 0..<10 {
+        let start = DispatchTime.now()
+        _ = try admin.call("plugins.reload", ["name": .string(plugin)]).get()
+        reloads.append(Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6)
+    }
+    stop.withLock { running = false }
+    group.wait()
+    reloads.sort()
+    report["reload"] = ["plugin": .string(plugin), "p50_ms": JSON(percentile(reloads, 50)), "max_ms": JSON(reloads.last ?? 0),
+                        "concurrent_calls": JSON(calls), "failed_calls": JSON(failures)]
+}
+print(JSON.object(report).serialized())
