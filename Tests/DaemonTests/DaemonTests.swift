@@ -289,6 +289,43 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(new["strategy"]?["version"], "2.0.0", "the next solve uses the new one")
     }
 
+    func testWatchAndSIGHUPReloadChangedPlugins() throws {
+        let daemon = try DaemonProcess(plugins: [], extraArguments: ["--watch"],
+                                       prepare: { try FixturePlugins.compile(into: $0, name: "slow-echo", version: "1.0.0") })
+        defer { daemon.stop(); daemon.removeFolder() }
+        func version() throws -> JSON? {
+            try daemon.call("plugins.list").arrayValue?.first { $0["name"] == "slow-echo" }?["version"]
+        }
+        XCTAssertEqual(try version(), "1.0.0")
+        try FixturePlugins.compile(into: daemon.pluginDirectory, name: "slow-echo", version: "2.0.0")
+        var deadline = Date().addingTimeInterval(10)
+        while try version() != "2.0.0", Date() < deadline { usleep(100_000) }
+        XCTAssertEqual(try version(), "2.0.0", "--watch reloaded the rebuilt file")
+        // A broken rebuild is refused and the working generation stays.
+        try FixturePlugins.compile(into: daemon.pluginDirectory, name: "slow-echo", defines: ["-DFIXTURE_ABI=2"])
+        usleep(2_500_000)
+        XCTAssertEqual(try version(), "2.0.0")
+        XCTAssertTrue(daemon.log.contains("new build refused, old one kept"))
+    }
+
+    func testSIGHUPReloadsChangedPlugins() throws {
+        let daemon = try DaemonProcess(plugins: ["greedy"],
+                                       prepare: { try FixturePlugins.compile(into: $0, name: "slow-echo", version: "1.0.0") })
+        defer { daemon.stop(); daemon.removeFolder() }
+        func plugin(_ name: String) throws -> JSON? {
+            try daemon.call("plugins.list").arrayValue?.first { $0["name"] == .string(name) }
+        }
+        let greedyGeneration = try plugin("greedy")?["generation"]
+        try FixturePlugins.compile(into: daemon.pluginDirectory, name: "slow-echo", version: "3.0.0")
+        usleep(1_500_000)
+        XCTAssertEqual(try plugin("slow-echo")?["version"], "1.0.0", "without --watch nothing reloads by itself")
+        kill(daemon.process.processIdentifier, SIGHUP)
+        let deadline = Date().addingTimeInterval(10)
+        while try plugin("slow-echo")?["version"] != "3.0.0", Date() < deadline { usleep(100_000) }
+        XCTAssertEqual(try plugin("slow-echo")?["version"], "3.0.0")
+        XCTAssertEqual(try plugin("greedy")?["generation"], greedyGeneration, "an unchanged plugin is not reloaded")
+    }
+
     func testSwiftPluginReloadsRepeatedlyWithoutCrashing() throws {
         let daemon = try daemon()
         var generations: Set<Int64> = []
