@@ -24,15 +24,20 @@ let llamaRpath: [LinkerSetting] = [
 // turns dlclose into a no-op for them.
 let pluginLinker: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "-z", "-Xlinker", "nodelete"])]
 
-// Every folder under Plugins/ is a plugin: a Swift one, or a C one when it holds .c files.
-let pluginsFolder = Context.packageDirectory + "/Plugins"
-let plugins: [(name: String, swift: Bool)] = ((try? FileManager.default.contentsOfDirectory(atPath: pluginsFolder)) ?? [])
-    .sorted()
-    .filter { !$0.hasPrefix(".") }
-    .map { name in
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: pluginsFolder + "/" + name)) ?? []
-        return (name, !files.contains { $0.hasSuffix(".c") })
-    }
+// Each plugin lives in Plugins/NAME and becomes libNAME.so beside the executables;
+// `swift` is false for plugins written in C.
+let plugins: [(name: String, swift: Bool)] = [
+    ("greedy", true),
+    ("self-consistency", false),
+    ("best-of-n", true),
+    ("beam-search", true),
+    ("rebase", true),
+    ("self-eval", true),
+    ("arith", true),
+    ("logprob", true),
+    ("prm", true),
+    ("combine", true),
+]
 
 var products: [Product] = [
     .executable(name: "strategyd", targets: ["strategyd"]),

@@ -87,13 +87,13 @@ public enum HostTable {
                 return HostTable.status(of: EngineError.chatTemplate(reason: "the model has no usable chat template"), in: request)
             }
             text += HostTable.string(assistantPrefix) ?? ""
-            return HostTable.newSequence(request, tokens: model.tokenize(text), kind: .prompt, out: out)
+            return HostTable.newSequence(request, tokens: model.tokenize(text, addSpecial: true), kind: .prompt, out: out)
         }
 
         host.seq_from_text = { raw, text, kind, out in
             guard let request = SolveRequest.from(raw), let text = HostTable.string(text),
                   let kind = HostTable.tokenKind(kind) else { return HostTable.invalid }
-            return HostTable.newSequence(request, tokens: request.engine.model.tokenize(text), kind: kind, out: out)
+            return HostTable.newSequence(request, tokens: request.engine.model.tokenize(text, addSpecial: true), kind: kind, out: out)
         }
 
         host.seq_fork = { raw, parent, count, children in
@@ -285,7 +285,7 @@ public enum HostTable {
                 firstTokens.append(token)
             }
             do {
-                let id = try engine.createSequence(engine.model.tokenize(text), account: request.account, kind: .scorer)
+                let id = try engine.createSequence(engine.model.tokenize(text, addSpecial: true), account: request.account, kind: .scorer)
                 defer { engine.remove(id) }
                 try engine.withLogits(id) { logits in
                     let lse = LogProbabilities.logSumExp(logits)

@@ -95,7 +95,10 @@ public final class SolveRequest: @unchecked Sendable {
     func kind(_ requested: TokenKind) -> TokenKind { scorerDepth > 0 ? .scorer : requested }
 
     func setResult(_ value: JSON) { lock.withLock { result = value } }
-    func setFailure(_ message: String) { lock.withLock { failure = message } }
+    /// Failures nest (a strategy failing because its scorer did): keep the inner reason.
+    func setFailure(_ message: String) {
+        lock.withLock { failure = failure.map { "\(message): \($0)" } ?? message }
+    }
     func noteEngineError(_ error: EngineError) { lock.withLock { engineError = error } }
 
     func sendProgress(_ event: JSON) {

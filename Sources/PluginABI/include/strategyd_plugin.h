@@ -134,7 +134,8 @@ typedef struct sd_host {
        (may be NULL) already written in it. Charged as prompt tokens. */
     int32_t (*seq_from_chat)(sd_request * r, const char * system, const char * user,
                              const char * assistant_prefix, sd_seq * out);
-    /* A sequence holding raw text (control tokens written as text are parsed). */
+    /* A sequence holding raw text (control tokens written as text are parsed; the model's
+       BOS token is added first when its vocabulary asks for one, as in seq_from_chat). */
     int32_t (*seq_from_text)(sd_request * r, const char * text, int32_t kind, sd_seq * out);
     /* n children sharing every token of parent (evaluated once). n in [1, 256]. */
     int32_t (*seq_fork)(sd_request * r, sd_seq parent, int32_t n, sd_seq * children);

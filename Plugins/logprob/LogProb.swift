@@ -1,0 +1,61 @@
+import Foundation
+import StrategyKit
+
+/// The policy's own confidence in the last step of a solution: exp of the mean
+/// log-probability of the step's tokens, given the problem and the earlier steps.
+///
+/// The host returns logits for a sequence's last position only, so the step is
+/// teacher-forced one token at a time: a step of n tokens costs n single-token decodes
+/// after one batch for the prompt and the earlier steps.
+struct LogProb: Scorer {
+    static let name = "logprob"
+    static let version = "1.0.0"
+    static let description = "The policy's confidence in the last step: exp(mean token log-probability) given the problem and earlier steps"
+    static let params: [Param] = [
+        .integer("max_step_tokens", 256, 1...4096, "tokens of the last step scored, from its start (each costs one decode)"),
+        .boolean("system_prompt", true, "condition on the system prompt the built-in strategies solve with"),
+    ]
+
+    init() {}
+
+    func score(_ request: Request, problem: String, solution: String, params: Params) throws -> Double {
+        let (earlier, step) = LogProb.split(solution)
+        guard !step.isEmpty else { throw PluginFailure("logprob scorer: the solution has no step to score") }
+        // Tokenize the whole solution once and take the tokens it shares with the earlier
+        // steps as context, so the step boundary is tokenized as in the full text.
+        let tokens = try request.tokenize(earlier + step)
+        let context = zip(tokens, try request.tokenize(earlier)).prefix { $0 == $1 }.count
+        let stepTokens = tokens[context...].prefix(params.int("max_step_tokens"))
+        guard !stepTokens.isEmpty else { throw PluginFailure("logprob scorer: the last step has no tokens") }
+
+        let sequence = try request.chat(system: params.bool("system_prompt") ? Prompts.system : nil, user: problem)
+        // A strategy scores many nodes in one request: give the sequence back at once.
+        defer { request.free(sequence) }
+        if context > 0 { try request.append(sequence, tokens: Array(tokens[..<context]), kind: .scorer) }
+        let vocabularySize = (request.modelInfo["vocabulary_size"] as? NSNumber)?.intValue ?? 0
+        var total = 0.0
+        for token in stepTokens {
+            let logits = try request.logits(sequence, vocabularySize: vocabularySize)
+            total += logProbability(of: token, in: logits)
+            // Evaluated by the next logits call; the last one never is.
+            try request.append(sequence, tokens: [token], kind: .scorer)
+        }
+        return exp(total / Double(stepTokens.count))
+    }
+
+    /// The text before the last step (ending in its blank line) and the last step.
+    static func split(_ solution: String) -> (earlier: String, step: String) {
+        let body = String(solution.reversed().drop { $0.isWhitespace }.reversed())
+        guard let boundary = body.range(of: "\n\n", options: .backwards) else { return ("", body) }
+        return (String(body[..<boundary.upperBound]), String(body[boundary.upperBound...]))
+    }
+
+    private func logProbability(of token: Int32, in logits: [Float]) -> Double {
+        let top = Double(logits.max() ?? 0)
+        let logSumExp = top + log(logits.reduce(0.0) { $0 + exp(Double($1) - top) })
+        return Double(logits[Int(token)]) - logSumExp
+    }
+}
+
+@_cdecl("strategyd_plugin_entry")
+public func strategydPluginEntry() -> UnsafePointer<sd_plugin> { export(LogProb.self) }
