@@ -53,6 +53,8 @@ struct Rebase: Strategy {
             // `width` sequences live.
             var parents: [RebaseTree<Sequence>.Node] = []
             var sequences: [Sequence] = []
+            // Evaluate every parent's last sampled token in one batch before forking.
+            try request.evaluate(expansions.filter { $0.children > 1 }.map(\.node.handle))
             for (parent, count) in expansions {
                 for sequence in try request.fork(parent.handle, count: count - 1) + [parent.handle] {
                     parents.append(parent)

@@ -138,6 +138,18 @@ public enum HostTable {
             request.engine.remove(seq)
         }
 
+        host.seq_evaluate = { raw, seqs, count in
+            guard let request = SolveRequest.from(raw), let seqs, count >= 0 else { return HostTable.invalid }
+            let ids = Array(UnsafeBufferPointer(start: seqs, count: Int(count)))
+            guard ids.allSatisfy(request.owns) else { return HostTable.invalid }
+            do {
+                try request.engine.evaluate(ids)
+                return HostTable.ok
+            } catch {
+                return HostTable.status(of: error, in: request)
+            }
+        }
+
         host.generate = { raw, seqs, count, params, out in
             guard let request = SolveRequest.from(raw), let seqs, let params, let out, count >= 1 else { return HostTable.invalid }
             let ids = Array(UnsafeBufferPointer(start: seqs, count: Int(count)))

@@ -95,6 +95,12 @@ public struct Request: @unchecked Sendable {
 
     public func free(_ sequence: Sequence) { host.pointee.seq_free(raw, sequence.id) }
 
+    /// Evaluates the queued tokens of all these sequences in one batch (before forking
+    /// many parents: otherwise each fork evaluates its parent alone).
+    public func evaluate(_ sequences: [Sequence]) throws {
+        try check(host.pointee.seq_evaluate(raw, sequences.map(\.id), Int32(sequences.count)), "seq_evaluate")
+    }
+
     /// Generates on all `sequences` together, one decode per step. When the request is
     /// stopped (cancelled, out of budget) it returns what was generated so far, with
     /// finish `.stopped`, rather than throwing.

@@ -32,7 +32,8 @@ public final class DaemonProcess {
         guard FileManager.default.isExecutableFile(atPath: binary.path) else { throw TestAssets.Missing(path: binary.path) }
         process.executableURL = binary
         process.arguments = ["--model", try TestAssets.model(), "--socket", socketPath, "--plugin-dir", pluginDirectory.path,
-                             "--context-size", "8192", "--log-level", "debug"] + extraArguments
+                             // One decoding thread: test daemons share 2 cores with each other and the tests.
+                             "--context-size", "8192", "--threads", "1", "--log-level", "debug"] + extraArguments
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "NOTIFY_SOCKET")
         for (key, value) in environment { env[key] = value }

@@ -207,8 +207,7 @@ final class RebaseTests: XCTestCase {
 
     func daemon() throws -> DaemonProcess {
         if let daemon = RebaseTests.daemon, daemon.process.isRunning { return daemon }
-        // One thread: the tests check mechanics, and the machine is shared.
-        let daemon = try DaemonProcess(plugins: ["rebase", "greedy"], extraArguments: ["--threads", "1"],
+        let daemon = try DaemonProcess(plugins: ["rebase", "greedy"],
                                        prepare: { try HashScorer.build(into: $0) })
         RebaseTests.daemon = daemon
         return daemon

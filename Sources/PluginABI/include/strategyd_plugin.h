@@ -142,6 +142,10 @@ typedef struct sd_host {
     int32_t (*seq_append_text)(sd_request * r, sd_seq seq, const char * text, int32_t kind);
     int32_t (*seq_append_tokens)(sd_request * r, sd_seq seq, const int32_t * tokens, int32_t n, int32_t kind);
     void (*seq_free)(sd_request * r, sd_seq seq);
+    /* Evaluates the queued tokens of n sequences in one batch. Optional: fork, generate
+       and logits evaluate on demand, but one call before forking many parents saves a
+       decode per parent. */
+    int32_t (*seq_evaluate)(sd_request * r, const sd_seq * seqs, int32_t n);
 
     /* -- decoding -- */
 
