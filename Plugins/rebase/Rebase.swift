@@ -35,8 +35,7 @@ struct Rebase: Strategy {
         let maxTokens = params.int("max_tokens")
         let maxStepTokens = params.int("max_step_tokens")
         let scorer = params.string("scorer")
-        guard let scorerParams = (try? JSONSerialization.jsonObject(with: Data(params.string("scorer_params").utf8)))
-            as? [String: Any] else { throw PluginFailure("scorer_params must hold a JSON object") }
+        let scorerParams = try params.jsonObject("scorer_params")
         let stop = params.string("stop").isEmpty ? [] : [params.string("stop")]
         let ratio = params.double("truncation_ratio")
         let aggregate = StepAggregate(rawValue: params.string("aggregate"))!
@@ -74,13 +73,11 @@ struct Rebase: Strategy {
                 // An interrupted step is partial: it keeps its parent's scores and does not finish.
                 stopped = stopped || step.finish == .stopped
                 if !stopped {
-                    do {
-                        child.stepScores.append(try request.score(with: scorer, params: scorerParams, problem: problem,
-                                                                  solution: child.text))
-                    } catch let error as Request.HostError where error.isStop {
+                    if let score = try request.scoreUnlessStopped(with: scorer, params: scorerParams, problem: problem,
+                                                                  solution: child.text) {
+                        child.stepScores.append(score)
+                    } else {
                         stopped = true
-                    } catch let error as Request.HostError where error.status == Int32(SD_ERR_UNKNOWN_SCORER.rawValue) {
-                        throw PluginFailure("scorer '\(scorer)' is not loaded", status: error.status)
                     }
                 }
                 let finished = step.finish != .stopped

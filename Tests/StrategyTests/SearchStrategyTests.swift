@@ -1,0 +1,219 @@
+import Foundation
+import RPC
+import TestSupport
+import XCTest
+
+/// best-of-n and beam-search through the real daemon on the test model, scored by a C
+/// fixture scorer (Fixtures/search_scorer_fixture.c) whose score is a hash of the text:
+/// the tests recompute every score and choice from the returned candidates.
+final class SearchStrategyTests: XCTestCase {
+    nonisolated(unsafe) static var daemon: DaemonProcess?
+
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static let scorer = "search-fixture"
+    static let problem = "What is 2 + 3? Answer with the number."
+    /// A problem the test model does not finish in one step, so that a search goes deep.
+    static let longProblem = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+        + "How many clips did Natalia sell altogether in April and May?"
+
+    func daemon() throws -> DaemonProcess {
+        if let daemon = SearchStrategyTests.daemon, daemon.process.isRunning { return daemon }
+        let daemon = try DaemonProcess(plugins: DaemonProcess.builtPlugins + ["best-of-n", "beam-search"],
+                                       prepare: SearchStrategyTests.buildFixtureScorer)
+        SearchStrategyTests.daemon = daemon
+        return daemon
+    }
+
+    override class func tearDown() {
+        daemon?.stop()
+        daemon?.removeFolder()
+        super.tearDown()
+    }
+
+    static func buildFixtureScorer(into folder: URL) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["cc", "-shared", "-fPIC", "-O1", "-I", repository.appendingPathComponent("Sources/PluginABI/include").path,
+                             "-o", folder.appendingPathComponent("lib\(scorer).so").path,
+                             repository.appendingPathComponent("Tests/StrategyTests/Fixtures/search_scorer_fixture.c").path]
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw DaemonProcess.Failure(message: "cc failed for the fixture scorer") }
+    }
+
+    /// The fixture scorer's score of a solution (FNV-1a of its bytes, salted).
+    static func fixtureScore(_ text: String, salt: UInt64 = 0) -> Double {
+        var hash: UInt64 = 14_695_981_039_346_656_037 ^ salt
+        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
+        return Double(hash % 1_000_003) / 1_000_002.0
+    }
+
+    func solve(_ strategy: String, _ params: JSON, budget: JSON? = nil) throws -> JSON {
+        var request: [String: JSON] = ["problem": .string(SearchStrategyTests.problem), "strategy": .string(strategy),
+                                       "params": params]
+        if let budget { request["budget"] = budget }
+        return try daemon().call("solve", .object(request))
+    }
+
+    func assertWellFormed(_ result: JSON, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertNotNil(result["text"]?.stringValue, file: file, line: line)
+        XCTAssertTrue(result["answer"] == .null || result["answer"]?.stringValue != nil, file: file, line: line)
+        XCTAssertNotNil(result["candidates"]?.arrayValue, file: file, line: line)
+        XCTAssertNotNil(result["details"]?.objectValue, file: file, line: line)
+        XCTAssertNotNil(result["metrics"]?["decode_calls"]?.intValue, file: file, line: line)
+    }
+
+    // MARK: best-of-n
+
+    func testBestOfNMaxPicksTheHighestScoredCandidateFromOneBatch() throws {
+        let result = try solve("best-of-n", ["n": 4, "max_tokens": 16, "scorer": .string(SearchStrategyTests.scorer), "select": "max"])
+        assertWellFormed(result)
+        let candidates = try XCTUnwrap(result["candidates"]?.arrayValue)
+        XCTAssertEqual(candidates.count, 4)
+        let scores = candidates.map { $0["score"]?.doubleValue ?? -1 }
+        for (candidate, score) in zip(candidates, scores) {
+            // The scorer saw exactly the sample's text.
+            XCTAssertEqual(score, SearchStrategyTests.fixtureScore(candidate["text"]?.stringValue ?? ""), accuracy: 1e-9)
+        }
+        let best = scores.indices.max { scores[$0] < scores[$1] }!
+        XCTAssertEqual(result["details"]?["chosen"]?.intValue, Int64(best))
+        XCTAssertEqual(result["text"], candidates[best]["text"])
+        XCTAssertEqual(result["answer"], candidates[best]["answer"])
+
+        let metrics = try XCTUnwrap(result["metrics"])
+        XCTAssertEqual(metrics["forks"], 4)
+        // The forks share the prompt: it is evaluated once, as for a single greedy answer.
+        let greedy = try solve("greedy", ["max_tokens": 1])
+        XCTAssertEqual(metrics["prompt_tokens"], greedy["metrics"]?["prompt_tokens"])
+        // One decode for the prompt, then one per step for all four samples (not 4 × 16).
+        XCTAssertLessThanOrEqual(metrics["decode_calls"]?.intValue ?? .max, 16 + 1)
+    }
+
+    func testBestOfNWeightedPicksTheAnswerWithTheLargestScoreSum() throws {
+        let result = try solve("best-of-n", ["n": 6, "max_tokens": 24, "temperature": 1.0, "select": "weighted",
+                                             "scorer": .string(SearchStrategyTests.scorer), "scorer_params": "{\"salt\": 5}"])
+        assertWellFormed(result)
+        let candidates = try XCTUnwrap(result["candidates"]?.arrayValue)
+        var sums: [String: Double] = [:]
+        for candidate in candidates {
+            let score = try XCTUnwrap(candidate["score"]?.doubleValue)
+            // scorer_params reach the scorer: the salt changes every score.
+            XCTAssertEqual(score, SearchStrategyTests.fixtureScore(candidate["text"]?.stringValue ?? "", salt: 5), accuracy: 1e-9)
+            if let answer = candidate["answer"]?.stringValue { sums[answer, default: 0] += score }
+        }
+        let answer = try XCTUnwrap(result["answer"]?.stringValue, "the test model gives some number here: \(result.serialized())")
+        XCTAssertEqual(sums[answer], sums.values.max())
+        XCTAssertEqual(result["details"]?["answer_scores"]?[answer]?.doubleValue ?? -1, sums[answer] ?? 0, accuracy: 1e-9)
+        // The text returned is the answer's best-scored sample; votes count the samples per answer.
+        let sameAnswer = candidates.filter { $0["answer"]?.stringValue == answer }
+        let best = sameAnswer.max { ($0["score"]?.doubleValue ?? 0) < ($1["score"]?.doubleValue ?? 0) }
+        XCTAssertEqual(result["text"], best?["text"])
+        XCTAssertEqual(best?["votes"]?.intValue, Int64(sameAnswer.count))
+        // Salt 5 makes the vote matter on the test model's samples: the single best-scored
+        // sample has another answer (if the samples change, pick a salt for which this holds).
+        let top = candidates.max { ($0["score"]?.doubleValue ?? 0) < ($1["score"]?.doubleValue ?? 0) }
+        XCTAssertNotEqual(top?["answer"]?.stringValue, answer)
+    }
+
+    func testBestOfNStopsAtTheBudgetWithAWellFormedResult() throws {
+        let result = try solve("best-of-n", ["n": 4, "max_tokens": 200, "scorer": .string(SearchStrategyTests.scorer)],
+                               budget: ["max_tokens": 120])
+        assertWellFormed(result)
+        XCTAssertEqual(result["budget_exhausted"], true)
+        XCTAssertEqual(result["candidates"]?.arrayValue?.count, 4)
+        XCTAssertEqual(result["details"]?["scored"], 0, "no scorer compute once the budget is spent")
+        // Generation stops within one step (4 tokens) of the budget.
+        XCTAssertLessThanOrEqual(result["metrics"]?["evaluated_tokens"]?.intValue ?? .max, 120 + 4)
+        XCTAssertLessThan(result["metrics"]?["generated_tokens"]?.intValue ?? .max, 4 * 200)
+    }
+
+    // MARK: beam search
+
+    func testBeamSearchConservesWidthBatchesEachStepAndStreamsEachDepth() throws {
+        let width = 3, expansions = 2, stepTokens = 8
+        var events: [JSON] = []
+        let result = try daemon().client().call("solve", [
+            "problem": .string(SearchStrategyTests.longProblem), "strategy": "beam-search", "stream": true,
+            "params": ["beam_width": .int(Int64(width)), "expansions": .int(Int64(expansions)), "max_depth": 4,
+                       "max_step_tokens": .int(Int64(stepTokens)), "scorer": .string(SearchStrategyTests.scorer)],
+        ]) { events.append($0["params"] ?? .null) }.get()
+        assertWellFormed(result)
+        let details = try XCTUnwrap(result["details"])
+        let rounds = try XCTUnwrap(details["rounds"]?.arrayValue)
+        XCTAssertEqual(Int64(rounds.count), details["depth"]?.intValue)
+        XCTAssertGreaterThan(rounds.count, 1, "the search must go deep for this test to mean much")
+        var forks: Int64 = 0, decodeBound: Int64 = 0
+        var previousLive: Int64 = 1  // the prompt is the only sequence forked at depth 1
+        for (index, round) in rounds.enumerated() {
+            let live = try XCTUnwrap(round["live"]?.intValue), finished = try XCTUnwrap(round["finished"]?.intValue)
+            let expanded = try XCTUnwrap(round["expanded"]?.intValue), children = try XCTUnwrap(round["children"]?.intValue)
+            let step = try XCTUnwrap(round["step_tokens"]?.intValue)
+            XCTAssertLessThanOrEqual(live + finished, Int64(width), "a finished solution takes a beam's slot")
+            XCTAssertEqual(expanded, previousLive, "every live beam, and only those, is expanded")
+            // The prompt stands for beam_width beams: depth 1 is as wide as the others.
+            XCTAssertEqual(children, (index == 0 ? Int64(width) : expanded) * Int64(expansions))
+            XCTAssertLessThanOrEqual(step, Int64(stepTokens))
+            previousLive = live
+            forks += children
+            // One decode evaluates every beam's last sampled token (at depth 1, the prompt)
+            // before the forks; then one per generated step for all the children together
+            // (the step that ends the last child needs none). The fixture scorer decodes
+            // nothing. Unbatched, a depth would cost expanded + children × step decodes.
+            decodeBound += 1 + step
+        }
+        let metrics = try XCTUnwrap(result["metrics"])
+        XCTAssertEqual(metrics["forks"]?.intValue, forks)
+        XCTAssertLessThanOrEqual(metrics["decode_calls"]?.intValue ?? .max, decodeBound)
+        XCTAssertLessThanOrEqual(metrics["peak_sequences"]?.intValue ?? .max, Int64(width * expansions + 1))
+
+        // Candidates: the finished first, then the live, each group best first; the answer is the first's.
+        let candidates = try XCTUnwrap(result["candidates"]?.arrayValue)
+        XCTAssertFalse(candidates.isEmpty)
+        XCTAssertLessThanOrEqual(candidates.count, width)
+        let finishedCount = Int(details["finished"]?.intValue ?? 0)
+        let scores = candidates.map { $0["score"]?.doubleValue ?? -1 }
+        for group in [scores.prefix(finishedCount), scores.dropFirst(finishedCount)] {
+            XCTAssertEqual(Array(group), group.sorted(by: >))
+        }
+        for (candidate, score) in zip(candidates, scores) {
+            XCTAssertEqual(score, SearchStrategyTests.fixtureScore(candidate["text"]?.stringValue ?? ""), accuracy: 1e-9,
+                           "the scorer saw the whole path")
+        }
+        XCTAssertEqual(result["text"], candidates[0]["text"])
+        XCTAssertEqual(result["answer"], candidates[0]["answer"])
+
+        // One progress event per depth, matching the rounds.
+        let steps = events.filter { $0["event"] == "step" }
+        XCTAssertEqual(steps.map { $0["depth"] }, rounds.map { $0["depth"] })
+        XCTAssertEqual(steps.map { $0["live"] }, rounds.map { $0["live"] })
+        XCTAssertEqual(steps.map { $0["best_score"] }, rounds.map { $0["best_score"] })
+    }
+
+    func testBeamSearchStopsAtTheBudgetWithTheBestSoFar() throws {
+        // Short steps and a budget of the prompt and 20 tokens: depth 1 (four children of
+        // up to four tokens) completes, and the search is cut in a later depth.
+        let prompt = try XCTUnwrap(solve("greedy", ["max_tokens": 1])["metrics"]?["prompt_tokens"]?.intValue)
+        let budget = prompt + 20
+        let result = try solve("beam-search", ["beam_width": 2, "expansions": 2, "max_step_tokens": 4,
+                                               "scorer": .string(SearchStrategyTests.scorer)],
+                               budget: ["max_tokens": .int(budget)])
+        assertWellFormed(result)
+        XCTAssertEqual(result["budget_exhausted"], true)
+        XCTAssertEqual(result["details"]?["stop_reason"], "stopped")
+        // The candidates are the beams of the last completed depth, best so far.
+        let last = try XCTUnwrap(result["details"]?["rounds"]?.arrayValue?.last, "depth 1 fits in the budget")
+        XCTAssertEqual(Int64(result["candidates"]?.arrayValue?.count ?? -1),
+                       (last["live"]?.intValue ?? 0) + (last["finished"]?.intValue ?? 0))
+        // Forking two beams and one step of four children: at most 6 tokens past the budget.
+        XCTAssertLessThanOrEqual(result["metrics"]?["evaluated_tokens"]?.intValue ?? .max, budget + 6)
+    }
+
+    func testBadScorerParamsAreRefused() throws {
+        let client = try daemon().client()
+        guard case .failure(let error) = try client.call("solve", [
+            "problem": "x", "strategy": "beam-search", "params": ["scorer_params": "[1, 2]"],
+        ]) else { return XCTFail("scorer_params that are not an object must be refused") }
+        XCTAssertTrue(error.message.contains("scorer_params"), error.message)
+    }
+}
