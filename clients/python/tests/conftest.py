@@ -17,8 +17,8 @@ CACHE = Path(os.environ.get("STRATEGYD_CACHE")
              or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "strategyd")
 MODEL = CACHE / "models" / "smollm2-135m-instruct-q4_1.gguf"
 STARTUP_TIMEOUT = 60.0
-# status can take seconds while solves run on a loaded machine; polls allow for it.
-IDLE_TIMEOUT = 60.0
+# status can take seconds to answer while solves run (more on a loaded machine).
+STATUS_TIMEOUT = 60.0
 
 # Quick and long greedy solves; the long one keeps generating for many seconds on the test model.
 SHORT_PROBLEM = "What is 2 + 3?"
@@ -107,10 +107,10 @@ def leaves_daemon_idle(request: pytest.FixtureRequest) -> Iterator[None]:
     if "daemon" not in request.fixturenames:
         return
     daemon: Daemon = request.getfixturevalue("daemon")
-    deadline = time.monotonic() + IDLE_TIMEOUT
+    deadline = time.monotonic() + STATUS_TIMEOUT
     with Client(daemon.socket_path) as client:
-        while client.status(timeout=IDLE_TIMEOUT).solves_in_flight > 0:
-            assert time.monotonic() < deadline, f"solves still run {IDLE_TIMEOUT:.0f} s after the test ended"
+        while client.status(timeout=STATUS_TIMEOUT).solves_in_flight > 0:
+            assert time.monotonic() < deadline, f"solves still run {STATUS_TIMEOUT:.0f} s after the test ended"
             time.sleep(0.1)
 
 

@@ -6,15 +6,15 @@ import time
 from typing import List, Union
 
 import pytest
-from conftest import IDLE_TIMEOUT, LONG_PARAMS, LONG_PROBLEM, MODEL, SHORT_PARAMS, SHORT_PROBLEM, Daemon
+from conftest import STATUS_TIMEOUT, LONG_PARAMS, LONG_PROBLEM, MODEL, SHORT_PARAMS, SHORT_PROBLEM, Daemon
 
 from strategyd_client import (Budget, Cancelled, Client, DaemonNotRunning, Progress, RequestTimeout,
                               SolveResult, default_socket_path)
 
 
 def wait_until_idle(client: Client) -> None:
-    deadline = time.monotonic() + IDLE_TIMEOUT
-    while client.status(timeout=IDLE_TIMEOUT).solves_in_flight > 0:
+    deadline = time.monotonic() + STATUS_TIMEOUT
+    while client.status(timeout=STATUS_TIMEOUT).solves_in_flight > 0:
         assert time.monotonic() < deadline, "the daemon still runs a solve the client gave up"
         time.sleep(0.1)
 
@@ -62,12 +62,6 @@ def test_solve(client: Client) -> None:
     assert isinstance(result.details, dict)
 
 
-def test_solve_is_deterministic_at_temperature_zero(client: Client) -> None:
-    first = client.solve(SHORT_PROBLEM, params=SHORT_PARAMS, timeout=120)
-    second = client.solve(SHORT_PROBLEM, params=SHORT_PARAMS, timeout=120)
-    assert first.text == second.text
-
-
 def test_budget_exhausted(client: Client) -> None:
     prompt = client.solve(SHORT_PROBLEM, params={"max_tokens": 1}, timeout=120).metrics.prompt_tokens
     result = client.solve(SHORT_PROBLEM, params=LONG_PARAMS, budget=Budget(max_tokens=prompt + 8), timeout=120)
@@ -78,11 +72,13 @@ def test_budget_exhausted(client: Client) -> None:
 def test_solve_stream_yields_progress_then_result(client: Client) -> None:
     with client.solve_stream(SHORT_PROBLEM, params={"max_tokens": 24, "progress_every": 8}, timeout=120) as stream:
         events: List[Union[Progress, SolveResult]] = list(stream)
-    progress, result = events[:-1], events[-1]
-    assert isinstance(result, SolveResult)
-    assert progress and all(isinstance(event, Progress) and event.id == stream.id for event in progress)
+    assert isinstance(events[-1], SolveResult)
+    progress = [event for event in events[:-1] if isinstance(event, Progress)]
+    assert progress and len(progress) == len(events) - 1
+    assert all(event.id == stream.id for event in progress)
     assert progress[0].event == "started"
-    assert any(event.event == "step" for event in progress)
+    steps = [event for event in progress if event.event == "step"]
+    assert steps and all(step.metrics is not None and step.metrics.evaluated_tokens > 0 for step in steps)
 
 
 def test_cancel(client: Client) -> None:
@@ -93,7 +89,7 @@ def test_cancel(client: Client) -> None:
         for _ in stream:
             pass
     assert caught.value.code == -32003
-    assert client.cancel(stream.id) is False  # no longer running
+    assert client.cancel(10**9) is False  # no such solve
     wait_until_idle(client)
 
 
@@ -119,7 +115,7 @@ def test_requests_from_many_threads_share_one_client(client: Client) -> None:
             if index % 2:
                 results.append(client.solve(SHORT_PROBLEM, params=SHORT_PARAMS, timeout=120))
             else:
-                results.append(client.status())
+                results.append(client.status(timeout=STATUS_TIMEOUT))
         except Exception as error:  # reported below, with the others' results
             results.append(error)
 

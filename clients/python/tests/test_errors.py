@@ -8,14 +8,15 @@ import signal
 import socket
 import threading
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Type
 
 import pytest
 from conftest import LONG_PARAMS, LONG_PROBLEM, SHORT_PARAMS, SHORT_PROBLEM, Daemon
 
-from strategyd_client import (AsyncClient, Busy, Client, ConnectionLost, EngineError, InvalidParams,
-                              InvalidRequest, MethodNotFound, ParseError, PluginLoadFailed, Progress,
-                              RPCError, ShuttingDown, SolveResult, UnknownPlugin, error_from_json)
+from strategyd_client import (AsyncClient, Busy, Cancelled, Client, ConnectionLost, EngineError, InternalError,
+                              InvalidParams, InvalidRequest, MethodNotFound, NotPermitted, ParseError,
+                              PluginFailed, PluginLoadFailed, Progress, RPCError, ShuttingDown, SolveResult,
+                              UnknownPlugin, error_from_json)
 
 
 def raw_exchange(socket_path: str, payload: bytes) -> Dict[str, Any]:
@@ -61,6 +62,15 @@ def test_unknown_strategy(client: Client) -> None:
         client.solve(SHORT_PROBLEM, strategy="no-such-strategy", timeout=30)
     assert caught.value.data["plugin"] == "no-such-strategy"
     assert "greedy" in caught.value.data["available"]
+
+
+def test_plugin_failure(client: Client) -> None:
+    if "best-of-n" not in client.status().plugins:
+        pytest.skip("needs the best-of-n strategy, which fails on a scorer that is not loaded")
+    with pytest.raises(PluginFailed) as caught:
+        client.solve(SHORT_PROBLEM, strategy="best-of-n",
+                     params={"n": 2, "max_tokens": 8, "scorer": "no-such-scorer"}, timeout=120)
+    assert caught.value.data["plugin"] == "best-of-n"
 
 
 def test_load_of_a_missing_plugin(client: Client) -> None:
@@ -115,6 +125,14 @@ def test_request_over_the_size_limit(client: Client) -> None:
 
     asyncio.run(scenario())
     assert client.ping() == "pong"
+
+
+@pytest.mark.parametrize("error_class", [
+    ParseError, InvalidRequest, MethodNotFound, InvalidParams, InternalError, UnknownPlugin, PluginFailed,
+    PluginLoadFailed, Cancelled, Busy, NotPermitted, EngineError, ShuttingDown])
+def test_each_documented_code_has_its_class(error_class: Type[RPCError]) -> None:
+    error = error_from_json({"code": error_class.code, "message": "m", "data": None})
+    assert type(error) is error_class and error.message == "m"
 
 
 def test_unknown_codes_stay_rpc_errors() -> None:

@@ -9,7 +9,7 @@ import socket as sockets
 import threading
 import time
 from types import TracebackType
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Type, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Type, Union
 
 from . import _protocol
 from ._paths import SocketPath, resolve_socket
@@ -41,7 +41,7 @@ class _Connection:
         self._state_lock = threading.Lock()  # _pending, _failure, _ids
         self._send_lock = threading.Lock()   # whole lines, never interleaved
         # Each request awaiting an answer: its queue, and its line's length (see oversize_owner).
-        self._pending: Dict[RequestId, "tuple[queue.SimpleQueue[Item], int]"] = {}
+        self._pending: Dict[RequestId, Tuple["queue.SimpleQueue[Item]", int]] = {}
         self._failure: Optional[StrategydError] = None
         self._ids = itertools.count(1)
         threading.Thread(target=self._read_loop, name=f"strategyd-reader {path}", daemon=True).start()
@@ -50,7 +50,7 @@ class _Connection:
     def closed(self) -> bool:
         return self._failure is not None
 
-    def send(self, method: str, params: Optional[Mapping[str, Any]]) -> "tuple[int, queue.SimpleQueue[Item]]":
+    def send(self, method: str, params: Optional[Mapping[str, Any]]) -> Tuple[int, "queue.SimpleQueue[Item]"]:
         """Sends a request; its answers arrive on the returned queue."""
         replies: "queue.SimpleQueue[Item]" = queue.SimpleQueue()
         with self._state_lock:
