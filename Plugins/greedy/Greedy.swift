@@ -1,11 +1,12 @@
 import StrategyKit
 
 /// Greedy chain-of-thought: one sample at temperature 0, the answer extracted from it.
-/// The baseline every other strategy is measured against.
+/// The baseline every other strategy is measured against. (Not bit-reproducible across
+/// daemon states: llama.cpp's sums depend on where the KV cells lie and what shares a batch.)
 struct Greedy: Strategy {
     static let name = "greedy"
     static let version = "1.0.0"
-    static let description = "Greedy chain-of-thought: one deterministic solution, answer extracted"
+    static let description = "Greedy chain-of-thought: one temperature-0 solution, answer extracted"
     static let params: [Param] = [
         .integer("max_tokens", 512, 1...4096, "tokens the solution may take"),
         .integer("progress_every", 64, 1...4096, "tokens between progress notifications"),

@@ -170,6 +170,12 @@ static int32_t solve(void *state, const sd_host *host, sd_request *r, const char
     return status;
 }
 
+static int32_t init(const sd_host *host, void **state) {
+    (void)state;
+    if (host->abi_version != SD_PLUGIN_ABI_VERSION || host->size < sizeof(sd_host)) return SD_ERR_HOST_ABI;
+    return SD_OK;
+}
+
 static const sd_plugin PLUGIN = {
     .abi_version = SD_PLUGIN_ABI_VERSION,
     .size = sizeof(sd_plugin),
@@ -178,6 +184,7 @@ static const sd_plugin PLUGIN = {
     .kind = SD_KIND_STRATEGY,
     .description = "Self-consistency: k sampled chains of thought, majority vote; adaptive early stop",
     .params_schema = PARAMS_SCHEMA,
+    .init = init,
     .solve = solve,
 };
 

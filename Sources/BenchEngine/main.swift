@@ -101,6 +101,7 @@ struct SplitMix64: RandomNumberGenerator {
 struct Stats: Encodable {
     var mean: Double
     var stddev: Double
+    var median: Double
     var samples: [Double]
 
     init(_ samples: [Double]) {
@@ -109,6 +110,8 @@ struct Stats: Encodable {
         let mean = samples.reduce(0, +) / max(n, 1)
         let squares = samples.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
         self.mean = mean
+        let sorted = samples.sorted()
+        median = sorted.isEmpty ? 0 : (sorted[(sorted.count - 1) / 2] + sorted[sorted.count / 2]) / 2
         stddev = samples.count > 1 ? (squares / (n - 1)).squareRoot() : 0
     }
 }

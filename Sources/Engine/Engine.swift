@@ -81,8 +81,8 @@ public struct Generation: Sendable {
 /// llama_batch. A fork copies KV cell references (llama_memory_seq_cp over a unified
 /// KV buffer), so children never re-evaluate their parent's tokens.
 ///
-/// Thread-safe: one lock guards the context; `generate` takes it per step, so that
-/// concurrent callers interleave rather than wait for whole generations.
+/// Thread-safe: one first-come-first-served lock guards the context; `generate` takes it
+/// per step, so that concurrent callers interleave rather than wait for whole generations.
 public final class Engine: @unchecked Sendable {
     public let model: Model
     public let options: EngineOptions
@@ -93,7 +93,10 @@ public final class Engine: @unchecked Sendable {
     private let context: OpaquePointer
     private let memory: OpaquePointer
     private var batch: llama_batch
-    private let lock = NSLock()
+    private let lock = FairLock()
+    /// Read without the context lock, so status never waits for a decode.
+    private let countLock = NSLock()
+    private var sequenceCount = 0
     private var sequences: [SequenceID: SequenceState] = [:]
     private var freeIDs: [SequenceID]
     private var decodeCalls = 0
@@ -148,7 +151,7 @@ public final class Engine: @unchecked Sendable {
 
     /// llama_decode calls made so far.
     public var decodeCallCount: Int { locked { decodeCalls } }
-    public var liveSequences: Int { locked { sequences.count } }
+    public var liveSequences: Int { countLock.withLock { sequenceCount } }
 
     // MARK: sequences
 
@@ -163,6 +166,7 @@ public final class Engine: @unchecked Sendable {
                                           pending: Array(repeating: PendingToken(kind: kind, sampled: false),
                                                          count: tokens.count))
             account.sequenceOpened(byFork: false)
+            countLock.withLock { sequenceCount += 1 }
             return id
         }
     }
@@ -180,6 +184,7 @@ public final class Engine: @unchecked Sendable {
                 llama_memory_seq_cp(memory, parent, child, -1, -1)
                 sequences[child] = state
                 state.account.sequenceOpened(byFork: true)
+                countLock.withLock { sequenceCount += 1 }
                 return child
             }
         }
@@ -206,6 +211,7 @@ public final class Engine: @unchecked Sendable {
             llama_memory_seq_rm(memory, id, -1, -1)
             freeIDs.append(id)
             state.account.sequenceClosed()
+            countLock.withLock { sequenceCount -= 1 }
         }
     }
 

@@ -15,7 +15,7 @@ public struct PluginLoadError: Error, CustomStringConvertible, Sendable {
         case invalidName = "invalid_name", notFound = "not_found", dlopen, noEntrySymbol = "no_entry_symbol"
         case abiVersion = "abi_version", structSize = "struct_size", nameMismatch = "name_mismatch"
         case badKind = "bad_kind", badSchema = "bad_schema", missingFunction = "missing_function"
-        case initFailed = "init_failed"
+        case initFailed = "init_failed", hostABI = "host_abi"
     }
 
     public let name: String
@@ -104,7 +104,8 @@ public final class PluginRegistry: @unchecked Sendable {
     private let host: UnsafePointer<sd_host>
     private let lock = NSLock()
     private var current: [String: PluginGeneration] = [:]
-    private var generationCounter = 0
+    /// Builds loaded so far, per plugin name: the next one's generation number.
+    private var generations: [String: Int] = [:]
     /// The modification time of the last build of each plugin that was refused.
     private var refusedBuilds: [String: Date?] = [:]
     /// Where private copies are made before dlopen, so that a rebuild of the original
@@ -202,7 +203,10 @@ public final class PluginRegistry: @unchecked Sendable {
         guard FileManager.default.fileExists(atPath: original.path) else {
             throw refuse(name, .notFound, "no \(original.lastPathComponent) in the plugin directory \(directory.path)")
         }
-        let generation = lock.withLock { () -> Int in generationCounter += 1; return generationCounter }
+        let generation = lock.withLock { () -> Int in
+            generations[name, default: 0] += 1
+            return generations[name]!
+        }
         let modified = PluginRegistry.modificationDate(original)
         let copy = copies.appendingPathComponent("lib\(name).\(generation).so")
         do {
@@ -265,6 +269,11 @@ public final class PluginRegistry: @unchecked Sendable {
         var state: UnsafeMutableRawPointer?
         if let initialize = plugin.pointee.`init` {
             let status = initialize(host, &state)
+            if status == Int32(SD_ERR_HOST_ABI.rawValue) {
+                throw refuse(name, .hostABI, "built against a newer strategyd_plugin.h than this daemon's (ABI \(SD_PLUGIN_ABI_VERSION), "
+                             + "sd_host of \(MemoryLayout<sd_host>.size) bytes): rebuild it against this daemon's header",
+                             expected: String(MemoryLayout<sd_host>.size))
+            }
             guard status == 0 else { throw refuse(name, .initFailed, "init() returned \(status)", found: String(status)) }
         }
         keepHandle = true

@@ -63,6 +63,11 @@ private func descriptor<P: PluginMetadata>(_ type: P.Type, kind: sd_plugin_kind)
     plugin.kind = Int32(kind.rawValue)
     plugin.description = UnsafePointer(strdup(P.description))
     plugin.params_schema = UnsafePointer(strdup(jsonText(schema)))
+    plugin.`init` = { host, _ in
+        guard let host, host.pointee.abi_version == UInt32(SD_PLUGIN_ABI_VERSION),
+              host.pointee.size >= UInt32(MemoryLayout<sd_host>.size) else { return Int32(SD_ERR_HOST_ABI.rawValue) }
+        return Int32(SD_OK.rawValue)
+    }
     let pointer = UnsafeMutablePointer<sd_plugin>.allocate(capacity: 1)
     pointer.initialize(to: plugin)
     return pointer

@@ -19,6 +19,8 @@ final class Methods: RPCHandler, @unchecked Sendable {
     private let lock = NSLock()
     private var inFlight: [InFlightKey: SolveRequest] = [:]
     private var requestsInFlight = 0
+    /// Solves started and not yet answered (a solve leaves `inFlight` just before its answer).
+    private var unanswered = 0
     private var acceptingSolves = true
     private let solvesDone = NSCondition()
 
@@ -128,14 +130,18 @@ final class Methods: RPCHandler, @unchecked Sendable {
                 return .invalidParams("id", expected: "unique among this connection's solves in flight")
             }
             inFlight[key] = solveRequest
+            unanswered += 1
             return nil
         }
         if let admitted { return reply(.failure(admitted)) }
         let thread = Thread { [self] in
             let outcome = solveRequest.run(strategy, params: pluginParams)
-            // Answer before leaving the in-flight set: shutdown closes connections once it is empty.
+            // Leave the in-flight set before answering (a cancel after the answer finds
+            // nothing), but count as running until answered: shutdown closes connections
+            // only once every answer is out.
+            lock.withLock { _ = inFlight.removeValue(forKey: key) }
             defer {
-                lock.withLock { _ = inFlight.removeValue(forKey: key) }
+                lock.withLock { unanswered -= 1 }
                 solvesDone.withLock { solvesDone.broadcast() }
             }
             switch outcome {
@@ -225,7 +231,7 @@ final class Methods: RPCHandler, @unchecked Sendable {
         lock.withLock { acceptingSolves = false }
         let deadline = Date().addingTimeInterval(graceSeconds)
         solvesDone.lock()
-        while lock.withLock({ !inFlight.isEmpty }) && solvesDone.wait(until: deadline) {}
+        while lock.withLock({ unanswered > 0 }) && solvesDone.wait(until: deadline) {}
         solvesDone.unlock()
         let remaining = lock.withLock { Array(inFlight.values) }
         if !remaining.isEmpty {
@@ -233,7 +239,7 @@ final class Methods: RPCHandler, @unchecked Sendable {
             remaining.forEach { $0.cancel() }
         }
         solvesDone.lock()
-        while lock.withLock({ !inFlight.isEmpty }) { _ = solvesDone.wait(until: Date().addingTimeInterval(0.2)) }
+        while lock.withLock({ unanswered > 0 }) { _ = solvesDone.wait(until: Date().addingTimeInterval(0.2)) }
         solvesDone.unlock()
     }
 }

@@ -237,6 +237,8 @@ final class DaemonTests: XCTestCase {
         while answers.count < 2 { answers.append(try client.readMessage()) }
         XCTAssertTrue(answers.contains { $0["id"] == 10 && $0["result"]?["cancelled"] == true })
         XCTAssertTrue(answers.contains { $0["id"] == 9 && $0["error"]?["code"] == -32003 })
+        XCTAssertEqual(try client.call("cancel", ["id": 9]).get()["cancelled"], false, "an answered solve is gone")
+        XCTAssertEqual(try daemon.call("status")["solves_in_flight"], 0)
     }
 
     func testDisconnectCancelsTheClientsSolves() throws {
@@ -265,6 +267,8 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(abi?.data?["found"], "99")
         let entry = expectError(try client.call("plugins.load", ["name": "no-entry"]), code: -32002)
         XCTAssertEqual(entry?.data?["reason"], "no_entry_symbol")
+        let newer = expectError(try client.call("plugins.load", ["name": "newer-header"]), code: -32002)
+        XCTAssertEqual(newer?.data?["reason"], "host_abi")
         let missing = expectError(try client.call("plugins.load", ["name": "not-there"]), code: -32002)
         XCTAssertEqual(missing?.data?["reason"], "not_found")
         XCTAssertTrue(daemon.log.contains("wrong-abi"), "the refusal at start-up is logged")
@@ -298,7 +302,7 @@ final class DaemonTests: XCTestCase {
         }
         XCTAssertEqual(try version(), "1.0.0")
         try FixturePlugins.compile(into: daemon.pluginDirectory, name: "slow-echo", version: "2.0.0")
-        var deadline = Date().addingTimeInterval(10)
+        let deadline = Date().addingTimeInterval(10)
         while try version() != "2.0.0", Date() < deadline { usleep(100_000) }
         XCTAssertEqual(try version(), "2.0.0", "--watch reloaded the rebuilt file")
         // A broken rebuild is refused and the working generation stays.
@@ -394,6 +398,7 @@ enum FixturePlugins {
         try compile(into: folder, name: "slow-echo", version: version)
         try compile(into: folder, name: "wrong-abi", defines: ["-DFIXTURE_ABI=99"])
         try compile(into: folder, name: "no-entry", defines: ["-DFIXTURE_NO_ENTRY"])
+        try compile(into: folder, name: "newer-header", defines: ["-DFIXTURE_HOST_SIZE=100000"])
     }
 
     static func compile(into folder: URL, name: String, version: String = "1.0.0", defines: [String] = []) throws {

@@ -45,6 +45,8 @@ enum sd_status {
     SD_ERR_ENGINE = -5,            /* llama.cpp failed                                  */
     SD_ERR_PLUGIN = -6,            /* the plugin failed; its message was given to fail() */
     SD_ERR_BUFFER_TOO_SMALL = -7,  /* the output buffer is too small                    */
+    SD_ERR_HOST_ABI = -8,          /* init(): the host table is another ABI version, or
+                                      smaller than the sd_host the plugin was built with */
 };
 
 enum sd_plugin_kind {
@@ -221,7 +223,10 @@ typedef struct sd_plugin {
     const char * params_schema;
 
     /* Optional: called once after loading; a non-zero return refuses the load. *state
-       is passed to every later call. */
+       is passed to every later call. A plugin that calls host functions checks here that
+       host->abi_version is SD_PLUGIN_ABI_VERSION and host->size >= sizeof(sd_host), and
+       returns SD_ERR_HOST_ABI otherwise: a plugin built against a newer header must not
+       call past the end of an older daemon's table. */
     int32_t (*init)(const sd_host * host, void ** state);
     /* Optional: called once when the generation is retired and no request uses it. */
     void (*deinit)(void * state);

@@ -3,6 +3,8 @@
  *   FIXTURE_VERSION "x.y.z"  the version it reports (hot-swap tests rebuild it)
  *   FIXTURE_ABI N            the ABI version it claims (refusal tests)
  *   FIXTURE_NO_ENTRY         export no entry symbol (refusal tests)
+ *   FIXTURE_HOST_SIZE N      refuse, in init(), a host table smaller than N bytes, as a
+ *                            plugin built against a newer header would (refusal tests)
  * As a strategy it generates exactly `tokens` tokens greedily, so a solve takes a
  * predictable while, and answers with its own version.
  */
@@ -42,6 +44,13 @@ static int32_t solve(void *state, const sd_host *host, sd_request *r, const char
     return host->set_result(r, result);
 }
 
+#ifdef FIXTURE_HOST_SIZE
+static int32_t init(const sd_host *host, void **state) {
+    (void)state;
+    return host->size >= FIXTURE_HOST_SIZE ? SD_OK : SD_ERR_HOST_ABI;
+}
+#endif
+
 static const sd_plugin PLUGIN = {
     .abi_version = FIXTURE_ABI,
     .size = sizeof(sd_plugin),
@@ -52,6 +61,9 @@ static const sd_plugin PLUGIN = {
     .params_schema = "{\"tokens\": {\"type\": \"integer\", \"default\": 48, \"minimum\": 1, \"maximum\": 4096,"
                      " \"description\": \"tokens to generate\"}}",
     .solve = solve,
+#ifdef FIXTURE_HOST_SIZE
+    .init = init,
+#endif
 };
 
 #ifndef FIXTURE_NO_ENTRY
