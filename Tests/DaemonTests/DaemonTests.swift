@@ -389,11 +389,8 @@ final class DaemonTests: XCTestCase {
     }
 }
 
-/// Builds the C fixture plugins (Fixtures/fixture_plugin.c) with cc.
+/// The C fixture plugins of Fixtures/fixture_plugin.c, built with cc.
 enum FixturePlugins {
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-
     static func build(into folder: URL, version: String = "1.0.0") throws {
         try compile(into: folder, name: "slow-echo", version: version)
         try compile(into: folder, name: "wrong-abi", defines: ["-DFIXTURE_ABI=99"])
@@ -402,18 +399,7 @@ enum FixturePlugins {
     }
 
     static func compile(into folder: URL, name: String, version: String = "1.0.0", defines: [String] = []) throws {
-        let output = folder.appendingPathComponent("lib\(name).so")
-        // Write next to the target and rename, as a build tool would: the daemon never sees half a file.
-        let temporary = folder.appendingPathComponent(".lib\(name).so.tmp")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["cc", "-shared", "-fPIC", "-O1",
-                             "-I", repository.appendingPathComponent("Sources/PluginABI/include").path,
-                             "-DFIXTURE_NAME=\"\(name)\"", "-DFIXTURE_VERSION=\"\(version)\""] + defines
-            + ["-o", temporary.path, repository.appendingPathComponent("Tests/DaemonTests/Fixtures/fixture_plugin.c").path]
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw DaemonProcess.Failure(message: "cc failed for \(name)") }
-        guard rename(temporary.path, output.path) == 0 else { throw DaemonProcess.Failure(message: "rename failed for \(name)") }
+        try CPlugin.compile("Tests/DaemonTests/Fixtures/fixture_plugin.c", into: folder, name: name,
+                            defines: ["-DFIXTURE_NAME=\"\(name)\"", "-DFIXTURE_VERSION=\"\(version)\""] + defines)
     }
 }

@@ -208,7 +208,7 @@ final class RebaseTests: XCTestCase {
     func daemon() throws -> DaemonProcess {
         if let daemon = RebaseTests.daemon, daemon.process.isRunning { return daemon }
         let daemon = try DaemonProcess(plugins: ["rebase", "greedy"],
-                                       prepare: { try HashScorer.build(into: $0) })
+                                       prepare: { try CPlugin.compile("Tests/StrategyTests/Fixtures/hash_scorer.c", into: $0, name: "hash-scorer") })
         RebaseTests.daemon = daemon
         return daemon
     }
@@ -305,25 +305,5 @@ final class RebaseTests: XCTestCase {
         XCTAssertThrowsError(try solve(["width": 2, "max_step_tokens": 2, "scorer": "no-such-scorer"])) { error in
             XCTAssertTrue("\(error)".contains("no-such-scorer"), "\(error)")
         }
-    }
-}
-
-/// Builds Fixtures/hash_scorer.c with cc, as a build tool would: beside the target, then renamed.
-private enum HashScorer {
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-
-    static func build(into folder: URL) throws {
-        let temporary = folder.appendingPathComponent(".libhash-scorer.so.tmp")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["cc", "-shared", "-fPIC", "-O1",
-                             "-I", repository.appendingPathComponent("Sources/PluginABI/include").path,
-                             "-o", temporary.path,
-                             repository.appendingPathComponent("Tests/StrategyTests/Fixtures/hash_scorer.c").path]
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw DaemonProcess.Failure(message: "cc failed for hash-scorer") }
-        try FileManager.default.moveItem(at: temporary, to: folder.appendingPathComponent("libhash-scorer.so"))
     }
 }

@@ -25,7 +25,8 @@ final class ScorerTests: XCTestCase {
 
     static func startDaemon(extraArguments: [String] = []) throws -> DaemonProcess {
         try DaemonProcess(plugins: DaemonProcess.builtPlugins + scorers, extraArguments: extraArguments,
-                          prepare: { try ScoreProbe.compile(into: $0) })
+                          prepare: { try CPlugin.compile("Tests/StrategyTests/Fixtures/score_probe.c", into: $0, name: "score-probe",
+                                                                 libraries: ["jansson"]) })
     }
 
     override class func tearDown() {
@@ -178,24 +179,5 @@ final class ScorerTests: XCTestCase {
         XCTAssertTrue(message.contains("[a-z0-9-]+"), message)
         message = try failure("combine", ScorerTests.rightSolution, params: ["scorers": "combine:1"])
         XCTAssertTrue(message.contains("combine cannot include itself"), message)
-    }
-}
-
-/// Builds the score-probe fixture strategy with cc into a daemon's plugin folder.
-enum ScoreProbe {
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-
-    static func compile(into folder: URL) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["cc", "-shared", "-fPIC", "-O1",
-                             "-I", repository.appendingPathComponent("Sources/PluginABI/include").path,
-                             "-o", folder.appendingPathComponent("libscore-probe.so").path,
-                             repository.appendingPathComponent("Tests/StrategyTests/Fixtures/score_probe.c").path,
-                             "-ljansson"]
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw DaemonProcess.Failure(message: "cc failed for score-probe") }
     }
 }

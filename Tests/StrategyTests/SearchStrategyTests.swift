@@ -9,8 +9,6 @@ import XCTest
 final class SearchStrategyTests: XCTestCase {
     nonisolated(unsafe) static var daemon: DaemonProcess?
 
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
     static let scorer = "search-fixture"
     static let problem = "What is 2 + 3? Answer with the number."
     /// A problem the test model does not finish in one step, so that a search goes deep.
@@ -20,7 +18,8 @@ final class SearchStrategyTests: XCTestCase {
     func daemon() throws -> DaemonProcess {
         if let daemon = SearchStrategyTests.daemon, daemon.process.isRunning { return daemon }
         let daemon = try DaemonProcess(plugins: DaemonProcess.builtPlugins + ["best-of-n", "beam-search"],
-                                       prepare: SearchStrategyTests.buildFixtureScorer)
+                                       prepare: { try CPlugin.compile("Tests/StrategyTests/Fixtures/search_scorer_fixture.c",
+                                                                      into: $0, name: SearchStrategyTests.scorer) })
         SearchStrategyTests.daemon = daemon
         return daemon
     }
@@ -29,17 +28,6 @@ final class SearchStrategyTests: XCTestCase {
         daemon?.stop()
         daemon?.removeFolder()
         super.tearDown()
-    }
-
-    static func buildFixtureScorer(into folder: URL) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["cc", "-shared", "-fPIC", "-O1", "-I", repository.appendingPathComponent("Sources/PluginABI/include").path,
-                             "-o", folder.appendingPathComponent("lib\(scorer).so").path,
-                             repository.appendingPathComponent("Tests/StrategyTests/Fixtures/search_scorer_fixture.c").path]
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw DaemonProcess.Failure(message: "cc failed for the fixture scorer") }
     }
 
     /// The fixture scorer's score of a solution (FNV-1a of its bytes, salted).
