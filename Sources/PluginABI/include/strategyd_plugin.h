@@ -162,7 +162,9 @@ typedef struct sd_host {
        the final norm (n_embd floats; only when the daemon runs with hidden states). */
     int32_t (*logits)(sd_request * r, sd_seq seq, float * out, int32_t n_vocab);
     int32_t (*hidden_state)(sd_request * r, sd_seq seq, float * out, int32_t n_embd);
-    /* Samples a token from logits the plugin computed (for example a mixture). */
+    /* Samples a token from logits the plugin computed (for example a mixture). Each call
+       draws afresh from the request's seed + sampling->seed: vary sampling->seed from call
+       to call (the position, say) for independent draws. */
     int32_t (*sample)(sd_request * r, const float * logits, int32_t n_vocab,
                       const sd_sampling * sampling, int32_t * token);
     /* Tokenizes text into out; returns the count, or SD_ERR_BUFFER_TOO_SMALL. */
