@@ -11,8 +11,9 @@
 //           at once plus the evaluation of the last sampled tokens, i.e. G llama_decode calls of N
 //           tokens, as the peer makes; aggregate = N * G / seconds.
 //
-// Every figure: one untimed warm-up, then R repetitions on a fresh engine state (every
-// sequence removed), mean and sample standard deviation of the per-repetition rates.
+// Every figure: one untimed warm-up (pp: a full run; generation: 8 tokens), then R repetitions
+// on a fresh engine state (every sequence removed); mean, sample standard deviation and
+// median of the per-repetition rates.
 //
 //   strategyd-bench-engine --model PATH [--threads N] [--repetitions R] [--prompt-tokens P]
 //       [--gen-tokens G] [--parallel 1,4,16] [--shared-prompt S] [--context C]
@@ -190,25 +191,28 @@ func run() throws {
     let pp = Stats(try (0..<args.repetitions).map { _ in try promptRun() })
 
     // tg: G tokens one at a time from a one-token sequence (G decodes, G samples).
-    let generation = GenerationOptions(maxTokens: args.genTokens, minTokens: args.genTokens, sampling: .greedy)
-    func generationRun() throws -> Double {
+    // Warm-ups of the generation figures are short (llama-bench warms tg with one decode).
+    let warmUpTokens = min(8, args.genTokens)
+    func generationRun(_ tokens: Int) throws -> Double {
+        let generation = GenerationOptions(maxTokens: tokens, minTokens: tokens, sampling: .greedy)
         let start = now()
         let id = try engine.createSequence(randomTokens(1), account: account)
         let result = try engine.generate([id], options: generation)
         let elapsed = seconds(start, now())
         engine.remove(id)
-        check(result[0].tokens.count == args.genTokens, "tg: \(result[0].tokens.count) tokens, not \(args.genTokens)")
-        return Double(args.genTokens) / elapsed
+        check(result[0].tokens.count == tokens, "tg: \(result[0].tokens.count) tokens, not \(tokens)")
+        return Double(tokens) / elapsed
     }
     log("tg\(args.genTokens): warm-up + \(args.repetitions) repetitions")
-    _ = try generationRun()
-    let tg = Stats(try (0..<args.repetitions).map { _ in try generationRun() })
+    _ = try generationRun(warmUpTokens)
+    let tg = Stats(try (0..<args.repetitions).map { _ in try generationRun(args.genTokens) })
 
     // gen xN: N forks of one shared S-token prompt; only the generation phase is timed.
     var parallel: [ParallelResult] = []
     for count in args.parallel {
         var decodeCalls = 0
-        func parallelRun() throws -> Double {
+        func parallelRun(_ tokens: Int) throws -> Double {
+            let generation = GenerationOptions(maxTokens: tokens, minTokens: tokens, sampling: .greedy)
             let root = try engine.createSequence(randomTokens(args.sharedPrompt), account: account)
             let children = try engine.fork(root, count: count)   // evaluates the prompt once
             engine.remove(root)                                   // its cells stay, shared by the children
@@ -219,12 +223,12 @@ func run() throws {
             try engine.evaluate(children)                         // the last sampled tokens: decode G
             let elapsed = seconds(start, now())
             decodeCalls = engine.decodeCallCount - calls
-            check(results.allSatisfy { $0.tokens.count == args.genTokens }, "gen x\(count): short generation")
+            check(results.allSatisfy { $0.tokens.count == tokens }, "gen x\(count): short generation")
             return elapsed
         }
         log("gen x\(count): warm-up + \(args.repetitions) repetitions")
-        _ = try parallelRun()
-        let times = try (0..<args.repetitions).map { _ in try parallelRun() }
+        _ = try parallelRun(warmUpTokens)
+        let times = try (0..<args.repetitions).map { _ in try parallelRun(args.genTokens) }
         let aggregate = Stats(times.map { Double(count * args.genTokens) / $0 })
         parallel.append(ParallelResult(sequences: count, sharedPrompt: args.sharedPrompt, genTokens: args.genTokens,
                                        aggregate: aggregate, aggregate_tps: aggregate.mean, seconds: Stats(times),
