@@ -20,7 +20,6 @@ final class ServiceGroup: @unchecked Sendable {
     private let logger: Logger
     private let graceSeconds: Double
     private let onReload: @Sendable () -> Void
-    private var sources: [DispatchSourceSignal] = []
     private let done = DispatchGroup()
     private let shutdownOnce = NSLock()
     private var shuttingDown = false
@@ -32,9 +31,10 @@ final class ServiceGroup: @unchecked Sendable {
         self.onReload = onReload
     }
 
-    /// Blocks until every service's run() has returned.
+    /// Blocks until every service's run() has returned. `ServiceGroup.blockSignals()` must
+    /// have run first, on the main thread, before any other thread was started.
     func run() {
-        installSignals()
+        startSignalThread()
         for service in services {
             done.enter()
             let thread = Thread { [done] in
@@ -58,18 +58,42 @@ final class ServiceGroup: @unchecked Sendable {
         for service in services.reversed() { service.shutdown(graceSeconds: graceSeconds) }
     }
 
-    private func installSignals() {
-        let queue = DispatchQueue(label: "strategyd.signals")
-        for (signalNumber, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT"), (SIGHUP, "SIGHUP")] {
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
-            source.setEventHandler { [self] in
-                if signalNumber == SIGHUP { onReload() } else { shutdown(reason: name) }
-            }
-            source.resume()
-            sources.append(source)
-        }
+    private static let handledSignals: [(Int32, String)] = [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT"), (SIGHUP, "SIGHUP")]
+
+    private static var handledSet: sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for (number, _) in handledSignals { sigaddset(&set, number) }
+        return set
+    }
+
+    /// Blocks SIGTERM, SIGINT and SIGHUP in this thread and every thread it later starts
+    /// (llama.cpp's, Dispatch's), so they stay pending until the signal thread takes them:
+    /// a signal sent while the model loads, or just after READY, is never lost. (A
+    /// DispatchSource registers asynchronously; a SIGTERM in that window was dropped.)
+    static func blockSignals() {
+        var set = handledSet
+        pthread_sigmask(SIG_BLOCK, &set, nil)
         signal(SIGPIPE, SIG_IGN)
+    }
+
+    private func startSignalThread() {
+        let thread = Thread { [self] in
+            var set = Self.handledSet
+            while true {
+                var number: Int32 = 0
+                guard sigwait(&set, &number) == 0 else { continue }
+                if number == SIGHUP {
+                    onReload()
+                } else {
+                    let name = Self.handledSignals.first { $0.0 == number }?.1 ?? "signal \(number)"
+                    // Shutdown drains solves for up to the grace period; keep taking signals meanwhile.
+                    Thread { self.shutdown(reason: name) }.start()
+                }
+            }
+        }
+        thread.name = "strategyd-signals"
+        thread.start()
     }
 }
 

@@ -88,6 +88,7 @@ struct StrategyDaemon: ParsableCommand {
     }
 
     func run() throws {
+        ServiceGroup.blockSignals()
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

@@ -111,3 +111,23 @@ def test_notify_protocol(tmp_path):
         if daemon.poll() is None:
             daemon.kill()
         listener.close()
+
+
+def test_sigterm_while_loading_is_not_lost(tmp_path):
+    # The signal arrives while the model loads, before the signal thread exists; it must
+    # stay pending and end in the same graceful stop (exit 0, socket removed), not a
+    # kill or a hang.
+    path = tmp_path / "s.sock"
+    daemon = subprocess.Popen([str(BIN), "--model", str(MODEL), "--socket", str(path), "--context-size", "2048"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        first_line = daemon.stderr.readline().decode()
+        assert "loading model" in first_line, first_line
+        daemon.send_signal(signal.SIGTERM)
+        stderr = first_line + daemon.communicate(timeout=60)[1].decode()
+        assert daemon.returncode == 0, stderr
+        assert "shutting down" in stderr and "SIGTERM" in stderr, stderr
+        assert not path.exists()
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
