@@ -32,6 +32,8 @@ let plugins: [(name: String, swift: Bool)] = [
     ("best-of-n", true),
     ("beam-search", true),
     ("rebase", true),
+    ("quiet-star", true),
+    ("quiet-rebase", true),
     ("self-eval", true),
     ("arith", true),
     ("logprob", true),
