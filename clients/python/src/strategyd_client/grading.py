@@ -1,0 +1,92 @@
+"""Grading a daemon's answer against a data set's gold answer.
+
+The daemon normalizes answers to plain numbers ("72", "-0.5", "1/3"); gold answers come as
+GSM8K's "#### 1,234", SVAMP's floats or MATH-500's LaTeX. Where both sides read as numbers
+they are compared as exact fractions, within a relative tolerance of RELATIVE_TOLERANCE
+("0.3333333" matches "1/3", "0.3333" does not); a gold that is not a number (MATH-500:
+"\\sqrt{2}", intervals, ...) is compared as normalized text.
+"""
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import List, Optional, Pattern, Tuple
+
+RELATIVE_TOLERANCE = 1e-6
+
+# LaTeX and typography that do not change a value, rewritten before reading it.
+_REWRITES: List[Tuple[Pattern[str], str]] = [
+    (re.compile(r"\\[dt]frac"), r"\\frac"),
+    (re.compile(r"\\frac\{([^{}]*)\}\{([^{}]*)\}"), r"(\1)/(\2)"),
+    (re.compile(r"\\frac(\d)(\d)"), r"\1/\2"),  # \frac12
+    (re.compile(r"\{,\}"), ","),  # 10{,}000
+    (re.compile(r"\\left|\\right|\\[!,;: ]|\$|\\\$|\\%|%|\^\{?\\circ\}?|\\circ"), ""),
+    (re.compile("\u2212"), "-"),
+    (re.compile(r"\s+"), ""),
+]
+_TEXT = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
+_UNSIGNED = r"(?:\d+(?:\.\d*)?|\.\d+)"
+# A numerator or denominator: a signed decimal, possibly in the parentheses \frac leaves.
+_PART = re.compile(rf"([+-]?)\(?([+-]?{_UNSIGNED})\)?")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+
+
+def _rewritten(text: str) -> str:
+    for pattern, replacement in _REWRITES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _as_number(text: str) -> Optional[Fraction]:
+    text = _THOUSANDS.sub("", text).rstrip(".")
+    parts = text.split("/")
+    if len(parts) > 2:
+        return None
+    values = []
+    for part in parts:
+        match = _PART.fullmatch(part)
+        if match is None:
+            return None
+        value = Fraction(match.group(2))
+        values.append(-value if match.group(1) == "-" else value)
+    if len(values) == 1:
+        return values[0]
+    return None if values[1] == 0 else values[0] / values[1]
+
+
+def parse_number(text: str) -> Optional[Fraction]:
+    """The exact value of an answer that is one number ("1,234", "-.5", "3/4",
+    "\\frac{3}{4}", "\\$18.90", "50\\%"), or None. As for the daemon, only what follows the
+    last "=" counts ("x=5" is 5), and a unit in \\text{} is ignored ("10\\text{ cm}" is 10)."""
+    text = text.rsplit("=", 1)[-1]
+    with_text = _as_number(_rewritten(_TEXT.sub(r"\1", text)))
+    return with_text if with_text is not None else _as_number(_rewritten(_TEXT.sub("", text)))
+
+
+def normalize_text(text: str) -> str:
+    """A non-numeric answer with its spacing, sizing and \\text{} wrappers removed."""
+    return _rewritten(_TEXT.sub(r"\1", text)).rstrip(".")
+
+
+def numbers_match(first: Fraction, second: Fraction) -> bool:
+    return first == second or abs(first - second) <= RELATIVE_TOLERANCE * max(abs(first), abs(second))
+
+
+def is_correct(answer: Optional[str], gold: str) -> bool:
+    """Whether the daemon's answer is the gold one; a missing answer never is."""
+    if answer is None:
+        return False
+    answer_value, gold_value = parse_number(answer), parse_number(gold)
+    if answer_value is not None and gold_value is not None:
+        return numbers_match(answer_value, gold_value)
+    return normalize_text(answer) == normalize_text(gold)
+
+
+def gsm8k_gold(answer_field: str) -> str:
+    """The final answer after GSM8K's last "####", thousands commas dropped ("1,000" -> "1000")."""
+    return _THOUSANDS.sub("", answer_field.rsplit("####", 1)[-1].strip())
+
+
+def number_text(value: float) -> str:
+    """A float gold (SVAMP) as the daemon writes numbers: 145.0 -> "145", 0.5 -> "0.5"."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))

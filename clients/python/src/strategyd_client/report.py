@@ -1,0 +1,354 @@
+"""Reading strategyd-bench run files and reporting them: the paper's table beside our own
+rows, the compute-optimal frontier and the accuracy-vs-FLOPs plot.
+
+Accuracy counts the graded records of a condition; records whose solve failed are counted
+apart ("errors") and left out of n. matplotlib is imported only to draw the plot.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+Record = Dict[str, Any]
+
+Z_95 = 1.959963984540054  # the standard normal quantile of 0.975
+
+# The table's order of strategies (the paper's conditions and their relatives); others follow by name.
+STRATEGY_ORDER = ("greedy", "self-consistency", "best-of-n", "beam-search", "rebase", "quiet-star", "quiet-rebase")
+
+TOKENS_NOTE = ("evaluated tokens: every token llama.cpp evaluated for the solve (prompt, generated, "
+               "thought and scorer tokens), a prefix shared by forks counted once")
+
+
+class RunFileError(Exception):
+    """A run file that cannot be read: a broken line that is not its last."""
+
+
+def read_run_file(path: Path, repair: bool = False) -> List[Record]:
+    """The records of a run file. A broken last line (a run killed mid-write) is skipped
+    with a warning, and with `repair` cut from the file, so appends start on a fresh line."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    records: List[Record] = []
+    offset = 0  # where the current line starts
+    lines = data.split(b"\n")
+    complete = lines[:-1]  # the piece after the last newline is empty or a truncated line
+    for number, line in enumerate(lines, 1):
+        is_last = number == len(complete) + (1 if lines[-1] else 0)
+        if line.strip():
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError:
+                if not is_last:
+                    raise RunFileError(f"{path}:{number}: not a JSON record; only a last line may be broken")
+                print(f"{path}:{number}: dropping a truncated last line (an interrupted run)", file=sys.stderr)
+                if repair:
+                    with open(path, "r+b") as file:
+                        file.truncate(offset)
+                return records
+            records.append(record)
+        offset += len(line) + 1
+    if repair and data and not data.endswith(b"\n"):
+        with open(path, "ab") as file:  # a whole last record without its newline
+            file.write(b"\n")
+    return records
+
+
+def record_key(record: Record) -> str:
+    """What a record is the result of: one problem under one condition. A run holds at most
+    one record per key; resuming skips the keys already there."""
+    return json.dumps([record["dataset"], record["problem_id"], *condition_of(record)], sort_keys=True)
+
+
+def condition_of(record: Record) -> Tuple[str, str, str, Any]:
+    """Strategy, params, budget and seed: records that share them are one row of the table."""
+    return (record["strategy"]["name"], json.dumps(record["params"], sort_keys=True),
+            json.dumps(record["budget"], sort_keys=True), record["seed"])
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z_95) -> Tuple[float, float]:
+    """The Wilson score interval of a binomial proportion (95 % by default)."""
+    if trials <= 0:
+        raise ValueError("the Wilson interval needs at least one trial")
+    p = successes / trials
+    shrink = 1 + z * z / trials
+    center = (p + z * z / (2 * trials)) / shrink
+    half_width = z / shrink * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
+    return max(0.0, center - half_width), min(1.0, center + half_width)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One condition of the table: ours from records, or one of the paper's."""
+    model: str
+    dataset: str
+    family: str  # one plotted line: the strategy, with its variant when the spec names one
+    label: str   # the spec as run
+    n: int
+    correct: int
+    errors: int
+    mean_flops: Optional[float]
+    mean_wall_s: Optional[float]
+    mean_evaluated_tokens: Optional[float]
+    from_paper: bool = False
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n
+
+
+PAPER_MODEL = "Mistral-7B (paper)"
+# arXiv 2412.16260 on a 128-problem GSM8K subset (REFERENCE.md section 1): accuracies are
+# 41, 14 and 12 of 128; the paper gives no FLOPs for the combination, nor token counts.
+PAPER_ROWS = (
+    Row(PAPER_MODEL, "gsm8k-test", "quiet-star", "Quiet-STaR", 128, 41, 0, 12.73e12, 554.66, None, True),
+    Row(PAPER_MODEL, "gsm8k-test", "rebase", "REBASE-3", 128, 14, 0, 2.35e12, 8.47, None, True),
+    Row(PAPER_MODEL, "gsm8k-test", "quiet-rebase", "Quiet-STaR + REBASE-3", 128, 12, 0, None, 143.66, None, True),
+)
+
+
+def family_of(record: Record) -> str:
+    variant = record["params"].get("variant")
+    name: str = record["strategy"]["name"]
+    return f"{name} ({variant})" if variant is not None else name
+
+
+def _mean(values: Sequence[float]) -> Optional[float]:
+    return sum(values) / len(values) if values else None
+
+
+def deduplicated(records: Iterable[Record]) -> List[Record]:
+    """The first record of each key (several run files may hold the same problem)."""
+    seen: Dict[str, Record] = {}
+    for record in records:
+        seen.setdefault(record_key(record), record)
+    return list(seen.values())
+
+
+def summarize(records: Sequence[Record]) -> List[Row]:
+    """One row per (model, data set, condition), in the paper's strategy order, cheapest first."""
+    groups: Dict[Tuple[Any, ...], List[Record]] = defaultdict(list)
+    for record in records:
+        groups[(record["model"]["name"], record["dataset"], *condition_of(record))].append(record)
+    # The seed goes into the label only where one spec was run with several seeds.
+    seeds_per_spec: Dict[Tuple[str, str, str], Set[Any]] = defaultdict(set)
+    for group in groups.values():
+        seeds_per_spec[(group[0]["model"]["name"], group[0]["dataset"], group[0]["spec"])].add(group[0]["seed"])
+    rows = []
+    for group in groups.values():
+        first = group[0]
+        graded = [record for record in group if record.get("error") is None]
+        label = first["spec"]
+        if len(seeds_per_spec[(first["model"]["name"], first["dataset"], label)]) > 1:
+            label += f" (seed {first['seed']})"
+        rows.append(Row(
+            model=first["model"]["name"], dataset=first["dataset"], family=family_of(first), label=label,
+            n=len(graded), correct=sum(1 for record in graded if record["correct"]), errors=len(group) - len(graded),
+            mean_flops=_mean([record["metrics"]["flops"] for record in graded]),
+            mean_wall_s=_mean([record["metrics"]["wall_s"] for record in graded]),
+            mean_evaluated_tokens=_mean([record["metrics"]["evaluated_tokens"] for record in graded])))
+    return sorted(rows, key=_row_order)
+
+
+def _row_order(row: Row) -> Tuple[Any, ...]:
+    name = row.family.split(" ")[0]
+    rank = STRATEGY_ORDER.index(name) if name in STRATEGY_ORDER else len(STRATEGY_ORDER)
+    return (row.from_paper, row.model, row.dataset, rank, row.family,
+            row.mean_flops if row.mean_flops is not None else math.inf, row.label)
+
+
+Point = Tuple[float, Row]  # a row's mean FLOPs, and the row
+
+
+def measured(rows: Iterable[Row]) -> List[Point]:
+    """The rows that have a point on the plot: a graded problem, and FLOPs."""
+    return [(row.mean_flops, row) for row in rows if row.n > 0 and row.mean_flops is not None]
+
+
+def pareto_frontier(points: Iterable[Point]) -> List[Point]:
+    """The points no other point beats: none has at least their accuracy at no more FLOPs.
+    Cheapest first."""
+    frontier: List[Point] = []
+    for flops, row in sorted(points, key=lambda point: (point[0], -point[1].accuracy)):
+        if not frontier or row.accuracy > frontier[-1][1].accuracy:
+            frontier.append((flops, row))
+    return frontier
+
+
+def format_flops(flops: Optional[float]) -> str:
+    if flops is None:
+        return "—"
+    for scale, unit in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M")):
+        if flops >= scale:
+            return f"{flops / scale:.4g} {unit}"
+    return f"{flops:.4g}"
+
+
+def format_accuracy(row: Row) -> str:
+    if row.n == 0:
+        return "—"
+    low, high = wilson_interval(row.correct, row.n)
+    return f"{100 * row.accuracy:.1f} % ({100 * low:.1f}–{100 * high:.1f}), {row.correct}/{row.n}"
+
+
+def _number(value: Optional[float], digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    lines = ["| model | data | strategy (spec) | n | accuracy (95 % Wilson interval) | mean FLOPs | "
+             "mean wall s | mean evaluated tokens | errors |",
+             "|---|---|---|---:|---|---:|---:|---:|---:|"]
+    for row in rows:
+        cells = [row.model, row.dataset, f"`{row.label}`" if not row.from_paper else row.label, str(row.n),
+                 format_accuracy(row), format_flops(row.mean_flops), _number(row.mean_wall_s, 2),
+                 _number(row.mean_evaluated_tokens, 0), "—" if row.from_paper else str(row.errors)]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines)
+
+
+def frontier_lines(rows: Sequence[Row]) -> List[str]:
+    """Per model and data set: which condition is optimal from which FLOPs per problem on."""
+    lines = []
+    for (model, dataset), group in _by_model_and_dataset(rows).items():
+        frontier = pareto_frontier(measured(group))
+        if not frontier:
+            continue
+        lines.append(f"- {model} on {dataset}:")
+        for index, (flops, row) in enumerate(frontier):
+            until = f" to {format_flops(frontier[index + 1][0])}" if index + 1 < len(frontier) else " on"
+            lines.append(f"  - from {format_flops(flops)} FLOPs{until}: `{row.label}`, "
+                         f"{100 * row.accuracy:.1f} % (n = {row.n})")
+    return lines
+
+
+def _by_model_and_dataset(rows: Iterable[Row]) -> Dict[Tuple[str, str], List[Row]]:
+    groups: Dict[Tuple[str, str], List[Row]] = defaultdict(list)
+    for row in rows:
+        if not row.from_paper:
+            groups[(row.model, row.dataset)].append(row)
+    return groups
+
+
+def provenance_lines(records: Sequence[Record]) -> List[str]:
+    """Models, commits, commands and the time the solves took."""
+    models = sorted({(r["model"]["name"], r["model"].get("sha256") or "unknown") for r in records})
+    commits = sorted({(r.get("commit") or "unknown") + (" (with uncommitted changes)" if r.get("dirty") else "")
+                      for r in records})
+    commands = sorted({r["command"] for r in records if r.get("command")})
+    builds = sorted({f"{r['strategy']['name']} {r['strategy']['version']}" for r in records
+                     if r["strategy"].get("version")})
+    solve_seconds = sum(r["metrics"]["wall_s"] for r in records if r.get("error") is None)
+    times = sorted(datetime.fromisoformat(r["time"]) for r in records if r.get("time"))
+    lines = [f"- model: {name} (sha256 {sha})" for name, sha in models]
+    lines += [f"- commit: {commit}" for commit in commits]
+    lines += [f"- strategies: {', '.join(builds)}"] if builds else []
+    lines += [f"- command: `{command}`" for command in commands]
+    lines.append(f"- solve wall time: {solve_seconds / 3600:.2f} h over {len(records)} records"
+                 + (f", written from {times[0].isoformat()} to {times[-1].isoformat()}" if times else ""))
+    return lines
+
+
+def markdown_report(records: Sequence[Record], plots: Sequence[Path] = ()) -> str:
+    rows = summarize(records)
+    parts = [
+        "# strategyd-bench report", "",
+        markdown_table(rows + list(PAPER_ROWS)), "",
+        f"n: problems graded; errors: problems whose solve failed, left out of n. FLOPs and {TOKENS_NOTE}; "
+        "both are means per problem. "
+        f"Rows of {PAPER_MODEL} are the figures of arXiv 2412.16260 (Mistral-7B on a 128-problem GSM8K "
+        "subset), not measured here, with the paper's runtime as mean wall s; the paper gives no FLOPs for "
+        "Quiet-STaR + REBASE-3 and no token counts.",
+        "", "## Compute-optimal frontier", "",
+        "The conditions measured here that no other beats (none has at least their accuracy for no more "
+        "FLOPs per problem), cheapest first; each is the best choice from its FLOPs to the next one's. "
+        "The paper's rows are left out (another model).", "",
+        *(frontier_lines(rows) or ["- (no graded problem yet)"]),
+    ]
+    for plot in plots:
+        parts += ["", f"![accuracy vs FLOPs]({plot.name})"]
+    parts += ["", "## Runs", "", *provenance_lines(records), ""]
+    return "\n".join(parts)
+
+
+class MissingMatplotlib(Exception):
+    """The plot was asked for, and matplotlib is not installed."""
+
+
+def plot_frontier(rows: Sequence[Row], dataset: str, stem: Path) -> List[Path]:
+    """The accuracy-vs-FLOPs plot of one data set as STEM.png and STEM.svg: one line per
+    strategy (and model) across its specs, the Pareto frontier dashed, the paper's points
+    as stars (GSM8K only)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise MissingMatplotlib("the plot needs matplotlib: `python3 -m pip install matplotlib` "
+                                "(or pass --no-plot)") from error
+    matplotlib.rcParams["svg.hashsalt"] = "strategyd-bench"  # the same SVG for the same data
+    ours = measured(row for row in rows if not row.from_paper and row.dataset == dataset)
+    models = sorted({row.model for _, row in ours})
+    figure, axes = plt.subplots(figsize=(8, 5.5))
+    lines: Dict[Tuple[str, str], List[Point]] = defaultdict(list)
+    for flops, row in ours:
+        lines[(row.model, row.family)].append((flops, row))
+    for (model, family), points in sorted(lines.items()):
+        points.sort(key=lambda point: point[0])
+        accuracies = [100 * row.accuracy for _, row in points]
+        intervals = [wilson_interval(row.correct, row.n) for _, row in points]
+        axes.errorbar([flops for flops, _ in points], accuracies,
+                      yerr=[[a - 100 * low for a, (low, _) in zip(accuracies, intervals)],
+                            [100 * high - a for a, (_, high) in zip(accuracies, intervals)]],
+                      marker="o", capsize=3, label=f"{family} — {model}" if len(models) > 1 else family)
+    for model in models:
+        frontier = pareto_frontier(point for point in ours if point[1].model == model)
+        axes.step([flops for flops, _ in frontier], [100 * row.accuracy for _, row in frontier],
+                  where="post", linestyle="--", color="0.55", linewidth=1,
+                  label="frontier" + (f" — {model}" if len(models) > 1 else ""))
+    if dataset.startswith("gsm8k"):
+        paper = measured(PAPER_ROWS)
+        axes.scatter([flops for flops, _ in paper], [100 * row.accuracy for _, row in paper], marker="*", s=180,
+                     color="black", zorder=5, label=f"{PAPER_MODEL}, 128 problems")
+        for flops, row in paper:
+            axes.annotate(row.label, (flops, 100 * row.accuracy), textcoords="offset points", xytext=(6, 6),
+                          fontsize=8)
+    axes.set_xscale("log")
+    axes.set_xlabel("mean FLOPs per problem (log scale)")
+    axes.set_ylabel("accuracy (%), 95 % Wilson interval")
+    axes.set_ylim(bottom=0)
+    axes.set_title(f"Accuracy vs compute on {dataset}")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=8, loc="best")
+    figure.tight_layout()
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    figure.savefig(paths[0], dpi=150)
+    figure.savefig(paths[1], metadata={"Date": None})
+    plt.close(figure)
+    return paths
+
+
+def write_report(run_files: Sequence[Path], out_dir: Optional[Path], plot: bool = True) -> str:
+    """The Markdown report of the run files; with `out_dir`, also report.md and, with `plot`,
+    frontier-DATASET.png and .svg there."""
+    records = deduplicated(record for path in run_files for record in read_run_file(path))
+    plots: List[Path] = []
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if plot:
+            rows = summarize(records)
+            for dataset in sorted({row.dataset for row in rows}):
+                plots += plot_frontier(rows, dataset, out_dir / f"frontier-{dataset}")
+    report = markdown_report(records, [path for path in plots if path.suffix == ".svg"])
+    if out_dir is not None:
+        (out_dir / "report.md").write_text(report, encoding="utf-8")
+    return report

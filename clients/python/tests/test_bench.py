@@ -1,0 +1,368 @@
+"""strategyd-bench: grading, spec parsing, the report's numbers and plot, and runs against
+the real daemon (the test model cannot do maths: these test mechanics, resume above all)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import pytest
+from conftest import Daemon
+
+from strategyd_client import Client
+from strategyd_client.bench import (PRESETS, RunFile, UsageError, build_parser, check_strategies, load_dataset,
+                                    parse_spec, resolve_specs, select_problems)
+from strategyd_client.grading import gsm8k_gold, is_correct, number_text, parse_number
+from strategyd_client.report import (PAPER_ROWS, RunFileError, markdown_report, read_run_file, record_key,
+                                     summarize, wilson_interval, write_report)
+
+SOURCE = Path(__file__).resolve().parents[1] / "src"
+Z = 1.959963984540054
+
+# --- grading ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("answer, gold, correct", [
+    ("72", "72", True),
+    ("72", "72.0", True),
+    ("1000", "1,000", True),
+    ("1234567", "1,234,567", True),
+    ("10000", "10{,}000", True),
+    ("10000", "10\\,000", True),
+    ("-5", "-5", True),
+    ("-0.5", "-.5", True),
+    ("0.25", "1/4", True),
+    ("1/3", "\\frac{1}{3}", True),
+    ("-1/2", "-\\dfrac{1}{2}", True),
+    ("0.3333333", "1/3", True),     # within the relative tolerance of 1e-6
+    ("0.3333", "1/3", False),
+    ("18.9", "\\$18.90", True),
+    ("50", "50\\%", True),
+    ("10", "10\\text{ cm}", True),
+    ("90", "90^\\circ", True),
+    ("5", "x=5", True),
+    ("145", number_text(145.0), True),
+    ("73", "72", False),
+    ("-72", "72", False),
+    ("7.2", "72", False),
+    (None, "72", False),
+    ("3", "\\left( 3, \\frac{\\pi}{2} \\right)", False),
+    ("\\sqrt{2}", "\\sqrt{2}", True),  # not numbers: compared as normalized text
+])
+def test_grading(answer: Optional[str], gold: str, correct: bool) -> None:
+    assert is_correct(answer, gold) is correct
+
+
+def test_gold_extraction() -> None:
+    assert gsm8k_gold("She has 3 + 4 = 7.\n#### 1,250") == "1250"
+    assert gsm8k_gold("#### -3") == "-3"
+    assert number_text(145.0) == "145" and number_text(0.5) == "0.5" and number_text(2.25) == "2.25"
+    assert parse_number("3/0") is None and parse_number("1, 2") is None and parse_number("x") is None
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+
+def test_wilson_interval_known_values() -> None:
+    # 0 and n successes have closed forms: [0, z²/(n+z²)] and [n/(n+z²), 1].
+    assert wilson_interval(0, 10) == pytest.approx((0.0, Z * Z / (10 + Z * Z)), abs=1e-12)
+    assert wilson_interval(10, 10) == pytest.approx((10 / (10 + Z * Z), 1.0), abs=1e-12)
+    assert wilson_interval(0, 10)[1] == pytest.approx(0.27753, abs=1e-5)
+    # 41/128 (the paper's Quiet-STaR) by the counts form (k + z²/2 ± z√(k(n-k)/n + z²/4)) / (n + z²).
+    k, n = 41, 128
+    spread = Z * math.sqrt(k * (n - k) / n + Z * Z / 4)
+    expected = ((k + Z * Z / 2 - spread) / (n + Z * Z), (k + Z * Z / 2 + spread) / (n + Z * Z))
+    assert wilson_interval(k, n) == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(ValueError):
+        wilson_interval(0, 0)
+
+
+# --- specs, presets and data sets ---------------------------------------------------------
+
+
+def test_spec_parsing() -> None:
+    spec = parse_spec("rebase:width=16,temperature=0.2,adaptive=true,scorer=arith,"
+                      'scorer_params={"neutral":0.4,"scope":"last-step"},stop="\\n\\n"@max_tokens=4000,max_flops=1e13')
+    assert spec.strategy == "rebase"
+    assert spec.params == {"width": 16, "temperature": 0.2, "adaptive": True, "scorer": "arith",
+                           "scorer_params": '{"neutral":0.4,"scope":"last-step"}', "stop": "\n\n"}
+    assert spec.budget == {"max_tokens": 4000, "max_flops": 1e13}
+    plain = parse_spec("greedy", default_budget="timeout_s=30")
+    assert (plain.strategy, plain.params, plain.budget, plain.label) == ("greedy", {}, {"timeout_s": 30},
+                                                                         "greedy@timeout_s=30")
+    assert parse_spec("greedy@max_tokens=9", default_budget="timeout_s=30").budget == {"max_tokens": 9}
+    for bad in ("Greedy", "greedy:k", "greedy:k=1,k=2", "greedy@tokens=3", "greedy@max_tokens=1.5",
+                "rebase:scorer_params={bad"):
+        with pytest.raises(UsageError):
+            parse_spec(bad)
+
+
+def test_paper_preset() -> None:
+    args = build_parser().parse_args(["run", "--preset", "paper", "--out", "x.jsonl"])
+    specs = resolve_specs(args)
+    names = [spec.strategy for spec in specs]
+    assert set(names) == {"greedy", "self-consistency", "rebase", "quiet-star", "quiet-rebase"}
+    variants = {spec.params.get("variant") for spec in specs if spec.strategy == "quiet-rebase"}
+    assert variants == {"faithful", "gated"}
+    for name in ("self-consistency", "rebase", "quiet-star"):
+        assert names.count(name) >= 3, f"{name} needs several points on the frontier"
+    assert PRESETS["paper"].dataset == "gsm8k-test" and PRESETS["paper"].sample == 128
+    only = build_parser().parse_args(["run", "--preset", "paper", "--only", "rebase", "--out", "x.jsonl"])
+    assert {spec.strategy for spec in resolve_specs(only)} == {"rebase"}
+
+
+def test_paper_preset_params_are_in_the_schemas(client: Client) -> None:
+    loaded = {plugin.name for plugin in client.plugins()}
+    specs = [spec for spec in resolve_specs(build_parser().parse_args(["run", "--preset", "paper", "--out", "x"]))
+             if spec.strategy in loaded]  # the test daemon may lack plugins still being built
+    assert any(spec.strategy == "rebase" for spec in specs)
+    check_strategies(client, specs)
+
+
+def write_jsonl(path: Path, rows: Sequence[Dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+
+def test_datasets_and_seeded_selection(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "gsm8k-test.jsonl",
+                [{"question": f"What is {i} + 1?", "answer": f"{i} + 1 = {i + 1}\n#### {i + 1:,}"}
+                 for i in range(999, 1019)])
+    write_jsonl(tmp_path / "svamp.jsonl", [{"Body": "Tom has 3 apples", "Question": "How many?", "Answer": 3.0,
+                                            "ID": "chal-1"}])
+    write_jsonl(tmp_path / "math500.jsonl", [{"problem": "Half of 1?", "answer": "\\frac{1}{2}",
+                                              "unique_id": "test/x/1.json"}])
+    gsm8k = load_dataset("gsm8k-test", tmp_path)
+    assert [(p.id, p.gold) for p in gsm8k[:2]] == [(0, "1000"), (1, "1001")]
+    svamp = load_dataset("svamp", tmp_path)[0]
+    assert (svamp.text, svamp.gold, svamp.source_id) == ("Tom has 3 apples. How many?", "3", "chal-1")
+    math500 = load_dataset("math500", tmp_path)[0]
+    assert (math500.gold, math500.source_id) == ("\\frac{1}{2}", "test/x/1.json")
+    chosen = select_problems(gsm8k, sample=8, seed=3, offset=2, limit=4)
+    assert [p.id for p in chosen] == sorted(random.Random(3).sample(range(20), 8))[2:6]
+    assert [p.id for p in select_problems(gsm8k, None, 0, 5, 2)] == [5, 6]
+    with pytest.raises(UsageError):
+        load_dataset("svamp", tmp_path / "missing")
+
+
+# --- run files and the report -------------------------------------------------------------
+
+
+def record(spec: str, problem_id: int, correct: Optional[bool], flops: float = 0.0, wall_s: float = 0.0,
+           tokens: int = 0, model: str = "m") -> Dict[str, Any]:
+    name, _, params = spec.partition(":")
+    failed = correct is None
+    return {
+        "dataset": "gsm8k-test", "problem_id": problem_id, "source_id": None, "spec": spec,
+        "params": dict(item.split("=") for item in params.split(",")) if params else {},
+        "budget": {}, "seed": 0, "gold": "1", "strategy": {"name": name, "version": "1.0.0", "generation": 1},
+        "answer": None if failed else ("1" if correct else "2"), "correct": correct,
+        "metrics": None if failed else {"flops": flops, "wall_s": wall_s, "evaluated_tokens": tokens},
+        "error": {"type": "PluginFailed", "code": -32001, "message": "x"} if failed else None,
+        "model": {"name": model, "sha256": "ab" * 32}, "commit": "c0ffee", "dirty": False,
+        "command": "strategyd-bench run --strategy greedy", "time": "2026-01-01T00:00:00+00:00",
+    }
+
+
+FIXED_RECORDS = [
+    record("greedy", 0, True, 1e9, 1.0, 100),
+    record("greedy", 1, True, 2e9, 2.0, 200),
+    record("greedy", 2, False, 3e9, 3.0, 300),
+    record("greedy", 3, False, 6e9, 6.0, 600),
+    record("self-consistency:k=4", 0, True, 8e9, 4.0, 800),
+    record("self-consistency:k=4", 1, True, 12e9, 6.0, 1200),
+    record("self-consistency:k=4", 2, None),
+    record("self-consistency:k=8", 0, True, 30e9, 9.0, 3000),
+    record("self-consistency:k=8", 1, False, 34e9, 11.0, 3400),
+]
+
+
+def test_report_numbers(tmp_path: Path) -> None:
+    rows = {row.label: row for row in summarize(FIXED_RECORDS)}
+    greedy, k4, k8 = rows["greedy"], rows["self-consistency:k=4"], rows["self-consistency:k=8"]
+    assert (greedy.n, greedy.correct, greedy.errors) == (4, 2, 0)
+    assert (greedy.mean_flops, greedy.mean_wall_s, greedy.mean_evaluated_tokens) == (3e9, 3.0, 300)
+    assert (k4.n, k4.correct, k4.errors, k4.mean_flops, k4.mean_wall_s) == (2, 2, 1, 10e9, 5.0)
+    assert (k8.n, k8.correct, k8.mean_flops) == (2, 1, 32e9)
+
+    report = markdown_report(FIXED_RECORDS)
+    assert "| m | gsm8k-test | `greedy` | 4 | 50.0 % (15.0–85.0), 2/4 | 3 G | 3.00 | 300 | 0 |" in report
+    low, high = wilson_interval(2, 2)
+    assert (f"| m | gsm8k-test | `self-consistency:k=4` | 2 | 100.0 % ({100 * low:.1f}–{100 * high:.1f}), 2/2 "
+            "| 10 G | 5.00 | 1000 | 1 |") in report
+    assert ("| Mistral-7B (paper) | gsm8k-test | Quiet-STaR | 128 | 32.0 % (24.6–40.5), 41/128 | 12.73 T | 554.66 "
+            "| — | — |") in report
+    assert ("| Mistral-7B (paper) | gsm8k-test | Quiet-STaR + REBASE-3 | 128 | 9.4 % (5.4–15.7), 12/128 | — "
+            "| 143.66 |") in report
+    # k=8 is dominated by k=4 (more accuracy for fewer FLOPs), greedy is the cheapest point.
+    assert "  - from 3 G FLOPs to 10 G: `greedy`, 50.0 % (n = 4)" in report
+    assert "  - from 10 G FLOPs on: `self-consistency:k=4`, 100.0 % (n = 2)" in report
+    assert "self-consistency:k=8`, 50.0 %" not in report
+    assert "- model: m (sha256 " + "ab" * 32 + ")" in report and "- commit: c0ffee" in report
+    assert "- solve wall time: 0.01 h over 9 records" in report
+
+    # The same numbers through a run file, a duplicate of one record in a second file ignored.
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_jsonl(first, FIXED_RECORDS)
+    write_jsonl(second, [record("greedy", 0, False, 9e9, 9.0, 900)])
+    assert write_report([first, second], None) == report
+
+
+def test_run_file_truncated_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    whole = "".join(json.dumps(r) + "\n" for r in FIXED_RECORDS[:2])
+    path.write_text(whole + '{"dataset": "gsm8k-te', encoding="utf-8")
+    assert len(read_run_file(path)) == 2
+    assert path.read_text(encoding="utf-8").endswith('"gsm8k-te')  # reading alone changes nothing
+    assert len(read_run_file(path, repair=True)) == 2
+    assert path.read_text(encoding="utf-8") == whole
+    path.write_text(whole.rstrip("\n"), encoding="utf-8")  # a whole record, its newline lost
+    assert len(read_run_file(path, repair=True)) == 2 and path.read_text(encoding="utf-8") == whole
+    path.write_text("{broken\n" + whole, encoding="utf-8")
+    with pytest.raises(RunFileError):
+        read_run_file(path)
+
+
+def test_run_file_refuses_another_model_or_run(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    write_jsonl(path, FIXED_RECORDS[:1])
+    run_file = RunFile(path)
+    try:
+        with pytest.raises(UsageError, match="another strategyd-bench run"):
+            RunFile(path)
+        run_file.check_model({"name": "m", "sha256": None})
+        with pytest.raises(UsageError):
+            run_file.check_model({"name": "other", "sha256": "ab" * 32})
+        with pytest.raises(UsageError):
+            run_file.check_model({"name": "m", "sha256": "cd" * 32})
+    finally:
+        run_file.close()
+
+
+def test_plot_files(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    runs = tmp_path / "run.jsonl"
+    write_jsonl(runs, FIXED_RECORDS)
+    out = tmp_path / "report"
+    result = subprocess.run([sys.executable, "-m", "strategyd_client.bench", "report", str(runs),
+                             "--out-dir", str(out)], env=bench_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for name in ("frontier-gsm8k-test.png", "frontier-gsm8k-test.svg", "report.md"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "frontier-gsm8k-test.png").read_bytes().startswith(b"\x89PNG")
+    assert "<svg" in (out / "frontier-gsm8k-test.svg").read_text(encoding="utf-8")
+    assert "![accuracy vs FLOPs](frontier-gsm8k-test.svg)" in (out / "report.md").read_text(encoding="utf-8")
+    assert result.stdout == (out / "report.md").read_text(encoding="utf-8")
+
+
+# --- runs against the daemon --------------------------------------------------------------
+
+
+def bench_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SOURCE), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def bench_command(daemon: Daemon, data_dir: Path, out: Path, *extra: str) -> List[str]:
+    return [sys.executable, "-m", "strategyd_client.bench", "run", "--socket", daemon.socket_path,
+            "--data-dir", str(data_dir), "--dataset", "gsm8k-test", "--out", str(out), *extra]
+
+
+def small_dataset(folder: Path, size: int) -> Path:
+    write_jsonl(folder / "gsm8k-test.jsonl",
+                [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}\n#### {2 * i}"}
+                 for i in range(size)])
+    return folder
+
+
+def read_lines(path: Path) -> List[Dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_run_resumes_after_kill(daemon: Daemon, tmp_path: Path) -> None:
+    problems = 2
+    data_dir = small_dataset(tmp_path, problems)
+    out = tmp_path / "run.jsonl"
+    # One or two tokens each: solves are slow on a loaded machine, and the mechanics are the same.
+    specs = ["greedy:max_tokens=1", "greedy:max_tokens=2@max_tokens=400"]
+    command = bench_command(daemon, data_dir, out, *[f"--strategy={spec}" for spec in specs])
+    killed = subprocess.Popen(command, env=bench_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out.exists() and out.read_bytes().count(b"\n") >= 1):
+            assert killed.poll() is None, killed.communicate()[1].decode()
+            assert time.monotonic() < deadline, "no record within 60 s"
+            time.sleep(0.05)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+    finally:
+        if killed.poll() is None:
+            killed.kill()
+            killed.wait()
+        killed.stderr.close()  # type: ignore[union-attr]
+    before = out.read_bytes()
+    recorded_before = before.count(b"\n")
+    assert 1 <= recorded_before < len(specs) * problems, "the kill came after the run had finished"
+    with open(out, "ab") as file:  # as if the kill had come in the middle of a write
+        file.write(b'{"dataset": "gsm8k-test", "problem_id": 3, "spe')
+
+    finished = subprocess.run(command, env=bench_env(), capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    assert "dropping a truncated last line" in finished.stderr
+    assert out.read_bytes().startswith(before), "a record written before the kill changed"
+    records = read_lines(out)
+    keys = [(r["spec"], r["problem_id"]) for r in records]
+    assert len(keys) == len(set(keys)), "a problem was recorded twice"
+    assert sorted(keys) == sorted((spec, i) for spec in specs for i in range(problems)), "a problem was lost"
+    for r in records:
+        assert r["error"] is None and r["strategy"]["name"] == "greedy" and r["strategy"]["version"]
+        assert r["gold"] == str(2 * r["problem_id"]) and r["correct"] is is_correct(r["answer"], r["gold"])
+        assert r["metrics"]["flops"] > 0 and r["metrics"]["evaluated_tokens"] > 0 and r["seed"] == 0
+        assert r["model"]["name"] == "smollm2-135m-instruct-q4_1" and r["model"]["sha256"]
+    assert {json.dumps(r["budget"]) for r in records} == {"{}", '{"max_tokens": 400}'}
+    assert len({record_key(r) for r in records}) == len(records)
+
+    again = subprocess.run(command, env=bench_env(), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert len(read_lines(out)) == len(records), "a finished run redid problems"
+
+
+def test_failed_solves_are_recorded_then_retried(daemon: Daemon, tmp_path: Path) -> None:
+    # Problem 0 overflows the test daemon's 4096-token context: an engine error, at once.
+    write_jsonl(tmp_path / "gsm8k-test.jsonl", [
+        {"question": "one two three four five six seven eight nine ten " * 1200, "answer": "#### 1"},
+        {"question": "What is 1 + 1?", "answer": "#### 2"},
+    ])
+    out = tmp_path / "run.jsonl"
+    command = bench_command(daemon, tmp_path, out, "--strategy", "greedy:max_tokens=1")
+    first = subprocess.run(command, env=bench_env(), capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    failed, solved = sorted(read_lines(out), key=lambda r: r["problem_id"])
+    assert failed["error"]["type"] == "EngineError" and failed["correct"] is None and failed["metrics"] is None
+    assert solved["error"] is None and solved["metrics"]["flops"] > 0, "the run stopped at the failure"
+    assert "1 failed" in first.stderr
+
+    retried = subprocess.run([*command, "--retry-errors"], env=bench_env(), capture_output=True, text=True,
+                             timeout=120)
+    assert retried.returncode == 0, retried.stderr
+    assert "1 failed records removed" in retried.stderr
+    records = read_lines(out)
+    assert sorted(r["problem_id"] for r in records) == [0, 1]
+    assert records[0] == solved and records[1]["error"]["type"] == "EngineError"
+
+
+def test_unknown_strategy_or_param_stops_before_solving(daemon: Daemon, tmp_path: Path) -> None:
+    data_dir = small_dataset(tmp_path, 2)
+    out = tmp_path / "run.jsonl"
+    for spec, message in (("greedy:bogus=1", "greedy has no param bogus"), ("no-such-strategy", "no strategy")):
+        result = subprocess.run(bench_command(daemon, data_dir, out, "--strategy", spec), env=bench_env(),
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not out.exists() or out.read_bytes() == b""
