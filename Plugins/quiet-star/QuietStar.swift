@@ -33,7 +33,8 @@ struct QuietStar: Strategy {
         let votes = params.int("votes")
         let runs = [prompt] + (try request.fork(prompt, count: votes - 1, needing: "votes"))
         let generations = try decoder.generate(runs, maxTokens: params.int("max_tokens"),
-                                               sampling: Sampling(temperature: Float(params.double("temperature"))))
+                                               sampling: Sampling(temperature: Float(params.double("temperature"))),
+                                               progressEvery: 16)
         runs.forEach(request.free)
 
         let texts = generations.map(\.generated.text)

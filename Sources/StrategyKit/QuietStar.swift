@@ -160,9 +160,11 @@ public struct QuietDecoder {
     /// Generates on all `sequences` together, like `Request.generate`; stopped requests
     /// return what was generated so far with finish `.stopped`. With `teacher`, sequence i
     /// is fed teacher[i]'s tokens instead of sampling and `onFeature` receives each
-    /// position's features (the learned head's training data).
+    /// position's features (the learned head's training data). `progressEvery` positions a
+    /// "step" progress event is sent (callers with steps of their own send theirs).
     public func generate(_ sequences: [Sequence], maxTokens: Int, stop: [String] = [], sampling: Sampling,
-                         teacher: [[Int32]]? = nil, onFeature: ((Int, ThoughtFeature) -> Void)? = nil) throws -> [ThoughtGeneration] {
+                         teacher: [[Int32]]? = nil, progressEvery: Int? = nil,
+                         onFeature: ((Int, ThoughtFeature) -> Void)? = nil) throws -> [ThoughtGeneration] {
         let count = sequences.count
         var tokens = [[Int32]](repeating: [], count: count)
         var texts = [String](repeating: "", count: count)
@@ -273,6 +275,10 @@ public struct QuietDecoder {
                         texts[index] = String(texts[index][..<hit.upperBound])
                         finishes[index] = .stop
                     }
+                }
+                if let progressEvery, position % progressEvery == progressEvery - 1 {
+                    request.progress(["event": "step", "position": position + 1,
+                                      "thought_positions": stats.map(\.thoughtPositions).reduce(0, +)])
                 }
             } catch let error as Request.HostError where error.isStop {
                 for index in active { finishes[index] = .stopped }
