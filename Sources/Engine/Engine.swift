@@ -196,7 +196,14 @@ public final class Engine: @unchecked Sendable {
             try checkTokens(tokens)
             guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
             sequences[id]!.tokens += tokens
-            sequences[id]!.pending += Array(repeating: PendingToken(kind: kind, sampled: false), count: tokens.count)
+            // Generated tokens a caller appends were sampled by it (from a mixture, say):
+            // counted now, like the engine's own samples, even if never evaluated.
+            let sampled = kind == .generated
+            if sampled {
+                sequences[id]!.account.update { $0.count(kind, tokens: tokens.count) }
+                totals.update { $0.count(kind, tokens: tokens.count) }
+            }
+            sequences[id]!.pending += Array(repeating: PendingToken(kind: kind, sampled: sampled), count: tokens.count)
         }
     }
 

@@ -131,6 +131,8 @@ final class QuietStarTests: XCTestCase {
         let quiet = try solve("quiet-star", ["max_tokens": 16, "mixing": "constant", "weight": 0, "thought_len": 2])
         XCTAssertEqual(quiet["text"], greedy["text"])
         XCTAssertEqual(quiet["details"]?["positions"], greedy["details"]?["tokens"])
+        XCTAssertEqual(quiet["metrics"]?["generated_tokens"], greedy["metrics"]?["generated_tokens"],
+                       "a token the plugin sampled counts as generated, evaluated or not")
         XCTAssertGreaterThan(quiet["metrics"]?["thought_tokens"]?.intValue ?? 0, 0, "it thought, and the thoughts changed nothing")
     }
 
