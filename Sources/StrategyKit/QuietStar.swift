@@ -171,6 +171,9 @@ public struct QuietDecoder {
         var finishes = [Finish?](repeating: nil, count: count)
         var stats = [ThoughtStats](repeating: ThoughtStats(), count: count)
         let collecting = onFeature != nil
+        // The markers' lengths in tokens, for the thought count: the same at every position.
+        let markerTokens = try request.tokenize(settings.startMarker).count
+        let endTokens = try request.tokenize(settings.endMarker).count
 
         position: for position in 0..<maxTokens {
             var active = (0..<count).filter { finishes[$0] == nil }
@@ -205,7 +208,6 @@ public struct QuietDecoder {
                     }
                 }
                 defer { children.forEach(request.free) }
-                let markerTokens = try request.tokenize(settings.startMarker).count
                 for child in children { try request.append(child, text: settings.startMarker, kind: .thought) }
                 let thoughts = try request.generate(
                     children, maxTokens: settings.length, stop: settings.endMarker.isEmpty ? [] : [settings.endMarker],
@@ -215,7 +217,6 @@ public struct QuietDecoder {
                 if thoughts.contains(where: { $0.finish == .stopped }) {
                     throw Request.HostError(status: Int32(SD_ERR_STOPPED.rawValue), call: "generate")
                 }
-                let endTokens = try request.tokenize(settings.endMarker).count
                 for (child, thought) in zip(children, thoughts) where thought.finish != .stop && !settings.endMarker.isEmpty {
                     try request.append(child, text: settings.endMarker, kind: .thought)
                 }
