@@ -167,13 +167,13 @@ public struct QuietDecoder {
                          onFeature: ((Int, ThoughtFeature) -> Void)? = nil) throws -> [ThoughtGeneration] {
         let count = sequences.count
         var tokens = [[Int32]](repeating: [], count: count)
-        var texts = [String](repeating: "", count: count)
         var finishes = [Finish?](repeating: nil, count: count)
         var stats = [ThoughtStats](repeating: ThoughtStats(), count: count)
         let collecting = onFeature != nil
         // The markers' lengths in tokens, for the thought count: the same at every position.
         let markerTokens = try request.tokenize(settings.startMarker).count
         let endTokens = try request.tokenize(settings.endMarker).count
+        let stopWindow = (stop.map(\.utf8.count).max() ?? 0) + 4
 
         position: for position in 0..<maxTokens {
             var active = (0..<count).filter { finishes[$0] == nil }
@@ -248,12 +248,12 @@ public struct QuietDecoder {
                         stats[index].weightSum += traced!
                         if let teacher, let onFeature {
                             let truth = Int(teacher[index][position])
-                            let baseLog = ThoughtMixture.logSoftmax(baseLogits[index]!)[truth]
+                            let baseLog = ThoughtMixture.logProbability(of: truth, in: baseLogits[index]!)
                             for (j, thought) in mine.enumerated() {
                                 onFeature(index, ThoughtFeature(position: position, entropy: entropies[index]!,
                                                                 baseHidden: baseHidden[index] ?? [], thoughtHidden: thoughtHidden[index]?[j] ?? [],
                                                                 baseLogprob: Double(baseLog),
-                                                                thoughtLogprob: Double(ThoughtMixture.logSoftmax(thought)[truth])))
+                                                                thoughtLogprob: Double(ThoughtMixture.logProbability(of: truth, in: thought))))
                             }
                         }
                     }
@@ -271,10 +271,13 @@ public struct QuietDecoder {
                     }
                     try request.append(sequences[index], tokens: [token], kind: .generated)
                     tokens[index].append(token)
-                    texts[index] = try request.detokenize(tokens[index])
-                    if let hit = stop.compactMap({ texts[index].range(of: $0) }).min(by: { $0.upperBound < $1.upperBound }) {
-                        texts[index] = String(texts[index][..<hit.upperBound])
-                        finishes[index] = .stop
+                    // Like the engine, the step ends with the token that completes a stop
+                    // string and its text is all of that token: what the sequence holds. A
+                    // stop first appears in the last few tokens (each at least one byte;
+                    // 4 more cover a character split across tokens).
+                    if !stop.isEmpty {
+                        let window = try request.detokenize(Array(tokens[index].suffix(stopWindow)))
+                        if stop.contains(where: { window.contains($0) }) { finishes[index] = .stop }
                     }
                 }
                 if let progressEvery, position % progressEvery == progressEvery - 1 {
@@ -286,8 +289,8 @@ public struct QuietDecoder {
                 break position
             }
         }
-        return (0..<count).map { index in
-            ThoughtGeneration(generated: Generated(text: texts[index], tokens: tokens[index].count,
+        return try (0..<count).map { index in
+            ThoughtGeneration(generated: Generated(text: try request.detokenize(tokens[index]), tokens: tokens[index].count,
                                                    finish: finishes[index] ?? .maxTokens, logprobSum: 0, logprobMin: 0),
                               stats: stats[index])
         }

@@ -17,11 +17,20 @@ public enum ThoughtMixture {
     }
 
     public static func logSoftmax(_ logits: [Float]) -> [Float] {
+        let normalizer = logSumExp(logits)
+        return logits.map { $0 - normalizer }
+    }
+
+    /// log softmax(logits)[token], without building the whole vector.
+    public static func logProbability(of token: Int, in logits: [Float]) -> Float {
+        logits[token] - logSumExp(logits)
+    }
+
+    static func logSumExp(_ logits: [Float]) -> Float {
         let top = logits.max() ?? 0
         var sum: Double = 0
         for value in logits { sum += Double(Foundation.exp(value - top)) }
-        let normalizer = top + Float(Foundation.log(sum))
-        return logits.map { $0 - normalizer }
+        return top + Float(Foundation.log(sum))
     }
 
     /// Shannon entropy in nats of softmax(logits).

@@ -102,20 +102,16 @@ final class QuietStarTests: XCTestCase {
 
     // MARK: through the daemon
 
-    nonisolated(unsafe) static var daemon: DaemonProcess?
+    static let shared = SharedDaemon {
+        try DaemonProcess(plugins: ["quiet-star", "quiet-rebase", "rebase", "greedy"], extraArguments: ["--hidden-states"],
+                          prepare: { try CPlugin.compile("Tests/StrategyTests/Fixtures/hash_scorer.c", into: $0, name: "hash-scorer") })
+    }
     static let problem = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 
-    func daemon() throws -> DaemonProcess {
-        if let daemon = QuietStarTests.daemon, daemon.process.isRunning { return daemon }
-        let daemon = try DaemonProcess(plugins: ["quiet-star", "quiet-rebase", "greedy"], extraArguments: ["--hidden-states"],
-                                       prepare: { try CPlugin.compile("Tests/StrategyTests/Fixtures/hash_scorer.c", into: $0, name: "hash-scorer") })
-        QuietStarTests.daemon = daemon
-        return daemon
-    }
+    func daemon() throws -> DaemonProcess { try Self.shared.get() }
 
     override class func tearDown() {
-        daemon?.stop()
-        daemon?.removeFolder()
+        shared.stop()
         super.tearDown()
     }
 
@@ -227,6 +223,22 @@ final class QuietStarTests: XCTestCase {
     }
 
     // MARK: quiet-rebase
+
+    func testZeroWeightStepsEndAtTheStopLikeREBASEs() throws {
+        // Steps of one word: the thought decoder's stop check must cut every step where
+        // the engine's does, so with w = 0 and argmax decoding the trees are the same.
+        let search: JSON = ["width": 1, "temperature": 0, "stop": " ", "max_step_tokens": 6, "max_tokens": 14,
+                            "scorer": "hash-scorer"]
+        var quietParams = search.objectValue!
+        quietParams.merge(["mixing": "constant", "weight": 0, "thought_len": 2]) { $1 }
+        let plain = try solve("rebase", search)
+        let quiet = try solve("quiet-rebase", .object(quietParams))
+        let depth = try XCTUnwrap(plain["details"]?["rounds"]?.arrayValue?.count)
+        XCTAssertGreaterThan(depth, 2, "several one-word steps: \(plain.serialized())")
+        XCTAssertEqual(quiet["details"]?["rounds"]?.arrayValue?.count, depth)
+        XCTAssertEqual(quiet["text"], plain["text"])
+        XCTAssertGreaterThan(quiet["metrics"]?["thought_tokens"]?.intValue ?? 0, 0)
+    }
 
     func testQuietRebaseIsWellFormedConservesWidthAndThinks() throws {
         let width = 3
