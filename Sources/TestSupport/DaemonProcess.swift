@@ -90,3 +90,26 @@ public final class DaemonProcess {
     public func removeFolder() { try? FileManager.default.removeItem(at: folder) }
 }
 
+
+/// One daemon for a whole test class: started on first use (again if it died), stopped
+/// and its folder removed by `stop()` from the class's `tearDown()`.
+public final class SharedDaemon: @unchecked Sendable {
+    private let start: () throws -> DaemonProcess
+    private var current: DaemonProcess?
+
+    public init(_ start: @escaping () throws -> DaemonProcess) { self.start = start }
+
+    public func get() throws -> DaemonProcess {
+        if let current, current.process.isRunning { return current }
+        stop()
+        let daemon = try start()
+        current = daemon
+        return daemon
+    }
+
+    public func stop() {
+        current?.stop()
+        current?.removeFolder()
+        current = nil
+    }
+}

@@ -9,19 +9,13 @@ import Glibc
 /// The real daemon, over its real socket, on the test model.
 final class DaemonTests: XCTestCase {
     static let natalia = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?"
-    nonisolated(unsafe) static var sharedDaemon: DaemonProcess?
-
     /// One daemon for the tests that do not change its plugins.
-    func daemon() throws -> DaemonProcess {
-        if let daemon = DaemonTests.sharedDaemon, daemon.process.isRunning { return daemon }
-        let daemon = try DaemonProcess(prepare: { try FixturePlugins.build(into: $0) })
-        DaemonTests.sharedDaemon = daemon
-        return daemon
-    }
+    static let shared = SharedDaemon { try DaemonProcess(prepare: { try FixturePlugins.build(into: $0) }) }
+
+    func daemon() throws -> DaemonProcess { try Self.shared.get() }
 
     override class func tearDown() {
-        sharedDaemon?.stop()
-        sharedDaemon?.removeFolder()
+        shared.stop()
         super.tearDown()
     }
 

@@ -202,20 +202,16 @@ final class RebaseTests: XCTestCase {
 
     // MARK: through the daemon
 
-    nonisolated(unsafe) static var daemon: DaemonProcess?
+    static let shared = SharedDaemon {
+        try DaemonProcess(plugins: ["rebase", "greedy"],
+                          prepare: { try CPlugin.compile("Tests/StrategyTests/Fixtures/hash_scorer.c", into: $0, name: "hash-scorer") })
+    }
     static let problem = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 
-    func daemon() throws -> DaemonProcess {
-        if let daemon = RebaseTests.daemon, daemon.process.isRunning { return daemon }
-        let daemon = try DaemonProcess(plugins: ["rebase", "greedy"],
-                                       prepare: { try CPlugin.compile("Tests/StrategyTests/Fixtures/hash_scorer.c", into: $0, name: "hash-scorer") })
-        RebaseTests.daemon = daemon
-        return daemon
-    }
+    func daemon() throws -> DaemonProcess { try Self.shared.get() }
 
     override class func tearDown() {
-        daemon?.stop()
-        daemon?.removeFolder()
+        shared.stop()
         super.tearDown()
     }
 

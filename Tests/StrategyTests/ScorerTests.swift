@@ -13,15 +13,10 @@ final class ScorerTests: XCTestCase {
     static let rightSolution = "In May she sold 48 / 2 = 24 clips.\n\nAltogether she sold 48 + 24 = 72 clips.\n\nThe answer is 72."
     static let wrongSolution = "In May she sold 48 * 2 = 96 clips.\n\nAltogether she sold 48 + 96 = 150 clips.\n\nThe answer is 150."
 
-    nonisolated(unsafe) static var daemon: DaemonProcess?
-
     /// One daemon for the class, the test model standing in as the reward model too.
-    func daemon() throws -> DaemonProcess {
-        if let daemon = ScorerTests.daemon, daemon.process.isRunning { return daemon }
-        let daemon = try ScorerTests.startDaemon(extraArguments: ["--prm-model", try TestAssets.model()])
-        ScorerTests.daemon = daemon
-        return daemon
-    }
+    static let shared = SharedDaemon { try startDaemon(extraArguments: ["--prm-model", try TestAssets.model()]) }
+
+    func daemon() throws -> DaemonProcess { try Self.shared.get() }
 
     static func startDaemon(extraArguments: [String] = []) throws -> DaemonProcess {
         try DaemonProcess(plugins: DaemonProcess.builtPlugins + scorers, extraArguments: extraArguments,
@@ -30,8 +25,7 @@ final class ScorerTests: XCTestCase {
     }
 
     override class func tearDown() {
-        daemon?.stop()
-        daemon?.removeFolder()
+        shared.stop()
         super.tearDown()
     }
 

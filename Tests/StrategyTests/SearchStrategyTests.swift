@@ -7,7 +7,11 @@ import XCTest
 /// fixture scorer (Fixtures/search_scorer_fixture.c) whose score is a hash of the text:
 /// the tests recompute every score and choice from the returned candidates.
 final class SearchStrategyTests: XCTestCase {
-    nonisolated(unsafe) static var daemon: DaemonProcess?
+    static let shared = SharedDaemon {
+        try DaemonProcess(plugins: DaemonProcess.builtPlugins + ["best-of-n", "beam-search"],
+                          prepare: { try CPlugin.compile("Tests/StrategyTests/Fixtures/search_scorer_fixture.c",
+                                                         into: $0, name: SearchStrategyTests.scorer) })
+    }
 
     static let scorer = "search-fixture"
     static let problem = "What is 2 + 3? Answer with the number."
@@ -15,18 +19,10 @@ final class SearchStrategyTests: XCTestCase {
     static let longProblem = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
         + "How many clips did Natalia sell altogether in April and May?"
 
-    func daemon() throws -> DaemonProcess {
-        if let daemon = SearchStrategyTests.daemon, daemon.process.isRunning { return daemon }
-        let daemon = try DaemonProcess(plugins: DaemonProcess.builtPlugins + ["best-of-n", "beam-search"],
-                                       prepare: { try CPlugin.compile("Tests/StrategyTests/Fixtures/search_scorer_fixture.c",
-                                                                      into: $0, name: SearchStrategyTests.scorer) })
-        SearchStrategyTests.daemon = daemon
-        return daemon
-    }
+    func daemon() throws -> DaemonProcess { try Self.shared.get() }
 
     override class func tearDown() {
-        daemon?.stop()
-        daemon?.removeFolder()
+        shared.stop()
         super.tearDown()
     }
 

@@ -4,18 +4,12 @@ import XCTest
 
 /// self-consistency (the C plugin) through the real daemon on the test model.
 final class SelfConsistencyTests: XCTestCase {
-    nonisolated(unsafe) static var daemon: DaemonProcess?
+    static let shared = SharedDaemon { try DaemonProcess() }
 
-    func daemon() throws -> DaemonProcess {
-        if let daemon = SelfConsistencyTests.daemon, daemon.process.isRunning { return daemon }
-        let daemon = try DaemonProcess()
-        SelfConsistencyTests.daemon = daemon
-        return daemon
-    }
+    func daemon() throws -> DaemonProcess { try Self.shared.get() }
 
     override class func tearDown() {
-        daemon?.stop()
-        daemon?.removeFolder()
+        shared.stop()
         super.tearDown()
     }
 
