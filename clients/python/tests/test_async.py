@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable, List, TypeVar, Union
+from typing import Any, Awaitable, Callable, List, Mapping, Optional, Tuple, TypeVar, Union
 
 import pytest
 from conftest import STATUS_TIMEOUT, LONG_PARAMS, LONG_PROBLEM, SHORT_PARAMS, SHORT_PROBLEM, Daemon
 
 from strategyd_client import (AsyncClient, Cancelled, MethodNotFound, Progress, RequestTimeout,
                               SolveResult, UnknownPlugin)
+from strategyd_client.aio import _AsyncCall
 
 T = TypeVar("T")
 
@@ -140,3 +141,28 @@ def test_timeout_raises_and_cancels(daemon: Daemon) -> None:
         await wait_until_idle(client)
 
     run(daemon, scenario)
+
+
+class AnsweredConnection:
+    """Stands in for a connection whose answer to the request has already come."""
+
+    def __init__(self, answer: Any) -> None:
+        self.replies: "asyncio.Queue[Any]" = asyncio.Queue()
+        self.replies.put_nowait(("result", answer))
+
+    def register(self, method: str, params: Optional[Mapping[str, Any]]) -> Tuple[int, "asyncio.Queue[Any]", bytes]:
+        return 1, self.replies, b""
+
+    def forget(self, request_id: int) -> None:
+        pass
+
+    def send_cancel(self, request_id: int) -> None:
+        pass
+
+
+def test_an_answer_already_come_is_returned_past_the_deadline() -> None:
+    async def scenario() -> Any:
+        call = _AsyncCall(AnsweredConnection("pong"), "ping", None)  # type: ignore[arg-type]
+        return await call.result(time.monotonic() - 1)
+
+    assert asyncio.run(scenario()) == "pong"

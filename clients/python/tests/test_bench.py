@@ -2,6 +2,7 @@
 the real daemon (the test model cannot do maths: these test mechanics, resume above all)."""
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -9,19 +10,22 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import Future, wait
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import pytest
 from conftest import Daemon
 
-from strategyd_client import Client
-from strategyd_client.bench import (PRESETS, RunFile, UsageError, build_parser, check_strategies, load_dataset,
-                                    parse_spec, resolve_specs, select_problems)
+from strategyd_client import Client, ConnectionLost, SolveResult, bench
+from strategyd_client.bench import (PRESETS, Problem, RunContext, RunFile, UsageError, build_parser,
+                                    check_strategies, load_dataset, main, parse_spec, resolve_specs, run_spec,
+                                    select_problems, solve_problem)
 from strategyd_client.grading import gsm8k_gold, is_correct, number_text, parse_number
-from strategyd_client.report import (PAPER_ROWS, RunFileError, markdown_report, read_run_file, record_key,
-                                     summarize, wilson_interval, write_report)
+from strategyd_client.report import (PAPER_ROWS, RunFileError, deduplicated, markdown_report, read_run_file,
+                                     record_key, summarize, wilson_interval, write_report)
 
 SOURCE = Path(__file__).resolve().parents[1] / "src"
 Z = 1.959963984540054
@@ -41,8 +45,14 @@ Z = 1.959963984540054
     ("0.25", "1/4", True),
     ("1/3", "\\frac{1}{3}", True),
     ("-1/2", "-\\dfrac{1}{2}", True),
-    ("0.3333333", "1/3", True),     # within the relative tolerance of 1e-6
+    ("0.3333333", "1/3", True),     # a rounding of 1/3 within the relative tolerance of 1e-6
     ("0.3333", "1/3", False),
+    ("0.1428571", "\\frac{1}{7}", True),
+    ("333333", "\\frac{1000000}{3}", False),  # an integer rounds nothing
+    ("1450001", "1450000", False),  # integers, and decimals that end, compare exactly
+    ("72.0000001", "72", False),
+    ("0.5", "\\frac{1}{2}", True),
+    pytest.param("1" * 5000, "72", False, id="5000 digits"),  # not read as a number (Python's 4300-digit limit)
     ("18.9", "\\$18.90", True),
     ("50", "50\\%", True),
     ("10", "10\\text{ cm}", True),
@@ -65,6 +75,8 @@ def test_gold_extraction() -> None:
     assert gsm8k_gold("#### -3") == "-3"
     assert number_text(145.0) == "145" and number_text(0.5) == "0.5" and number_text(2.25) == "2.25"
     assert parse_number("3/0") is None and parse_number("1, 2") is None and parse_number("x") is None
+    assert parse_number("1" * 1000) == int("1" * 1000)
+    assert parse_number("1" * 1001) is None and parse_number("0." + "3" * 5000) is None
 
 
 # --- statistics ---------------------------------------------------------------------------
@@ -245,6 +257,85 @@ def test_run_file_refuses_another_model_or_run(tmp_path: Path) -> None:
         run_file.close()
 
 
+def test_a_success_beats_a_failure_of_its_key(tmp_path: Path) -> None:
+    failed, solved = record("greedy", 0, None), record("greedy", 0, True, 1e9, 1.0, 100)
+    assert deduplicated([failed, solved]) == [solved]
+    path = tmp_path / "run.jsonl"
+    write_jsonl(path, [failed, solved])
+    run_file = RunFile(path)
+    try:
+        assert run_file.by_key == {record_key(solved): solved}  # resuming does not solve it again
+        assert run_file.drop_errors({record_key(failed)}) == 1
+        assert read_lines(path) == [solved] and run_file.by_key == {record_key(solved): solved}
+    finally:
+        run_file.close()
+
+
+def test_retry_errors_drops_only_the_failures_it_runs_again(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    retried, other_spec, other_problem = (record("greedy", 0, None), record("self-consistency:k=4", 0, None),
+                                          record("greedy", 1, None))
+    write_jsonl(path, [retried, other_spec, other_problem])
+    run_file = RunFile(path)
+    try:
+        assert run_file.drop_errors({record_key(retried)}) == 1
+        assert read_lines(path) == [other_spec, other_problem]
+        assert set(run_file.by_key) == {record_key(other_spec), record_key(other_problem)}
+    finally:
+        run_file.close()
+
+
+def test_drop_errors_keeps_the_file_locked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "run.jsonl"
+    write_jsonl(path, FIXED_RECORDS)
+    locked_when_replaced: List[bool] = []
+    replace = os.replace
+
+    def replace_then_try_to_lock(source: str, target: str) -> None:
+        replace(source, target)
+        with open(target, "ab") as other_run:  # a second run opening the file the moment it is there
+            try:
+                fcntl.flock(other_run.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked_when_replaced.append(False)
+            except BlockingIOError:
+                locked_when_replaced.append(True)
+
+    monkeypatch.setattr(os, "replace", replace_then_try_to_lock)
+    run_file = RunFile(path)
+    try:
+        assert run_file.drop_errors({record_key(r) for r in FIXED_RECORDS}) == 1
+        assert locked_when_replaced == [True]
+        with pytest.raises(UsageError, match="another strategyd-bench run"):
+            RunFile(path)
+        run_file.append(record("greedy", 9, True))  # appends go to the new file
+        assert [r["problem_id"] for r in read_lines(path)][-1] == 9
+    finally:
+        run_file.close()
+
+
+def test_report_keeps_every_model(tmp_path: Path) -> None:
+    small, large = record("greedy", 0, True, model="0.5b"), record("greedy", 0, False, model="1.5b")
+    rehashed = {**large, "model": {"name": "1.5b", "sha256": "cd" * 32}}
+    assert deduplicated([small, large, dict(large), rehashed]) == [small, large, rehashed]
+    first, second = tmp_path / "a-0.5b.jsonl", tmp_path / "b-1.5b.jsonl"
+    write_jsonl(first, [small])
+    write_jsonl(second, [large])
+    report = write_report([first, second], None)
+    assert "| 0.5b | gsm8k-test | `greedy` | 1 | 100.0 %" in report
+    assert "| 1.5b | gsm8k-test | `greedy` | 1 | 0.0 %" in report
+
+
+def test_report_of_a_missing_run_file_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "typo.jsonl"
+    with pytest.raises(RunFileError, match="typo.jsonl"):
+        write_report([missing], None)
+    assert main(["report", str(missing), "--no-plot"]) == 2
+    assert str(missing) in capsys.readouterr().err
+    created = RunFile(tmp_path / "new" / "run.jsonl")  # a run creates its file
+    created.close()
+    assert created.by_key == {}
+
+
 def test_plot_files(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     runs = tmp_path / "run.jsonl"
@@ -259,6 +350,60 @@ def test_plot_files(tmp_path: Path) -> None:
     assert "<svg" in (out / "frontier-gsm8k-test.svg").read_text(encoding="utf-8")
     assert "![accuracy vs FLOPs](frontier-gsm8k-test.svg)" in (out / "report.md").read_text(encoding="utf-8")
     assert result.stdout == (out / "report.md").read_text(encoding="utf-8")
+
+
+# --- solving, with a scripted client ------------------------------------------------------
+
+
+CONTEXT = RunContext(dataset="gsm8k-test", seed=0, model={"name": "m", "sha256": None}, daemon_version="0",
+                     commit=None, dirty=None, command="test")
+
+
+class ScriptedClient:
+    """Stands in for Client: answers each problem text with its answer, or raises its error."""
+
+    def __init__(self, outcomes: Dict[str, Any]) -> None:
+        self.outcomes = outcomes
+
+    def solve(self, problem: str, *args: Any, timeout: Optional[float] = None) -> SolveResult:
+        outcome = self.outcomes[problem]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return SolveResult.from_json({
+            "answer": outcome, "text": outcome, "candidates": [], "budget_exhausted": False,
+            "strategy": {"name": "greedy", "version": "1.0.0", "generation": 1}, "metrics": {"flops": 1.0}})
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_grading_failure_is_that_problems_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing_grader(answer: Optional[str], gold: str) -> bool:
+        raise ValueError("a bug in grading")
+
+    monkeypatch.setattr(bench, "is_correct", failing_grader)
+    graded = solve_problem(ScriptedClient({"q": "72"}), parse_spec("greedy"),  # type: ignore[arg-type]
+                           Problem(0, "q", "72", None), CONTEXT, None, threading.Event())
+    assert graded["error"] == {"type": "ValueError", "code": None, "message": "a bug in grading"}
+    assert graded["correct"] is None and graded["problem_id"] == 0
+
+
+def test_solves_finished_when_the_run_stops_are_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fatal_first(futures: Sequence["Future[Any]"]) -> Iterable["Future[Any]"]:
+        wait(futures)  # every solve has finished; the one that stops the run comes first
+        return sorted(futures, key=lambda future: future.exception() is None)
+
+    monkeypatch.setattr(bench, "as_completed", fatal_first)
+    problems = [Problem(index, f"q{index}", "1", None) for index in range(3)]
+    client = ScriptedClient({"q0": "1", "q1": ConnectionLost("the daemon went away"), "q2": "2"})
+    run_file = RunFile(tmp_path / "run.jsonl")
+    try:
+        with pytest.raises(ConnectionLost):
+            run_spec(client, parse_spec("greedy"), problems, run_file, CONTEXT,  # type: ignore[arg-type]
+                     "greedy", 3, None)
+    finally:
+        run_file.close()
+    assert [(r["problem_id"], r["correct"]) for r in read_lines(tmp_path / "run.jsonl")] == [(0, True), (2, False)]
 
 
 # --- runs against the daemon --------------------------------------------------------------
@@ -349,13 +494,16 @@ def test_failed_solves_are_recorded_then_retried(daemon: Daemon, tmp_path: Path)
     assert solved["error"] is None and solved["metrics"]["flops"] > 0, "the run stopped at the failure"
     assert "1 failed" in first.stderr
 
+    other_spec = {**failed, "spec": "greedy:max_tokens=2", "params": {"max_tokens": 2}}
+    with open(out, "a", encoding="utf-8") as file:  # a failure this command does not run again
+        file.write(json.dumps(other_spec) + "\n")
     retried = subprocess.run([*command, "--retry-errors"], env=bench_env(), capture_output=True, text=True,
                              timeout=120)
     assert retried.returncode == 0, retried.stderr
     assert "1 failed records removed" in retried.stderr
     records = read_lines(out)
-    assert sorted(r["problem_id"] for r in records) == [0, 1]
-    assert records[0] == solved and records[1]["error"]["type"] == "EngineError"
+    assert sorted(r["problem_id"] for r in records) == [0, 0, 1]
+    assert records[:2] == [solved, other_spec] and records[2]["error"]["type"] == "EngineError"
 
 
 def test_unknown_strategy_or_param_stops_before_solving(daemon: Daemon, tmp_path: Path) -> None:

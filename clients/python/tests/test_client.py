@@ -1,15 +1,20 @@
-"""The blocking Client against a real daemon: every method, streaming, cancel, threads."""
+"""The blocking Client against a real daemon: every method, streaming, cancel, threads; and
+against a scripted socket, for what no real daemon sends."""
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
 import threading
 import time
-from typing import List, Union
+from pathlib import Path
+from typing import Any, Iterator, List, Union
 
 import pytest
 from conftest import STATUS_TIMEOUT, LONG_PARAMS, LONG_PROBLEM, MODEL, SHORT_PARAMS, SHORT_PROBLEM, Daemon
 
-from strategyd_client import (Budget, Cancelled, Client, DaemonNotRunning, Progress, RequestTimeout,
-                              SolveResult, default_socket_path)
+from strategyd_client import (Budget, Cancelled, Client, DaemonNotRunning, Progress, ProtocolError,
+                              RequestTimeout, SolveResult, _protocol, default_socket_path)
 
 
 def wait_until_idle(client: Client) -> None:
@@ -170,3 +175,62 @@ def test_unload_then_load(client: Client) -> None:
     loaded = client.load(name)
     assert loaded.name == name and loaded.kind == "strategy"
     assert name in client.status().plugins
+
+
+# --- against a scripted socket ------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def scripted_daemon(folder: Path, reply: bytes) -> Iterator[str]:
+    """A socket that answers the first request with `reply`, whatever it asked, then waits
+    for the client to hang up."""
+    path = str(folder / "scripted.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(path)
+        server.listen()
+
+        def answer() -> None:
+            connection, _ = server.accept()
+            with connection, connection.makefile("rb") as requests:
+                requests.readline()
+                connection.sendall(reply)
+                connection.recv(1)
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        yield path
+        thread.join(timeout=10)
+
+
+def response(result: Any, request_id: Any = 1) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "result": result}).encode() + b"\n"
+
+
+@pytest.mark.parametrize("line", [
+    response("pong", [1]),
+    response("pong", True),  # would answer request 1
+    response("pong", 1.5),
+    b'{"jsonrpc": "2.0", "method": "progress", "params": {"id": {"a": 1}, "event": "started"}}\n',
+])
+def test_ids_that_are_not_integers_or_strings_are_protocol_errors(line: bytes) -> None:
+    with pytest.raises(ProtocolError, match="id"):
+        _protocol.route(line)
+
+
+def test_a_line_over_the_limit_fails_the_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_protocol, "MAX_LINE_BYTES", 1024)
+    with scripted_daemon(tmp_path, response("x" * 2000)) as path, Client(path) as client:
+        with pytest.raises(ProtocolError, match="over 1024 bytes"):
+            client.call("ping", timeout=10)
+
+
+def test_a_failing_reader_fails_the_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_route(line: bytes) -> None:
+        raise TypeError("a bug in routing")
+
+    monkeypatch.setattr(_protocol, "route", broken_route)
+    with scripted_daemon(tmp_path, response("pong")) as path, Client(path) as client:
+        started = time.monotonic()
+        with pytest.raises(ProtocolError, match="a bug in routing"):
+            client.call("ping", timeout=10)  # not RequestTimeout: the request must not wait for nothing
+        assert time.monotonic() - started < 5

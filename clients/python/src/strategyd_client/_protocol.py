@@ -11,8 +11,8 @@ from .results import Budget
 SHORT_TIMEOUT = 10.0  # ping, status, plugins.list, cancel: answered while solves run
 ADMIN_TIMEOUT = 60.0  # plugin load/reload/unload (dlopen, plugin init) and raw calls
 
-# Longest line read from the daemon; a solve's text is bounded by the context, so this
-# only guards against a runaway peer.
+# Longest line either client reads from the daemon; a solve's text is bounded by the
+# context, so this only guards against a runaway peer.
 MAX_LINE_BYTES = 256 << 20
 
 RequestId = Union[int, str]
@@ -56,13 +56,22 @@ def route(line: bytes) -> Optional[Tuple[Optional[RequestId], Item]]:
     if "id" not in message:
         params = message.get("params")
         if message.get("method") == "progress" and isinstance(params, dict) and "id" in params:
-            return params["id"], ("progress", params)
+            return _request_id(params["id"], line), ("progress", params)
         return None
+    request_id = _request_id(message["id"], line)
     if "error" in message:
-        return message["id"], ("error", error_from_json(message["error"]))
+        return request_id, ("error", error_from_json(message["error"]))
     if "result" in message:
-        return (message["id"], ("result", message["result"])) if message["id"] is not None else None
+        return (request_id, ("result", message["result"])) if request_id is not None else None
     raise ProtocolError(f"strategyd sent a response with neither result nor error: {line[:200]!r}")
+
+
+def _request_id(value: Any, line: bytes) -> Optional[RequestId]:
+    """An id as the client sends them (or null); anything else could not be looked up, or
+    would match the wrong request (true == 1)."""
+    if value is None or (isinstance(value, (int, str)) and not isinstance(value, bool)):
+        return value
+    raise ProtocolError(f"strategyd sent an id that is neither an integer nor a string: {line[:200]!r}")
 
 
 def oversize_owner(error: Item, line_bytes: Mapping[RequestId, int]) -> Optional[RequestId]:
@@ -94,3 +103,7 @@ def fresh(error: StrategydError) -> StrategydError:
 
 def lost(reason: str) -> ConnectionLost:
     return ConnectionLost(f"connection to strategyd lost: {reason}")
+
+
+def overlong_line() -> ProtocolError:
+    return ProtocolError(f"strategyd sent a line over {MAX_LINE_BYTES} bytes")

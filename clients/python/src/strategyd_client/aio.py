@@ -90,7 +90,7 @@ class _AsyncConnection:
         except ProtocolError as error:
             failure = error
         except ValueError:
-            failure = ProtocolError(f"strategyd sent a line over {_protocol.MAX_LINE_BYTES} bytes")
+            failure = _protocol.overlong_line()
         except OSError as error:
             failure = _protocol.lost(str(error))
         finally:
@@ -136,8 +136,13 @@ class _AsyncCall:
     async def next(self, deadline: Optional[float]) -> Item:
         """The next progress notification or the result; raises the error response."""
         try:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            item = await asyncio.wait_for(self._replies.get(), timeout)
+            # What already came is returned even past the deadline, as by the sync client: on
+            # Python <= 3.11, wait_for(get(), 0) times out before get() takes a queued item.
+            if self._replies.empty():
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                item = await asyncio.wait_for(self._replies.get(), timeout)
+            else:
+                item = self._replies.get_nowait()
         except asyncio.TimeoutError:
             self.abandon()
             raise RequestTimeout(f"strategyd did not answer {self._method} (id {self.id}) in time") from None

@@ -33,15 +33,15 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Any, BinaryIO, Dict, List, Optional, Sequence, Tuple
 
 from .client import Client
 from .errors import (Busy, ConnectionLost, DaemonNotRunning, InvalidParams, InvalidRequest, MethodNotFound,
                      NotPermitted, ParseError, ProtocolError, RequestTimeout, RPCError, ShuttingDown,
                      StrategydError, UnknownPlugin)
 from .grading import gsm8k_gold, is_correct, number_text
-from .report import (MissingMatplotlib, Record, RunFileError, format_flops, read_run_file, record_key,
-                     write_report)
+from .report import (MissingMatplotlib, Record, RunFileError, format_flops, keep_first_success, read_run_file,
+                     record_key, write_report)
 from .results import SolveResult
 
 DATASETS = ("gsm8k-test", "gsm8k-train", "svamp", "math500")
@@ -259,9 +259,15 @@ class RunFile:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self._open_locked()
-        self.by_key: Dict[str, Record] = {}
-        for record in read_run_file(path, repair=True):
-            self.by_key.setdefault(record_key(record), record)
+        self.by_key = self._by_key(read_run_file(path, repair=True))
+
+    @staticmethod
+    def _by_key(records: Sequence[Record]) -> Dict[str, Record]:
+        """Each key's record: a success over a failure, so that resuming does not run it again."""
+        by_key: Dict[str, Record] = {}
+        for record in records:
+            keep_first_success(by_key, record_key(record), record)
+        return by_key
 
     def _open_locked(self) -> BinaryIO:
         """The file for appending, unbuffered (one write() per record), locked against a
@@ -282,20 +288,28 @@ class RunFile:
         os.fsync(self._file.fileno())
         self.by_key[record_key(record)] = record
 
-    def drop_errors(self) -> int:
-        """Removes the records of failed solves, so that they run again; atomically."""
-        kept = [record for record in self.by_key.values() if record.get("error") is None]
-        dropped = len(self.by_key) - len(kept)
+    def drop_errors(self, keys: AbstractSet[str]) -> int:
+        """Removes the records of failed solves of `keys`, so that they run again; atomically.
+        Rewritten from the file, not by_key: a success that shares its key with a failure stays."""
+        records = read_run_file(self.path)
+        kept = [record for record in records if record.get("error") is None or record_key(record) not in keys]
+        dropped = len(records) - len(kept)
         if dropped:
             temporary = self.path.with_name(self.path.name + ".tmp")
-            with open(temporary, "wb") as file:
-                file.write("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in kept).encode("utf-8"))
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
-            self.by_key = {record_key(record): record for record in kept}
-            replaced, self._file = self._file, self._open_locked()  # locked throughout
+            replacement = open(temporary, "wb", buffering=0)
+            try:
+                # Locked before it takes the path: no other run can lock the new file in between.
+                fcntl.flock(replacement.fileno(), fcntl.LOCK_EX)
+                replacement.write("".join(json.dumps(record, ensure_ascii=False) + "\n"
+                                          for record in kept).encode("utf-8"))
+                os.fsync(replacement.fileno())
+                os.replace(temporary, self.path)
+            except BaseException:
+                replacement.close()
+                raise
+            replaced, self._file = self._file, replacement
             replaced.close()
+            self.by_key = self._by_key(kept)
         return dropped
 
     def check_model(self, model: Dict[str, Optional[str]]) -> None:
@@ -365,13 +379,17 @@ def check_strategies(client: Client, specs: Sequence[Spec]) -> None:
                              f"its params: {', '.join(sorted(plugin.params_schema))}")
 
 
-def _solved(result: SolveResult, gold: str) -> Record:
+def _solved(result: SolveResult, spec: Spec, gold: str) -> Record:
+    try:
+        correct = is_correct(result.answer, gold)
+    except Exception as error:  # a grading bug costs this problem, not the run (again at every resume)
+        return _failed(spec, error)
     metrics = {field.name: getattr(result.metrics, field.name)
                for field in dataclasses.fields(result.metrics) if field.name != "extra"}
     return {
         "strategy": {"name": result.strategy.name, "version": result.strategy.version,
                      "generation": result.strategy.generation},
-        "answer": result.answer, "correct": is_correct(result.answer, gold),
+        "answer": result.answer, "correct": correct,
         "budget_exhausted": result.budget_exhausted,
         "metrics": {**metrics, **result.metrics.extra},
         "candidates": [{"answer": c.answer, "score": c.score, "votes": c.votes} for c in result.candidates],
@@ -380,7 +398,7 @@ def _solved(result: SolveResult, gold: str) -> Record:
     }
 
 
-def _failed(spec: Spec, error: StrategydError) -> Record:
+def _failed(spec: Spec, error: Exception) -> Record:
     return {
         "strategy": {"name": spec.strategy, "version": None, "generation": None},
         "answer": None, "correct": None, "budget_exhausted": None, "metrics": None, "candidates": None,
@@ -395,7 +413,7 @@ def solve_problem(client: Client, spec: Spec, problem: Problem, context: RunCont
     while True:
         try:
             outcome = _solved(client.solve(problem.text, spec.strategy, spec.params, spec.budget or None,
-                                           context.seed, timeout=timeout), problem.gold)
+                                           context.seed, timeout=timeout), spec, problem.gold)
             break
         except Busy:  # other clients hold the daemon's solve slots: wait for one, unless the run stops
             if stopping.wait(BUSY_RETRY_S):
@@ -524,8 +542,10 @@ def run_spec(client: Client, spec: Spec, problems: Sequence[Problem], run_file: 
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="solve") as pool:
             futures = [pool.submit(solve_problem, client, spec, problem, context, timeout, stopping)
                        for problem in todo]
+            unwritten = set(futures)
             try:
                 for future in as_completed(futures):
+                    unwritten.discard(future)
                     record = future.result()
                     run_file.append(record)
                     progress.update(record)
@@ -534,6 +554,10 @@ def run_spec(client: Client, spec: Spec, problems: Sequence[Problem], run_file: 
                 for future in futures:
                     future.cancel()
                 client.close()  # the daemon cancels the solves in flight; their workers end at once
+                # Solves that finished before as_completed got to them are not lost with the run.
+                for future in futures:
+                    if future in unwritten and future.done() and not future.cancelled() and future.exception() is None:
+                        run_file.append(future.result())
                 raise
     finally:
         progress.close()
@@ -562,7 +586,8 @@ def command_run(args: argparse.Namespace) -> int:
                                  command=shlex.join(["strategyd-bench", *args.argv]))
             run_file.check_model(context.model)
             if args.retry_errors:
-                print(f"strategyd-bench: {run_file.drop_errors()} failed records removed, to run again",
+                keys = {problem_key(context, spec, problem) for spec in specs for problem in problems}
+                print(f"strategyd-bench: {run_file.drop_errors(keys)} failed records removed, to run again",
                       file=sys.stderr)
             for number, spec in enumerate(specs, 1):
                 run_spec(client, spec, problems, run_file, context, f"[{number}/{len(specs)}] {spec.label}",

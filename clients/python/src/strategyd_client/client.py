@@ -91,9 +91,12 @@ class _Connection:
         failure: StrategydError = _protocol.lost("strategyd closed the connection")
         try:
             with self._sock.makefile("rb") as lines:
-                for line in lines:
+                while True:
+                    line = lines.readline(_protocol.MAX_LINE_BYTES + 1)
                     if not line.endswith(b"\n"):
-                        break  # EOF in the middle of a line
+                        if len(line) > _protocol.MAX_LINE_BYTES:
+                            raise _protocol.overlong_line()
+                        break  # EOF, possibly in the middle of a line
                     routed = _protocol.route(line)
                     if routed is not None:
                         self._deliver(*routed)
@@ -101,8 +104,11 @@ class _Connection:
             failure = error
         except OSError as error:
             failure = _protocol.lost(str(error))
-        self._fail(failure)
-        self._sock.close()
+        except Exception as error:  # a dead reader must not leave the requests waiting forever
+            failure = ProtocolError(f"the client failed on a message from strategyd: {error!r}")
+        finally:
+            self._fail(failure)
+            self._sock.close()
 
     def _deliver(self, request_id: Optional[RequestId], item: Item) -> None:
         with self._state_lock:

@@ -2,9 +2,11 @@
 
 The daemon normalizes answers to plain numbers ("72", "-0.5", "1/3"); gold answers come as
 GSM8K's "#### 1,234", SVAMP's floats or MATH-500's LaTeX. Where both sides read as numbers
-they are compared as exact fractions, within a relative tolerance of RELATIVE_TOLERANCE
-("0.3333333" matches "1/3", "0.3333" does not); a gold that is not a number (MATH-500:
-"\\sqrt{2}", intervals, ...) is compared as normalized text.
+they are compared as exact fractions ("1450001" is not "1450000", "0.5" is "1/2"); only a
+decimal against a value no decimal writes exactly (1/3) may be its rounding, within a
+relative tolerance of RELATIVE_TOLERANCE ("0.3333333" matches "1/3", "0.3333" does not).
+A gold that is not a number (MATH-500: "\\sqrt{2}", intervals, ...) is compared as
+normalized text.
 """
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ import re
 from fractions import Fraction
 from typing import List, Optional, Pattern, Tuple
 
-RELATIVE_TOLERANCE = 1e-6
+RELATIVE_TOLERANCE = Fraction(1, 10**6)  # a Fraction: numbers beyond a float's range stay exact
+# Longer numbers are compared as text: Python refuses to parse integers of over 4300 digits.
+MAX_DIGITS = 1000
 
 # LaTeX and typography that do not change a value, rewritten before reading it.
 _REWRITES: List[Tuple[Pattern[str], str]] = [
@@ -39,6 +43,8 @@ def _rewritten(text: str) -> str:
 
 def _as_number(text: str) -> Optional[Fraction]:
     text = _THOUSANDS.sub("", text).rstrip(".")
+    if sum(char.isdigit() for char in text) > MAX_DIGITS:
+        return None
     parts = text.split("/")
     if len(parts) > 2:
         return None
@@ -68,8 +74,25 @@ def normalize_text(text: str) -> str:
     return _rewritten(_TEXT.sub(r"\1", text)).rstrip(".")
 
 
+def _terminates(value: Fraction) -> bool:
+    """Whether a decimal writes the value exactly: its denominator has no prime but 2 and 5."""
+    denominator = value.denominator
+    for prime in (2, 5):
+        while denominator % prime == 0:
+            denominator //= prime
+    return denominator == 1
+
+
 def numbers_match(first: Fraction, second: Fraction) -> bool:
-    return first == second or abs(first - second) <= RELATIVE_TOLERANCE * max(abs(first), abs(second))
+    """Equal, or a decimal that rounds a value no decimal writes exactly ("0.3333333", 1/3)."""
+    if first == second:
+        return True
+    if _terminates(first) == _terminates(second):
+        return False  # both exact (integers, decimals, 3/4) or both not: nothing was rounded
+    decimal = first if _terminates(first) else second
+    if decimal.denominator == 1:
+        return False  # an integer answer is not a rounded fraction
+    return abs(first - second) <= RELATIVE_TOLERANCE * max(abs(first), abs(second))
 
 
 def is_correct(answer: Optional[str], gold: str) -> bool:

@@ -27,15 +27,16 @@ TOKENS_NOTE = ("evaluated tokens: every token llama.cpp evaluated for the solve 
 
 
 class RunFileError(Exception):
-    """A run file that cannot be read: a broken line that is not its last."""
+    """A run file that cannot be read: missing, unreadable, or a broken line that is not its last."""
 
 
 def read_run_file(path: Path, repair: bool = False) -> List[Record]:
     """The records of a run file. A broken last line (a run killed mid-write) is skipped
     with a warning, and with `repair` cut from the file, so appends start on a fresh line."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as error:  # a mistyped path must not report nothing
+        raise RunFileError(f"{path}: {error.strerror or error}") from None
     records: List[Record] = []
     offset = 0  # where the current line starts
     lines = data.split(b"\n")
@@ -64,9 +65,16 @@ def read_run_file(path: Path, repair: bool = False) -> List[Record]:
 
 
 def record_key(record: Record) -> str:
-    """What a record is the result of: one problem under one condition. A run holds at most
-    one record per key; resuming skips the keys already there."""
+    """What a record is the result of: one problem under one condition. A run (of one
+    model) holds at most one record per key; resuming skips the keys already there."""
     return json.dumps([record["dataset"], record["problem_id"], *condition_of(record)], sort_keys=True)
+
+
+def keep_first_success(by_key: Dict[str, Record], key: str, record: Record) -> None:
+    """Keeps under `key` the first record of a solve that succeeded, else the first failure."""
+    kept = by_key.get(key)
+    if kept is None or (kept.get("error") is not None and record.get("error") is None):
+        by_key[key] = record
 
 
 def condition_of(record: Record) -> Tuple[str, str, str, Any]:
@@ -127,11 +135,13 @@ def _mean(values: Sequence[float]) -> Optional[float]:
 
 
 def deduplicated(records: Iterable[Record]) -> List[Record]:
-    """The first record of each key (several run files may hold the same problem)."""
-    seen: Dict[str, Record] = {}
+    """One record of each model and key, a success rather than a failure (several run files
+    may hold the same problem; files of different models hold the same keys)."""
+    chosen: Dict[str, Record] = {}
     for record in records:
-        seen.setdefault(record_key(record), record)
-    return list(seen.values())
+        model = [record["model"]["name"], record["model"].get("sha256")]
+        keep_first_success(chosen, json.dumps([model, record_key(record)]), record)
+    return list(chosen.values())
 
 
 def summarize(records: Sequence[Record]) -> List[Row]:
