@@ -68,7 +68,7 @@ var targets: [Target] = [
     .executableTarget(name: "BenchEngine", dependencies: ["Engine"], linkerSettings: llamaRpath),
     .executableTarget(name: "BenchDaemon", dependencies: ["RPC"]),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "TestSupport"], linkerSettings: llamaRpath),
-    .testTarget(name: "AnswersTests", dependencies: ["Answers"]),
+    .testTarget(name: "AnswersTests", dependencies: ["Answers", "TestSupport"]),
     .testTarget(name: "DaemonTests", dependencies: ["RPC", "TestSupport"], exclude: ["Fixtures"]),
     .testTarget(name: "StrategyTests", dependencies: ["RPC", "TestSupport", "StrategyKit"], exclude: ["Fixtures"]),
 ]

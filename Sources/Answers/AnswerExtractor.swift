@@ -36,12 +36,6 @@ public enum AnswerExtractor {
         return parse(String(answerField[marker.upperBound...]))
     }
 
-    /// Numeric equality; a missing answer never matches.
-    public static func matches(_ a: NumericAnswer?, _ b: NumericAnswer?) -> Bool {
-        guard let a, let b else { return false }
-        return a == b
-    }
-
     // MARK: - Reading numbers
 
     private static let digitGroup = #"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)"#

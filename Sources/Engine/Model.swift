@@ -33,12 +33,6 @@ public struct ChatMessage: Sendable, Equatable {
     }
 }
 
-public struct ModelOptions: Sendable {
-    /// Map the file rather than read it (llama.cpp's default).
-    public var mmap = true
-    public init() {}
-}
-
 /// One GGUF model loaded through llama.cpp. Immutable after load; tokenization is
 /// thread-safe (llama.h says so), so a Model is shared freely.
 public final class Model: @unchecked Sendable {
@@ -48,12 +42,11 @@ public final class Model: @unchecked Sendable {
     let pointer: OpaquePointer
     let vocab: OpaquePointer
 
-    public init(path: String, options: ModelOptions = ModelOptions()) throws {
+    public init(path: String) throws {
         LlamaRuntime.initialize()
         let inspection = try GGUFInspection(path: path)
         var params = llama_model_default_params()
         params.n_gpu_layers = 0
-        params.load_mode = options.mmap ? params.load_mode : LLAMA_LOAD_MODE_NONE
         let (loaded, log) = LlamaRuntime.capturingLog { llama_model_load_from_file(path, params) }
         guard let model = loaded else {
             if log.contains("unknown model architecture") {
@@ -145,7 +138,7 @@ public final class Model: @unchecked Sendable {
 
     /// Renders messages with the model's own chat template (llama.cpp's built-in
     /// template matcher, no Jinja), ending with the assistant's turn opened.
-    public func chatPrompt(_ messages: [ChatMessage], openAssistantTurn: Bool = true) throws -> String {
+    public func chatPrompt(_ messages: [ChatMessage]) throws -> String {
         guard let template = facts.chatTemplate else {
             throw EngineError.chatTemplate(reason: "the model carries no chat template")
         }
@@ -156,8 +149,7 @@ public final class Model: @unchecked Sendable {
         var capacity = messages.reduce(256) { $0 + 2 * ($1.content.utf8.count + $1.role.utf8.count) }
         while true {
             var buffer = [CChar](repeating: 0, count: capacity)
-            let written = llama_chat_apply_template(template, chat, chat.count, openAssistantTurn,
-                                                    &buffer, Int32(capacity))
+            let written = llama_chat_apply_template(template, chat, chat.count, true, &buffer, Int32(capacity))
             if written < 0 { throw EngineError.chatTemplate(reason: "llama.cpp does not know this template") }
             if Int(written) <= capacity {
                 return String(decoding: buffer.prefix(Int(written)).map { UInt8(bitPattern: $0) }, as: UTF8.self)

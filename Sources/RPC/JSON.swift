@@ -118,19 +118,6 @@ extension JSON {
     }
     public var objectValue: [String: JSON]? { if case .object(let value) = self { return value } else { return nil } }
     public var arrayValue: [JSON]? { if case .array(let value) = self { return value } else { return nil } }
-
-    /// The JSON type's name, for error messages.
-    public var typeName: String {
-        switch self {
-        case .null: return "null"
-        case .bool: return "boolean"
-        case .int: return "integer"
-        case .double: return "number"
-        case .string: return "string"
-        case .array: return "array"
-        case .object: return "object"
-        }
-    }
 }
 
 extension JSON: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral,

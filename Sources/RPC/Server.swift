@@ -41,8 +41,6 @@ public final class Connection: @unchecked Sendable {
         self.peer = peer
     }
 
-    public var isOpen: Bool { writeLock.lock(); defer { writeLock.unlock() }; return !closed }
-
     /// Sends one message as a line. Returns false if the connection is gone.
     @discardableResult
     public func send(_ message: JSON) -> Bool {
@@ -211,8 +209,6 @@ public final class UnixSocketServer: @unchecked Sendable {
     public func closeConnections() {
         for connection in lock.withLock({ Array(connections.values) }) { connection.shutdown() }
     }
-
-    public var connectionCount: Int { lock.withLock { connections.count } }
 
     private func startConnection(_ fd: Int32) {
         var credentials = LinuxPeerCredentials()

@@ -4,7 +4,6 @@ import RPC
 
 /// Exit codes (documented in `strategyctl --help`).
 enum Exit {
-    static let ok: Int32 = 0
     static let failed: Int32 = 1        // the daemon answered with an error
     static let notRunning: Int32 = 3    // nothing listens on the socket
     static let connectionLost: Int32 = 4

