@@ -30,13 +30,14 @@ struct BestOfN: Strategy {
         request.free(prompt)  // the forks hold the prompt's cells
         let sampling = Sampling(temperature: Float(params.double("temperature")), topP: Float(params.double("top_p")))
         let outputs = try request.generate(samples, maxTokens: params.int("max_tokens"), sampling: sampling)
-        samples.forEach(request.free)  // only the texts are needed now; a scorer may want the room
         request.progress(["event": "step", "phase": "generated", "samples": n])
 
         var scores: [Double?] = []
         for output in outputs {
             scores.append(try request.scoreUnlessStopped(with: scorer, params: scorerParams, problem: problem, solution: output.text))
         }
+        // Freed only now: a scorer's prompt reuses the KV cells of the sample it scores.
+        samples.forEach(request.free)
         let answers = outputs.map { request.extractAnswer($0.text) }
         request.progress(["event": "step", "phase": "scored", "scored": scores.compactMap { $0 }.count,
                           "best_score": scores.compactMap { $0 }.max() ?? NSNull()])

@@ -4,15 +4,15 @@ import StrategyKit
 /// The policy's own confidence in the last step of a solution: exp of the mean
 /// log-probability of the step's tokens, given the problem and the earlier steps.
 ///
-/// The host returns logits for a sequence's last position only, so the step is
-/// teacher-forced one token at a time: a step of n tokens costs n single-token decodes
-/// after one batch for the prompt and the earlier steps.
+/// The prompt and the earlier steps are what the strategy's own sequence holds, so the
+/// host lends their KV cells instead of evaluating them again; the step is then
+/// teacher-forced in one batch with an output at every position.
 struct LogProb: Scorer {
     static let name = "logprob"
     static let version = "1.0.0"
     static let description = "The policy's confidence in the last step: exp(mean token log-probability) given the problem and earlier steps"
     static let params: [Param] = [
-        .integer("max_step_tokens", 256, 1...4096, "tokens of the last step scored, from its start (each costs one decode)"),
+        .integer("max_step_tokens", 256, 1...4096, "tokens of the last step scored, from its start"),
         .boolean("system_prompt", true, "condition on the system prompt the built-in strategies solve with"),
     ]
 
@@ -28,19 +28,12 @@ struct LogProb: Scorer {
         let stepTokens = tokens[context...].prefix(params.int("max_step_tokens"))
         guard !stepTokens.isEmpty else { throw PluginFailure("logprob scorer: the last step has no tokens") }
 
-        let sequence = try request.chat(system: params.bool("system_prompt") ? Prompts.system : nil, user: problem)
+        let sequence = try request.chat(system: params.bool("system_prompt") ? Prompts.system : nil, user: problem,
+                                        assistantPrefix: try request.detokenize(Array(tokens[..<context])))
         // A strategy scores many nodes in one request: give the sequence back at once.
         defer { request.free(sequence) }
-        if context > 0 { try request.append(sequence, tokens: Array(tokens[..<context]), kind: .scorer) }
-        let vocabularySize = (request.modelInfo["vocabulary_size"] as? NSNumber)?.intValue ?? 0
-        var total = 0.0
-        for token in stepTokens {
-            let logits = try request.logits(sequence, vocabularySize: vocabularySize)
-            total += logProbability(of: token, in: logits)
-            // Evaluated by the next logits call; the last one never is.
-            try request.append(sequence, tokens: [token], kind: .scorer)
-        }
-        return exp(total / Double(stepTokens.count))
+        let logprobs = try request.appendScored(sequence, tokens: Array(stepTokens), kind: .scorer)
+        return exp(logprobs.reduce(0.0) { $0 + Double($1) } / Double(logprobs.count))
     }
 
     /// The text before the last step (ending in its blank line) and the last step.
@@ -48,12 +41,6 @@ struct LogProb: Scorer {
         let body = String(solution.reversed().drop { $0.isWhitespace }.reversed())
         guard let boundary = body.range(of: "\n\n", options: .backwards) else { return ("", body) }
         return (String(body[..<boundary.upperBound]), String(body[boundary.upperBound...]))
-    }
-
-    private func logProbability(of token: Int32, in logits: [Float]) -> Double {
-        let top = Double(logits.max() ?? 0)
-        let logSumExp = top + log(logits.reduce(0.0) { $0 + exp(Double($1) - top) })
-        return Double(logits[Int(token)]) - logSumExp
     }
 }
 

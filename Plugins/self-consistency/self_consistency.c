@@ -101,7 +101,11 @@ static int32_t solve(void *state, const sd_host *host, sd_request *r, const char
     while (drawn < k && !interrupted) {
         int n = round_size < k - drawn ? round_size : k - drawn;
         sd_seq children[MAX_SAMPLES];
-        if (host->seq_fork(r, root, n, children) != SD_OK) break;
+        status = host->seq_fork(r, root, n, children);
+        if (status != SD_OK) {
+            if (drawn > 0) break; /* vote over what was drawn */
+            return host->fail(r, "could not fork the samples: more than the daemon's --max-width?");
+        }
         sd_generate_params gen = {0};
         gen.max_tokens = max_tokens;
         gen.sampling.temperature = (float)temperature;
@@ -112,6 +116,7 @@ static int32_t solve(void *state, const sd_host *host, sd_request *r, const char
         status = host->generate(r, children, n, &gen, out);
         if (status != SD_OK && status != SD_ERR_STOPPED) {
             for (int i = 0; i < n; i++) host->seq_free(r, children[i]);
+            for (int i = 0; i < drawn; i++) free(owned_texts[i]);
             return host->fail(r, "generation failed");
         }
         for (int i = 0; i < n; i++) {

@@ -44,19 +44,16 @@ public struct GenerationOptions: Sendable {
     public var sampling = SamplingParams.greedy
     /// Record each token's log-probability under the model (temperature 1).
     public var logprobs = false
-    /// Also record the best alternatives at each position. 0 ... 20.
-    public var topLogprobs = 0
     /// What the sampled tokens are charged as.
     public var kind = TokenKind.generated
 
     public init(maxTokens: Int = 256, minTokens: Int = 0, stop: [String] = [], sampling: SamplingParams = .greedy,
-                logprobs: Bool = false, topLogprobs: Int = 0, kind: TokenKind = .generated) {
+                logprobs: Bool = false, kind: TokenKind = .generated) {
         self.maxTokens = maxTokens
         self.minTokens = minTokens
         self.stop = stop
         self.sampling = sampling
         self.logprobs = logprobs
-        self.topLogprobs = topLogprobs
         self.kind = kind
     }
 }
@@ -70,7 +67,6 @@ public struct Generation: Sendable {
     public var stopString: String?
     /// Per-token log-probabilities, when asked for.
     public var logprobs: [Float] = []
-    public var alternatives: [[(token: Int32, logprob: Float)]] = []
 }
 
 /// Many sequences over one resident model in one llama.cpp context.
@@ -156,15 +152,29 @@ public final class Engine: @unchecked Sendable {
     // MARK: sequences
 
     /// A new sequence holding `tokens`, charged to `account`. The tokens are evaluated
-    /// with the next operation that needs them.
-    public func createSequence(_ tokens: [Int32], account: Account, kind: TokenKind = .prompt) throws -> SequenceID {
+    /// with the next operation that needs them. Of the sequences in `reusing`, the one
+    /// whose evaluated tokens share the longest prefix with `tokens` lends its KV cells
+    /// for that prefix: those tokens are neither evaluated again nor charged (the last
+    /// token always is, for the next-token logits).
+    public func createSequence(_ tokens: [Int32], account: Account, kind: TokenKind = .prompt,
+                               reusing candidates: [SequenceID] = []) throws -> SequenceID {
         try locked {
             try checkTokens(tokens)
             guard !tokens.isEmpty else { throw EngineError.emptySequence }
             guard let id = freeIDs.popLast() else { throw EngineError.tooManySequences(limit: options.maxSequences) }
-            sequences[id] = SequenceState(account: account, tokens: tokens,
+            var donor: (id: SequenceID, shared: Int)?
+            for candidate in candidates {
+                guard let state = sequences[candidate] else { continue }
+                let limit = min(state.evaluated, tokens.count - 1)
+                var shared = 0
+                while shared < limit && state.tokens[shared] == tokens[shared] { shared += 1 }
+                if shared > (donor?.shared ?? 0) { donor = (candidate, shared) }
+            }
+            let shared = donor?.shared ?? 0
+            if let donor { llama_memory_seq_cp(memory, donor.id, id, 0, Int32(shared)) }
+            sequences[id] = SequenceState(account: account, tokens: tokens, evaluated: shared,
                                           pending: Array(repeating: PendingToken(kind: kind, sampled: false),
-                                                         count: tokens.count))
+                                                         count: tokens.count - shared))
             account.sequenceOpened(byFork: false)
             countLock.withLock { sequenceCount += 1 }
             return id
@@ -211,6 +221,25 @@ public final class Engine: @unchecked Sendable {
         try append(id, tokens: model.tokenize(text), kind: kind)
     }
 
+    /// Appends `tokens` and evaluates them with an output row at every position, in as
+    /// few decodes as the batch allows: result[i] is log p(tokens[i] | all before it), at
+    /// temperature 1. A teacher-forced score of a continuation for the price of one batch.
+    /// The last token stays queued: its own output would only predict the one after it.
+    public func appendScored(_ id: SequenceID, tokens: [Int32], kind: TokenKind = .prompt) throws -> [Float] {
+        try locked {
+            try checkTokens(tokens)
+            guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
+            guard !tokens.isEmpty else { return [] }
+            try evaluatePending([id])
+            let first = sequences[id]!.logits.withUnsafeBufferPointer { $0[Int(tokens[0])] - LogProbabilities.logSumExp($0) }
+            sequences[id]!.tokens += tokens
+            sequences[id]!.pending += Array(repeating: PendingToken(kind: kind, sampled: false), count: tokens.count)
+            var scores = [first]
+            try evaluatePending([id], scoring: id) { scores.append($0) }
+            return scores
+        }
+    }
+
     /// Frees a sequence and the KV cells no other sequence shares.
     public func remove(_ id: SequenceID) {
         locked {
@@ -219,13 +248,6 @@ public final class Engine: @unchecked Sendable {
             freeIDs.append(id)
             state.account.sequenceClosed()
             countLock.withLock { sequenceCount -= 1 }
-        }
-    }
-
-    public func tokens(of id: SequenceID) throws -> [Int32] {
-        try locked {
-            guard let state = sequences[id] else { throw EngineError.unknownSequence(id) }
-            return state.tokens
         }
     }
 
@@ -245,25 +267,12 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
-    public func logits(_ id: SequenceID) throws -> [Float] { try withLogits(id) { Array($0) } }
-
     /// The last hidden state (after the final norm: what the output head reads).
     public func hiddenState(_ id: SequenceID) throws -> [Float] {
         guard options.hiddenStates else { throw EngineError.hiddenStatesDisabled }
         return try locked {
             try evaluatePending([id])
             return sequences[id]!.hidden
-        }
-    }
-
-    /// Chooses the next token of a sequence without appending it.
-    public func sample(_ id: SequenceID, params: SamplingParams = .greedy, topLogprobs: Int = 0) throws -> TokenChoice {
-        let sampler = Sampler(params)
-        return try withLogits(id) { logits in
-            let token = sampler.sample(logits)
-            let lse = LogProbabilities.logSumExp(logits)
-            return TokenChoice(token: token, logprob: logits[Int(token)] - lse,
-                               alternatives: LogProbabilities.top(topLogprobs, of: logits, logSumExp: lse))
         }
     }
 
@@ -302,25 +311,19 @@ public final class Engine: @unchecked Sendable {
                 for index in live {
                     let id = ids[index]
                     guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
+                    // The model's own log-normalizer, before min_tokens hides the end tokens.
+                    let lse = options.logprobs ? sequences[id]!.logits.withUnsafeBufferPointer(LogProbabilities.logSumExp) : 0
                     if results[index].tokens.count < options.minTokens {
                         for eog in model.endOfGenerationTokens { sequences[id]!.logits[Int(eog)] = -.infinity }
                     }
-                    let (token, logprob, alternatives) = sequences[id]!.logits.withUnsafeBufferPointer { logits in
-                        let token = samplers[index].sample(logits)
-                        guard options.logprobs || options.topLogprobs > 0 else {
-                            return (token, Float(0), [(token: Int32, logprob: Float)]())
-                        }
-                        let lse = LogProbabilities.logSumExp(logits)
-                        return (token, logits[Int(token)] - lse,
-                                LogProbabilities.top(options.topLogprobs, of: logits, logSumExp: lse))
-                    }
+                    let token = sequences[id]!.logits.withUnsafeBufferPointer { samplers[index].sample($0) }
+                    let logprob = sequences[id]!.logits[Int(token)] - lse
                     if model.isEndOfGeneration(token) {
                         results[index].finish = .endOfGeneration
                         continue
                     }
                     results[index].tokens.append(token)
                     if options.logprobs { results[index].logprobs.append(logprob) }
-                    if options.topLogprobs > 0 { results[index].alternatives.append(alternatives) }
                     sequences[id]!.tokens.append(token)
                     sequences[id]!.pending.append(PendingToken(kind: options.kind, sampled: true))
                     sequences[id]!.account.update { $0.count(options.kind, tokens: 1) }
@@ -373,23 +376,27 @@ public final class Engine: @unchecked Sendable {
 
     /// Evaluates the queued tokens of `ids` (caller holds the lock). Each sequence's last
     /// token is an output row; its logits are copied out before the next call reuses
-    /// llama.cpp's buffers.
-    private func evaluatePending(_ ids: [SequenceID]) throws {
+    /// llama.cpp's buffers. Every token of `scoring` but its last (left queued) is an
+    /// output row too: `onScore` receives, in order, the log-probability of each of its
+    /// tokens after the first queued one, given those before it.
+    private func evaluatePending(_ ids: [SequenceID], scoring: SequenceID? = nil,
+                                 onScore: (Float) -> Void = { _ in }) throws {
         var work: [(id: SequenceID, start: Int, end: Int)] = []
         for id in ids {
             guard let state = sequences[id] else { throw EngineError.unknownSequence(id) }
-            guard state.evaluated < state.tokens.count else { continue }
+            let end = state.tokens.count - (id == scoring ? 1 : 0)
+            guard state.evaluated < end else { continue }
             if state.tokens.count > options.contextSize {
                 throw EngineError.contextOverflow(sequence: id, needed: state.tokens.count, capacity: options.contextSize)
             }
-            work.append((id, state.evaluated, state.tokens.count))
+            work.append((id, state.evaluated, end))
         }
         guard !work.isEmpty else { return }
         var item = 0
         var position = work[0].start
         while item < work.count {
             // Fill one batch, sequence after sequence, splitting only at the batch's end.
-            var rows: [(id: SequenceID, start: Int, end: Int, output: Int32?)] = []
+            var rows: [Row] = []
             batch.n_tokens = 0
             while item < work.count && Int(batch.n_tokens) < options.batchSize {
                 let (id, _, end) = work[item]
@@ -403,22 +410,33 @@ public final class Engine: @unchecked Sendable {
                     batch.pos[slot] = Int32(position + offset)
                     batch.n_seq_id[slot] = 1
                     batch.seq_id[slot]![0] = id
-                    batch.logits[slot] = isLast ? 1 : 0
+                    batch.logits[slot] = isLast || id == scoring ? 1 : 0
                     if isLast { output = Int32(slot) }
                     batch.n_tokens += 1
                 }
-                rows.append((id, position, position + take, output))
+                rows.append(Row(id: id, start: position, end: position + take, firstSlot: batch.n_tokens - Int32(take),
+                                output: output))
                 position += take
                 if position == end {
                     item += 1
                     if item < work.count { position = work[item].start }
                 }
             }
-            try decode(rows)
+            try decode(rows, scoring: scoring, onScore: onScore)
         }
     }
 
-    private func decode(_ rows: [(id: SequenceID, start: Int, end: Int, output: Int32?)]) throws {
+    /// A run of one sequence's tokens in a batch: positions [start, end) from `firstSlot`.
+    private struct Row {
+        var id: SequenceID
+        var start: Int
+        var end: Int
+        var firstSlot: Int32
+        /// The slot whose logits become the sequence's next-token logits.
+        var output: Int32?
+    }
+
+    private func decode(_ rows: [Row], scoring: SequenceID?, onScore: (Float) -> Void) throws {
         let status = llama_decode(context, batch)
         if status == 1 { throw EngineError.kvCacheFull(tokens: Int(batch.n_tokens), capacity: options.contextSize) }
         if status != 0 { throw EngineError.decodeFailed(code: status) }
@@ -428,6 +446,14 @@ public final class Engine: @unchecked Sendable {
         for row in rows {
             var state = sequences[row.id]!
             chargeTokens(&state, from: row.start, to: row.end, firstCall: charged.insert(ObjectIdentifier(state.account)).inserted)
+            if row.id == scoring {
+                // The row at position p predicts the token at p + 1.
+                for position in row.start..<row.end {
+                    let logits = UnsafeBufferPointer(start: llama_get_logits_ith(context, row.firstSlot + Int32(position - row.start)),
+                                                     count: vocabularySize)
+                    onScore(logits[Int(state.tokens[position + 1])] - LogProbabilities.logSumExp(logits))
+                }
+            }
             if let output = row.output {
                 state.logits = Array(UnsafeBufferPointer(start: llama_get_logits_ith(context, output), count: vocabularySize))
                 if options.hiddenStates, let hidden = llama_get_embeddings_ith(context, output) {

@@ -24,18 +24,6 @@ public struct SamplingParams: Sendable, Equatable {
     public static let greedy = SamplingParams()
 }
 
-/// A chosen token with the model's own (untempered) log-probability of it.
-public struct TokenChoice: Sendable, Equatable {
-    public var token: Int32
-    public var logprob: Float
-    /// The most likely alternatives (token, logprob), best first, when asked for.
-    public var alternatives: [(token: Int32, logprob: Float)]
-
-    public static func == (a: TokenChoice, b: TokenChoice) -> Bool {
-        a.token == b.token && a.logprob == b.logprob && a.alternatives.map(\.token) == b.alternatives.map(\.token)
-    }
-}
-
 /// A llama.cpp sampler chain applied to logits the engine has stored. Each sequence
 /// gets its own, so that its random stream does not depend on the others.
 final class Sampler {
@@ -95,21 +83,5 @@ public enum LogProbabilities {
         var sum: Float = 0
         for value in logits { sum += expf(value - maximum) }
         return maximum + logf(sum)
-    }
-
-    /// The `count` most likely tokens with their log-probabilities, best first.
-    public static func top(_ count: Int, of logits: UnsafeBufferPointer<Float>, logSumExp lse: Float)
-        -> [(token: Int32, logprob: Float)] {
-        guard count > 0 else { return [] }
-        var best: [(token: Int32, logit: Float)] = []
-        best.reserveCapacity(count + 1)
-        for index in 0..<logits.count {
-            let value = logits[index]
-            if best.count == count, let last = best.last, value <= last.logit { continue }
-            let at = best.firstIndex { $0.logit < value } ?? best.count
-            best.insert((Int32(index), value), at: at)
-            if best.count > count { best.removeLast() }
-        }
-        return best.map { ($0.token, $0.logit - lse) }
     }
 }

@@ -50,7 +50,9 @@ public enum HostTable {
         guard let out else { return invalid }
         guard request.sequenceCount < request.limits.maxSequences else { return limit }
         do {
-            let id = try request.engine.createSequence(tokens, account: request.account, kind: request.kind(kind))
+            // A scorer's prompt often repeats what a live sequence of the strategy holds.
+            let id = try request.engine.createSequence(tokens, account: request.account, kind: request.kind(kind),
+                                                       reusing: request.ownedSequences)
             request.adopt([id])
             out.pointee = id
             return ok
@@ -133,6 +135,20 @@ public enum HostTable {
             }
         }
 
+        host.seq_append_scored = { raw, seq, tokens, count, kind, out in
+            guard let request = SolveRequest.from(raw), let tokens, let out, count >= 1,
+                  count <= Int32(request.limits.maxTokensPerCall),
+                  let kind = HostTable.tokenKind(kind), request.owns(seq) else { return HostTable.invalid }
+            do {
+                let scores = try request.engine.appendScored(seq, tokens: Array(UnsafeBufferPointer(start: tokens, count: Int(count))),
+                                                             kind: request.kind(kind))
+                out.update(from: scores, count: scores.count)
+                return HostTable.ok
+            } catch {
+                return HostTable.status(of: error, in: request)
+            }
+        }
+
         host.seq_free = { raw, seq in
             guard let request = SolveRequest.from(raw), request.release(seq) else { return }
             request.engine.remove(seq)
@@ -141,7 +157,7 @@ public enum HostTable {
         host.seq_evaluate = { raw, seqs, count in
             guard let request = SolveRequest.from(raw), let seqs, count >= 0 else { return HostTable.invalid }
             let ids = Array(UnsafeBufferPointer(start: seqs, count: Int(count)))
-            guard ids.allSatisfy(request.owns) else { return HostTable.invalid }
+            guard ids.allSatisfy(request.owns), Set(ids).count == ids.count else { return HostTable.invalid }
             do {
                 try request.engine.evaluate(ids)
                 return HostTable.ok

@@ -13,9 +13,11 @@ public struct RequestLimits: Sendable {
     public init() {}
 }
 
-/// A budget a client sets on a solve; nil means the daemon's maximum.
+/// A budget a client sets on a solve (the daemon fills in its maximum tokens and time
+/// where the client set none).
 public struct Budget: Sendable {
     public var maxTokens: Int
+    /// nil: no FLOPs cap.
     public var maxFlops: Double?
     public var deadline: Date
     public init(maxTokens: Int, maxFlops: Double?, deadline: Date) {
@@ -26,7 +28,8 @@ public struct Budget: Sendable {
 }
 
 /// One request in flight: what sd_request points to. It owns the sequences its plugin
-/// creates (freed when it ends), its compute account, its budget and cancellation.
+/// creates (freed as soon as the plugin returns), its compute account, its budget and
+/// cancellation.
 public final class SolveRequest: @unchecked Sendable {
     public let engine: Engine
     /// The reward model's engine (a Math-Shepherd-style PRM), when the daemon has one.
@@ -64,8 +67,16 @@ public final class SolveRequest: @unchecked Sendable {
         progressSink = progress
     }
 
-    deinit {
-        for id in sequences { engine.remove(id) }
+    deinit { releaseSequences() }
+
+    /// Frees what the plugin left, before the answer goes out: a solve admitted right
+    /// after must find the sequences and KV cells this one used.
+    func releaseSequences() {
+        let left = lock.withLock { () -> Set<SequenceID> in
+            defer { sequences.removeAll() }
+            return sequences
+        }
+        for id in left { engine.remove(id) }
     }
 
     public func cancel() { lock.withLock { cancelledFlag = true } }
@@ -91,6 +102,7 @@ public final class SolveRequest: @unchecked Sendable {
     func adopt(_ ids: [SequenceID]) { lock.withLock { sequences.formUnion(ids) } }
     func release(_ id: SequenceID) -> Bool { lock.withLock { sequences.remove(id) != nil } }
     var sequenceCount: Int { lock.withLock { sequences.count } }
+    var ownedSequences: [SequenceID] { lock.withLock { Array(sequences) } }
 
     func kind(_ requested: TokenKind) -> TokenKind { scorerDepth > 0 ? .scorer : requested }
 
@@ -130,6 +142,7 @@ extension SolveRequest {
         let status = strategy.using {
             strategy.plugin.pointee.solve!(strategy.state, HostTable.pointer, opaque, problem, params.serialized())
         }
+        releaseSequences()
         if isCancelled {
             return .failure(RPCError(RPCError.cancelledCode, "Cancelled"))
         }

@@ -93,6 +93,14 @@ public struct Request: @unchecked Sendable {
                   "seq_append_tokens")
     }
 
+    /// Appends `tokens` and returns log p(tokens[i] | all before it) for each, from one batch.
+    public func appendScored(_ sequence: Sequence, tokens: [Int32], kind: TokenKind) throws -> [Float] {
+        var out = [Float](repeating: 0, count: tokens.count)
+        try check(host.pointee.seq_append_scored(raw, sequence.id, tokens, Int32(tokens.count), kind.rawValue, &out),
+                  "seq_append_scored")
+        return out
+    }
+
     public func free(_ sequence: Sequence) { host.pointee.seq_free(raw, sequence.id) }
 
     /// Evaluates the queued tokens of all these sequences in one batch (before forking

@@ -89,6 +89,61 @@ final class EngineTests: XCTestCase {
         XCTAssertGreaterThan(Set(results.map(\.tokens)).count, 1)
     }
 
+    func logits(_ engine: Engine, _ id: SequenceID) throws -> [Float] { try engine.withLogits(id) { Array($0) } }
+
+    func testANewSequenceReusesTheLongestSharedPrefixOfALiveOne() throws {
+        let engine = try makeEngine()
+        let prompt = try prompt(engine.model, "Count to ten.")
+        let donor = try engine.createSequence(prompt, account: Account())
+        let generated = try engine.generate([donor], options: GenerationOptions(maxTokens: 8))[0].tokens
+        _ = try logits(engine, donor)  // every token of the donor evaluated
+        let unrelated = try engine.createSequence(Array(prompt.prefix(3)), account: Account())
+        let tail: [Int32] = [100, 101, 102]
+        let tokens = prompt + generated.prefix(4) + tail
+
+        let account = Account()
+        let reuser = try engine.createSequence(tokens, account: account, reusing: [unrelated, donor])
+        let reused = try logits(engine, reuser)
+        XCTAssertEqual(account.snapshot.evaluatedTokens, tail.count, "only what the donor does not hold is evaluated")
+        XCTAssertEqual(account.snapshot.promptTokens, tail.count)
+
+        let fresh = try makeEngine()
+        let reference = try logits(fresh, try fresh.createSequence(tokens, account: Account()))
+        XCTAssertEqual(reused.indices.max { reused[$0] < reused[$1] }, reference.indices.max { reference[$0] < reference[$1] })
+        XCTAssertLessThan(zip(reused, reference).map { abs($0 - $1) }.max()!, 0.05, "the shared cells hold the same keys and values")
+
+        // The whole donor again: its last token is evaluated anyway, for the logits.
+        let again = Account()
+        _ = try logits(engine, try engine.createSequence(prompt + generated, account: again, reusing: [donor]))
+        XCTAssertEqual(again.snapshot.evaluatedTokens, 1)
+        // The donor is untouched: it still continues as before.
+        XCTAssertEqual(try logits(engine, donor).count, engine.model.facts.vocabularySize)
+    }
+
+    func testAppendScoredMatchesTokenByTokenLogits() throws {
+        let engine = try makeEngine()
+        let prompt = try prompt(engine.model, "Count to five.")
+        let continuation = engine.model.tokenize("One, two, three, four, five.", addSpecial: false)
+        let scored = try engine.createSequence(prompt, account: Account())
+        _ = try logits(engine, scored)
+        let before = engine.decodeCallCount
+        let scores = try engine.appendScored(scored, tokens: continuation)
+        XCTAssertEqual(engine.decodeCallCount - before, 1, "the whole continuation in one batch")
+        XCTAssertEqual(scores.count, continuation.count)
+
+        let stepwise = try engine.createSequence(prompt, account: Account())
+        var expected: [Float] = []
+        for token in continuation {
+            let next = try logits(engine, stepwise)
+            let top = next.max()!
+            expected.append(next[Int(token)] - (top + log(next.reduce(0) { $0 + exp($1 - top) })))
+            try engine.append(stepwise, tokens: [token])
+        }
+        for (got, want) in zip(scores, expected) { XCTAssertEqual(got, want, accuracy: 0.05) }
+        // After the scored run, the sequence continues from its end like any other.
+        XCTAssertEqual(try logits(engine, scored).count, engine.model.facts.vocabularySize)
+    }
+
     func testBatchedGreedyMatchesSeparateRuns() throws {
         let questions = ["What is two plus two?", "Name a colour.", "Say hello in French."]
         let options = GenerationOptions(maxTokens: 16)

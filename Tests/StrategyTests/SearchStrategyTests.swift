@@ -8,7 +8,7 @@ import XCTest
 /// the tests recompute every score and choice from the returned candidates.
 final class SearchStrategyTests: XCTestCase {
     static let shared = SharedDaemon {
-        try DaemonProcess(plugins: DaemonProcess.builtPlugins + ["best-of-n", "beam-search"],
+        try DaemonProcess(plugins: DaemonProcess.builtPlugins + ["best-of-n", "beam-search", "self-eval", "logprob"],
                           prepare: { try CPlugin.compile("Tests/StrategyTests/Fixtures/search_scorer_fixture.c",
                                                          into: $0, name: SearchStrategyTests.scorer) })
     }
@@ -49,6 +49,22 @@ final class SearchStrategyTests: XCTestCase {
     }
 
     // MARK: best-of-n
+
+    func testScorersBuildOnTheCachedPrefixOfTheSampleTheyScore() throws {
+        // Two samples of at most 24 tokens; without the shared cells every score would
+        // evaluate the system prompt, the problem and the sample again (over 60 tokens).
+        func scorerTokens(_ scorer: String, _ scorerParams: String = "{}") throws -> Int64 {
+            let result = try solve("best-of-n", ["n": 2, "max_tokens": 24, "scorer": .string(scorer),
+                                                 "scorer_params": .string(scorerParams)])
+            return try XCTUnwrap(result["metrics"]?["scorer_tokens"]?.intValue, result.serialized())
+        }
+        let inline = try scorerTokens("self-eval")
+        XCTAssertGreaterThan(inline, 0)
+        XCTAssertLessThan(inline, 2 * 30, "the question and the answer cue, per sample")
+        XCTAssertLessThan(try scorerTokens("logprob"), 2 * 24, "at most the last step, per sample")
+        XCTAssertGreaterThan(try scorerTokens("self-eval", #"{"prompt": "fresh"}"#), 2 * 30,
+                             "a fresh conversation shares nothing with the samples")
+    }
 
     func testBestOfNMaxPicksTheHighestScoredCandidateFromOneBatch() throws {
         let result = try solve("best-of-n", ["n": 4, "max_tokens": 16, "scorer": .string(SearchStrategyTests.scorer), "select": "max"])

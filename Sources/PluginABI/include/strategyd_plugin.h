@@ -91,7 +91,7 @@ typedef struct sd_sampling {
 } sd_sampling;
 
 typedef struct sd_generate_params {
-    int32_t max_tokens;          /* per sequence, [1, the daemon's max_tokens limit]     */
+    int32_t max_tokens;          /* per sequence, [1, the daemon's --max-tokens-per-call] */
     int32_t min_tokens;          /* end-of-generation is suppressed before this; >= 0     */
     const char * const * stop;   /* n_stop NUL-terminated stop strings, may be NULL       */
     int32_t n_stop;              /* [0, 16]                                              */
@@ -129,7 +129,9 @@ typedef struct sd_host {
     const char * (*model_info)(sd_request * r);
 
     /* -- sequences: every sequence belongs to the request; the host frees what the plugin
-          leaves when the request ends. -- */
+          leaves as soon as solve() returns. A sequence made from a chat or text shares
+          the KV cells of the longest prefix it has in common with a live sequence of the
+          request: those tokens are not evaluated again, nor charged. -- */
 
     /* A sequence holding the model's chat template applied to an optional system message
        and the user message, with the assistant's turn opened and `assistant_prefix`
@@ -146,7 +148,7 @@ typedef struct sd_host {
     void (*seq_free)(sd_request * r, sd_seq seq);
     /* Evaluates the queued tokens of n sequences in one batch. Optional: fork, generate
        and logits evaluate on demand, but one call before forking many parents saves a
-       decode per parent. */
+       decode per parent. Each sequence at most once. */
     int32_t (*seq_evaluate)(sd_request * r, const sd_seq * seqs, int32_t n);
 
     /* -- decoding -- */
@@ -209,6 +211,13 @@ typedef struct sd_host {
     int32_t (*fail)(sd_request * r, const char * message);
     /* Writes to the daemon's log. level: 0 debug, 1 info, 2 warning, 3 error. */
     void (*log)(sd_request * r, int32_t level, const char * message);
+
+    /* Appends n tokens to a sequence and evaluates them in one batch with an output at
+       every position: out[i] = log p(tokens[i] | everything before it), temperature 1.
+       A teacher-forced score of a continuation at the price of one decode. Charged as
+       `kind`. n in [1, the daemon's --max-tokens-per-call]. */
+    int32_t (*seq_append_scored)(sd_request * r, sd_seq seq, const int32_t * tokens, int32_t n,
+                                 int32_t kind, float * out);
 } sd_host;
 
 typedef struct sd_plugin {
