@@ -154,10 +154,28 @@ public struct LearnedMixingHead: @unchecked Sendable {
         public let description: String
     }
 
+    /// Heads are small (two hidden layers over two hidden states): a cap on what is read.
+    public static let maxFileBytes = 64 << 20
+
+    /// The head file `name` in the daemon's heads directory (model info "heads_dir"). A
+    /// client names a file there, never a path: what the daemon reads is the admin's choice.
+    public init(named name: String, modelInfo: [String: Any]) throws {
+        guard name.range(of: #"^[A-Za-z0-9][A-Za-z0-9._-]*\.json$"#, options: .regularExpression) != nil else {
+            throw FileError(description: "mixing head '\(name)': expected the file name of a .json head in the daemon's heads "
+                + "directory (letters, digits, '.', '_', '-'; no path)")
+        }
+        let folder = modelInfo["heads_dir"] as? String ?? ""
+        try self.init(path: URL(fileURLWithPath: folder).appendingPathComponent(name).path, modelInfo: modelInfo)
+    }
+
     /// Reads and checks a head file; `modelInfo` is the resident model's facts.
     public init(path: String, modelInfo: [String: Any]) throws {
         guard path.hasSuffix(".json") else {
             throw FileError(description: "mixing head \(path): not a .json head file")
+        }
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
+        guard size <= Self.maxFileBytes else {
+            throw FileError(description: "mixing head \(path): \(size) bytes, more than the \(Self.maxFileBytes) a head may have")
         }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw FileError(description: "mixing head \(path): no such readable file (train one with strategyd-train-head)")

@@ -119,6 +119,7 @@ struct Status: ParsableCommand {
         print("strategyd \(status["version"]?.stringValue ?? "?"), up \(String(format: "%.0f", status["uptime_s"]?.doubleValue ?? 0)) s")
         print("model: \(model["name"]?.stringValue ?? "?") (\(model["description"]?.stringValue ?? "")), \(model["path"]?.stringValue ?? "")")
         print("plugins: \((status["plugins"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", "))")
+        print("mixing heads from: \(model["heads_dir"]?.stringValue ?? "?")")
         print("in flight: \(status["solves_in_flight"]?.intValue ?? 0) solves, \(status["requests_in_flight"]?.intValue ?? 0) requests")
         print(String(format: "since start: %lld tokens evaluated, %.3e FLOPs", totals["evaluated_tokens"]?.intValue ?? 0,
                      totals["flops"]?.doubleValue ?? 0))

@@ -30,6 +30,8 @@ struct Configuration: Sendable {
     var socketMode: mode_t
     var inheritedSocket: Int32?
     var pluginDirectory: URL
+    /// Where mixing heads are read from: a client names a file here, never a path.
+    var headsDirectory: URL
     var watchPlugins: Bool
     var threads: Int
     var contextSize: Int
@@ -90,7 +92,7 @@ final class ModelInfo: @unchecked Sendable {
     private let lock = NSLock()
     private var sha256: String?
 
-    init(name: String, facts: ModelFacts, engine: EngineOptions, rewardModel: ModelFacts?) {
+    init(name: String, facts: ModelFacts, engine: EngineOptions, rewardModel: ModelFacts?, headsDirectory: URL) {
         base = ["name": .string(name), "path": .string(facts.path), "architecture": .string(facts.architecture),
                 "description": .string(facts.description), "parameters": JSON(Int(facts.parameters)),
                 "non_embedding_parameters": JSON(Int(facts.nonEmbeddingParameters)), "layers": JSON(facts.layers),
@@ -100,6 +102,7 @@ final class ModelInfo: @unchecked Sendable {
                 "tied_embeddings": .bool(facts.tiedEmbeddings), "chat_template": JSON(facts.chatTemplate),
                 "context_size": JSON(engine.contextSize), "max_sequences": JSON(engine.maxSequences),
                 "hidden_states": .bool(engine.hiddenStates), "threads": JSON(engine.threads),
+                "heads_dir": .string(headsDirectory.path),
                 "flops_formula": "2*non_embedding_parameters + 2*layers*(position+1)*attention_width per evaluated token",
                 "reward_model": rewardModel.map { ["path": .string($0.path), "architecture": .string($0.architecture),
                                                    "parameters": JSON(Int($0.parameters))] } ?? .null]

@@ -30,6 +30,9 @@ struct StrategyDaemon: ParsableCommand {
     @Option(help: "Folder of plugin libraries (lib<name>.so). Default: $STRATEGYD_PLUGIN_DIR, else the folder of this executable.")
     var pluginDir: String?
 
+    @Option(help: "Folder of quiet-star mixing heads, named by the param `head`. Default: heads/ in the plugin folder.")
+    var headsDir: String?
+
     @Flag(help: "Reload a plugin when its file changes.")
     var watch = false
 
@@ -99,12 +102,14 @@ struct StrategyDaemon: ParsableCommand {
         let environment = ProcessInfo.processInfo.environment
         let (modelPath, modelName) = Configuration.resolveModel(model)
         let executableFolder = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        let pluginDirectory = pluginDir.map { URL(fileURLWithPath: $0) }
+            ?? environment["STRATEGYD_PLUGIN_DIR"].map { URL(fileURLWithPath: $0) } ?? executableFolder
         let configuration = Configuration(
             modelPath: modelPath, modelName: modelName,
             socketPath: SocketPath.resolve(socket), socketMode: mode_t(socketMode, radix: 8)!,
             inheritedSocket: SystemdNotifier.inheritedSocket(),
-            pluginDirectory: pluginDir.map { URL(fileURLWithPath: $0) }
-                ?? environment["STRATEGYD_PLUGIN_DIR"].map { URL(fileURLWithPath: $0) } ?? executableFolder,
+            pluginDirectory: pluginDirectory,
+            headsDirectory: headsDir.map { URL(fileURLWithPath: $0) } ?? pluginDirectory.appendingPathComponent("heads"),
             watchPlugins: watch, threads: threads, contextSize: contextSize, hiddenStates: hiddenStates,
             maxRequestBytes: maxRequestBytes, maxConcurrentSolves: maxConcurrentSolves, maxTokens: maxTokens,
             maxTimeoutSeconds: maxTimeout, maxWidth: maxWidth, maxTokensPerCall: maxTokensPerCall,
@@ -140,7 +145,7 @@ struct StrategyDaemon: ParsableCommand {
             }
         }
         let modelInfo = ModelInfo(name: configuration.modelName, facts: model.facts, engine: configuration.engineOptions,
-                                  rewardModel: rewardEngine?.model.facts)
+                                  rewardModel: rewardEngine?.model.facts, headsDirectory: configuration.headsDirectory)
         modelInfo.computeHash(path: configuration.modelPath)
         HostTable.modelInfo = strdup(modelInfo.json.serialized())
         logger.info("model resident", metadata: [

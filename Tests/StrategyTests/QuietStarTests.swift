@@ -206,15 +206,30 @@ final class QuietStarTests: XCTestCase {
             case nil: break
             }
         }
+        // Heads are read from the daemon's heads directory only (default: heads/ in the plugin folder).
+        let heads = try daemon().pluginDirectory.appendingPathComponent("heads")
+        try FileManager.default.createDirectory(at: heads, withIntermediateDirectories: true)
+        XCTAssertEqual(info["heads_dir"]?.stringValue, heads.path)
+        func install(_ head: LearnedMixingHead, as name: String) throws {
+            try JSONSerialization.data(withJSONObject: head.json).write(to: heads.appendingPathComponent(name))
+        }
         let head = LearnedMixingHead(layers: [.init(weight: [[Float]](repeating: [Float](repeating: 0.001, count: 2 * width), count: 1),
                                                     bias: [0])], model: model)
-        let result = try solve("quiet-star", ["max_tokens": 4, "mixing": "learned", "head": .string(try headFile(head)), "thought_len": 1])
+        try install(head, as: "this-model.json")
+        let result = try solve("quiet-star", ["max_tokens": 4, "mixing": "learned", "head": "this-model.json", "thought_len": 1])
         XCTAssertEqual(result["details"]?["settings"]?["head"]?["kind"], "learned")
         XCTAssertGreaterThan(result["details"]?["mean_weight"]?.doubleValue ?? 0, 0)
 
+        // A path is refused before anything is read, even to a good head file.
+        for path in [heads.appendingPathComponent("this-model.json").path, "../heads/this-model.json"] {
+            XCTAssertThrowsError(try solve("quiet-star", ["max_tokens": 4, "mixing": "learned", "head": .string(path)])) { error in
+                XCTAssertTrue("\(error)".contains("no path"), "\(error)")
+            }
+        }
+
         model["name"] = "some-other-model"
-        let path = try headFile(LearnedMixingHead(layers: head.layers, model: model))
-        XCTAssertThrowsError(try solve("quiet-star", ["max_tokens": 4, "mixing": "learned", "head": .string(path)])) { error in
+        try install(LearnedMixingHead(layers: head.layers, model: model), as: "other-model.json")
+        XCTAssertThrowsError(try solve("quiet-star", ["max_tokens": 4, "mixing": "learned", "head": "other-model.json"])) { error in
             XCTAssertTrue("\(error)".contains("trained for some-other-model"), "\(error)")
         }
         XCTAssertThrowsError(try solve("quiet-star", ["max_tokens": 4, "mixing": "learned"])) { error in

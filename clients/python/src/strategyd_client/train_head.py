@@ -10,8 +10,9 @@ before and after the thought. The head is the reference's talk head, an MLP over
 
 (the probability-space mixture: full logit vectors are too big to collect; see
 Sources/StrategyKit/ThoughtMixture.swift). Problems are split into training and held-out
-ones; losses before and after are printed and stored in the file, which the plugin loads
-with mixing=learned, head=PATH and refuses for another model.
+ones; losses before and after are printed and stored in the file. Put it in the daemon's
+heads folder (models.info "heads_dir"); the plugin loads it with mixing=learned,
+head=FILE_NAME and refuses it for another model.
 
     strategyd-train-head --socket S --problems 32 --out head.json
 """
