@@ -56,7 +56,7 @@ struct Solve: ParsableCommand {
     @Option(name: .shortAndLong, help: "Strategy plugin.")
     var strategy = "greedy"
 
-    @Option(name: .shortAndLong, help: "A strategy param as key=value (repeatable); values are JSON, else strings.")
+    @Option(name: .shortAndLong, help: "A strategy param as key=value (repeatable); values are JSON numbers, booleans or strings, else strings. An object (scorer_params={\"prompt\":\"fresh\"}) is passed as its JSON text.")
     var param: [String] = []
 
     @Option(help: "Budget: evaluated tokens.") var maxTokens: Int?
@@ -74,7 +74,11 @@ struct Solve: ParsableCommand {
         for pair in param {
             guard let equals = pair.firstIndex(of: "=") else { throw ValidationError("--param takes key=value, got \(pair)") }
             let value = String(pair[pair.index(after: equals)...])
-            params[String(pair[..<equals])] = (try? JSON.parse(value)) ?? .string(value)
+            // Params are numbers, booleans or strings; those holding JSON take it as text.
+            switch try? JSON.parse(value) {
+            case .object?, .array?, nil: params[String(pair[..<equals])] = .string(value)
+            case let parsed?: params[String(pair[..<equals])] = parsed
+            }
         }
         var budget: [String: JSON] = [:]
         if let maxTokens { budget["max_tokens"] = JSON(maxTokens) }
