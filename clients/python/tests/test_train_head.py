@@ -39,6 +39,30 @@ def test_fit_learns_where_the_thought_helps():
     assert learned < best_constant - 0.3
 
 
+def test_early_stopping_keeps_a_useless_thought_out():
+    """Thoughts that never help, many inputs, few rows: trained to the end the head
+    overfits and mixes noise in; stopped at its best validation epoch it stays near the
+    base model on problems it never saw."""
+    rng = np.random.default_rng(3)
+
+    def useless(rows):
+        x = rng.normal(size=(rows, 200))
+        logp_base = np.log(rng.uniform(0.2, 0.9, rows))
+        return x, logp_base, logp_base + np.log(rng.uniform(0.05, 1.5, rows))
+
+    train, validation, unseen = useless(120), useless(120), useless(2000)
+    base_only = train_head.mixture_nll(0.0, *unseen[1:]).mean()
+
+    def unseen_nll(layers):
+        return train_head.mixture_nll(train_head.predict(layers, unseen[0]), *unseen[1:]).mean()
+
+    overfit = train_head.fit(*train, hidden=32, epochs=400, learning_rate=1e-2, weight_decay=0.0, seed=0)
+    stopped = train_head.fit(*train, hidden=32, epochs=400, learning_rate=1e-2, weight_decay=0.0, seed=0,
+                             validation=validation)
+    assert unseen_nll(overfit) > base_only + 0.02
+    assert unseen_nll(stopped) < base_only + 0.01
+
+
 def test_head_file_for_the_resident_model(daemon, client, tmp_path: Path):
     info = client.models_info()
     width = info.embedding_width

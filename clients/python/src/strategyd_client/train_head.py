@@ -25,7 +25,7 @@ import random
 import re
 import sys
 import time
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import Client
 
@@ -95,8 +95,11 @@ def mixture_nll(w, logp_base, logp_thought):
 
 
 def fit(x_train, lb_train, lt_train, hidden: int, epochs: int, learning_rate: float, weight_decay: float,
-        seed: int) -> List[Tuple[Any, Any]]:
-    """Adam on the mixture NLL; returns [(W, b)] per layer, W as (out, in)."""
+        seed: int, validation: Optional[Tuple[Any, Any, Any]] = None) -> List[Tuple[Any, Any]]:
+    """Adam on the mixture NLL; returns [(W, b)] per layer, W as (out, in). With
+    `validation` (x, logp_base, logp_thought of other problems), the layers of the epoch
+    with the lowest validation NLL, the start included: a few hundred positions against
+    thousands of inputs overfit within epochs, and the start is nearly the base model."""
     import numpy as np
     rng = np.random.default_rng(seed)
     sizes = [x_train.shape[1], hidden, hidden, 1]
@@ -106,6 +109,12 @@ def fit(x_train, lb_train, lt_train, hidden: int, epochs: int, learning_rate: fl
     params = [p for layer in layers for p in layer]
     moments = [(np.zeros_like(p), np.zeros_like(p)) for p in params]
     p_base, p_thought = np.exp(lb_train), np.exp(lt_train)
+
+    def validation_nll() -> float:
+        x, lb, lt = validation
+        return float(mixture_nll(predict(layers, x), lb, lt).mean())
+
+    best = (validation_nll(), [(w.copy(), b.copy()) for w, b in layers]) if validation is not None else None
     for step in range(1, epochs + 1):
         # Forward (full batch: a few thousand rows).
         activations = [x_train]
@@ -128,7 +137,11 @@ def fit(x_train, lb_train, lt_train, hidden: int, epochs: int, learning_rate: fl
             m[:] = 0.9 * m + 0.1 * g
             v[:] = 0.999 * v + 0.001 * g * g
             p -= learning_rate * (m / (1 - 0.9 ** step)) / (np.sqrt(v / (1 - 0.999 ** step)) + 1e-8)
-    return layers
+        if best is not None:
+            loss = validation_nll()
+            if loss < best[0]:
+                best = (loss, [(w.copy(), b.copy()) for w, b in layers])
+    return best[1] if best is not None else layers
 
 
 def predict(layers, x):
@@ -149,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--positions", type=int, default=64, help="rationale tokens per problem (one thought each)")
     parser.add_argument("--seed", type=int, default=0, help="which problems (random.Random(seed).sample)")
     parser.add_argument("--heldout", type=float, default=0.25, help="share of problems held out for the loss after")
+    parser.add_argument("--validation", type=float, default=0.25,
+                        help="share of the training problems kept aside to stop training at its best epoch (0: never stop early)")
     parser.add_argument("--thought-params", default="{}", help="quiet-star params of the thoughts, JSON (thought_len, markers...)")
     parser.add_argument("--hidden", type=int, default=64, help="width of the head's two hidden layers")
     parser.add_argument("--epochs", type=int, default=300)
@@ -186,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     held = max(1, int(round(len(per_problem) * args.heldout)))
     split = {"train": per_problem[held:], "heldout": per_problem[:held]}
+    kept = int(round(len(split["train"]) * args.validation))
+    fit_problems, validation_problems = split["train"][kept:], split["train"][:kept]
 
     def arrays(groups):
         rows = [row for group in groups for row in group]
@@ -194,12 +211,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     x_train, lb_train, lt_train = arrays(split["train"])
     x_held, lb_held, lt_held = arrays(split["heldout"])
-    if len(x_train) == 0 or len(x_held) == 0:
+    x_fit, lb_fit, lt_fit = arrays(fit_problems)
+    if len(x_fit) == 0 or len(x_held) == 0:
         parser.error("too few positions collected to train and hold out")
     # Standardise inputs; the scaling is folded into the first layer before saving.
-    mean, scale = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
-    layers = fit((x_train - mean) / scale, lb_train, lt_train, args.hidden, args.epochs, args.learning_rate,
-                 args.weight_decay, args.seed)
+    mean, scale = x_fit.mean(axis=0), x_fit.std(axis=0) + 1e-6
+    validation = None
+    if validation_problems:
+        x_val, lb_val, lt_val = arrays(validation_problems)
+        validation = ((x_val - mean) / scale, lb_val, lt_val)
+    layers = fit((x_fit - mean) / scale, lb_fit, lt_fit, args.hidden, args.epochs, args.learning_rate,
+                 args.weight_decay, args.seed, validation)
     first_w, first_b = layers[0]
     layers[0] = (first_w / scale, first_b - (first_w / scale) @ mean)
 
@@ -211,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     report = {"train": losses(x_train, lb_train, lt_train), "heldout": losses(x_held, lb_held, lt_held)}
     training = {"problems": indices, "heldout_problems": indices[:held], "data": os.path.basename(args.data),
+                "validation_problems": len(validation_problems),
                 "positions": int(len(x_train) + len(x_held)), "hidden": args.hidden, "epochs": args.epochs,
                 "learning_rate": args.learning_rate, "weight_decay": args.weight_decay, "seed": args.seed,
                 "thought_params": json.loads(args.thought_params), "loss": report,
