@@ -33,11 +33,11 @@ struct BestOfN: Strategy {
         request.progress(["event": "step", "phase": "generated", "samples": n])
 
         var scores: [Double?] = []
-        for output in outputs {
+        for (sample, output) in zip(samples, outputs) {
             scores.append(try request.scoreUnlessStopped(with: scorer, params: scorerParams, problem: problem, solution: output.text))
+            // Freed once scored, not before: a scorer's prompt reuses the sample's KV cells.
+            request.free(sample)
         }
-        // Freed only now: a scorer's prompt reuses the KV cells of the sample it scores.
-        samples.forEach(request.free)
         let answers = outputs.map { request.extractAnswer($0.text) }
         request.progress(["event": "step", "phase": "scored", "scored": scores.compactMap { $0 }.count,
                           "best_score": scores.compactMap { $0 }.max() ?? NSNull()])

@@ -96,6 +96,9 @@ public final class Engine: @unchecked Sendable {
     private var sequences: [SequenceID: SequenceState] = [:]
     private var freeIDs: [SequenceID]
     private var decodeCalls = 0
+    /// A recurrent state cannot be copied up to a position (llama.cpp copies all of it),
+    /// so models with one never lend a prefix.
+    private let prefixesShareable: Bool
 
     private struct PendingToken {
         var kind: TokenKind
@@ -138,6 +141,7 @@ public final class Engine: @unchecked Sendable {
         memory = llama_get_memory(context)
         batch = llama_batch_init(Int32(options.batchSize), 0, 1)
         freeIDs = (0..<Int32(options.maxSequences)).reversed()
+        prefixesShareable = !llama_model_is_recurrent(model.pointer) && !llama_model_is_hybrid(model.pointer)
     }
 
     deinit {
@@ -163,7 +167,7 @@ public final class Engine: @unchecked Sendable {
             guard !tokens.isEmpty else { throw EngineError.emptySequence }
             guard let id = freeIDs.popLast() else { throw EngineError.tooManySequences(limit: options.maxSequences) }
             var donor: (id: SequenceID, shared: Int)?
-            for candidate in candidates {
+            for candidate in prefixesShareable ? candidates : [] {
                 guard let state = sequences[candidate] else { continue }
                 let limit = min(state.evaluated, tokens.count - 1)
                 var shared = 0

@@ -137,7 +137,7 @@ public enum HostTable {
 
         host.seq_append_scored = { raw, seq, tokens, count, kind, out in
             guard let request = SolveRequest.from(raw), let tokens, let out, count >= 1,
-                  count <= Int32(request.limits.maxTokensPerCall),
+                  count <= Int32(request.engine.options.contextSize),
                   let kind = HostTable.tokenKind(kind), request.owns(seq) else { return HostTable.invalid }
             do {
                 let scores = try request.engine.appendScored(seq, tokens: Array(UnsafeBufferPointer(start: tokens, count: Int(count))),

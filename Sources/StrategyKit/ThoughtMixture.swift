@@ -173,12 +173,13 @@ public struct LearnedMixingHead: @unchecked Sendable {
         guard path.hasSuffix(".json") else {
             throw FileError(description: "mixing head \(path): not a .json head file")
         }
-        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
-        guard size <= Self.maxFileBytes else {
-            throw FileError(description: "mixing head \(path): \(size) bytes, more than the \(Self.maxFileBytes) a head may have")
-        }
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let file = FileHandle(forReadingAtPath: path) else {
             throw FileError(description: "mixing head \(path): no such readable file (train one with strategyd-train-head)")
+        }
+        defer { try? file.close() }
+        let data = (try? file.read(upToCount: Self.maxFileBytes + 1)) ?? Data()
+        guard data.count <= Self.maxFileBytes else {
+            throw FileError(description: "mixing head \(path): more than the \(Self.maxFileBytes) bytes a head may have")
         }
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
               object["format"] as? String == Self.format else {

@@ -215,7 +215,7 @@ typedef struct sd_host {
     /* Appends n tokens to a sequence and evaluates them in one batch with an output at
        every position: out[i] = log p(tokens[i] | everything before it), temperature 1.
        A teacher-forced score of a continuation at the price of one decode. Charged as
-       `kind`. n in [1, the daemon's --max-tokens-per-call]. */
+       `kind`. n in [1, the daemon's --context-size]. */
     int32_t (*seq_append_scored)(sd_request * r, sd_seq seq, const int32_t * tokens, int32_t n,
                                  int32_t kind, float * out);
 } sd_host;
