@@ -2,18 +2,20 @@ import Foundation
 import RPC
 
 /// Latency and throughput of a JSON-RPC server on a Unix socket: ping round trips on one
-/// connection and on many at once, optionally solve overhead and plugin reload time.
+/// connection and on many at once, optionally solve overhead, plugin reload time, and the
+/// generation throughput of greedy solves sent one at a time against the same sent at once.
 /// scripts/bench-daemon runs it against strategyd and against a socat echo server (the
 /// floor: a line in, the same line out, no JSON) and prints both side by side.
 ///
-///   strategyd-bench-daemon --socket PATH [--calls 10000] [--connections 32] [--solves 20] [--reload NAME] [--json]
+///   strategyd-bench-daemon --socket PATH [--calls 10000] [--connections 32] [--solves 20] [--reload NAME]
+///                          [--throughput SOLVES]
 struct Options {
     var socket = ""
     var calls = 10_000
     var connections = 32
     var solves = 0
     var reload: String?
-    var json = false
+    var throughput = 0
 
     init(_ arguments: [String]) {
         var iterator = arguments.dropFirst().makeIterator()
@@ -24,7 +26,7 @@ struct Options {
             case "--connections": connections = Int(iterator.next() ?? "") ?? connections
             case "--solves": solves = Int(iterator.next() ?? "") ?? solves
             case "--reload": reload = iterator.next()
-            case "--json": json = true
+            case "--throughput": throughput = Int(iterator.next() ?? "") ?? throughput
             default: FileHandle.standardError.write(Data("unknown flag \(flag)\n".utf8)); exit(2)
             }
         }
@@ -57,6 +59,12 @@ func pings(socket: String, calls: Int, connections: Int) throws -> (latencies: [
     }
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
     return (latencies.sorted(), seconds, failed)
+}
+
+/// Tokens a greedy solve of at most 96 tokens generated.
+func generatedTokens(_ client: RPCClient, _ problem: String) throws -> Int {
+    let result = try client.call("solve", ["problem": .string(problem), "params": ["max_tokens": 96]]).get()
+    return Int(result["metrics"]?["generated_tokens"]?.intValue ?? 0)
 }
 
 let options = Options(CommandLine.arguments)
@@ -113,5 +121,35 @@ if let plugin = options.reload {
     reloads.sort()
     report["reload"] = ["plugin": .string(plugin), "p50_ms": JSON(percentile(reloads, 50)), "max_ms": JSON(reloads.last ?? 0),
                         "concurrent_calls": JSON(calls), "failed_calls": JSON(failures)]
+}
+if options.throughput > 0 {
+    // The same greedy solves one after another, then all at once on their own connections:
+    // generated tokens per second of wall time.
+    let problems = (0..<options.throughput).map { "Write a long story about the number \($0)." }
+    nonisolated(unsafe) let clients = try problems.map { _ in try RPCClient(path: options.socket) }
+    var started = DispatchTime.now()
+    let serialTokens = try problems.map { try generatedTokens(clients[0], $0) }.reduce(0, +)
+    let serialSeconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+    let lock = NSLock()
+    nonisolated(unsafe) var concurrentTokens = 0
+    nonisolated(unsafe) var failures = 0
+    started = DispatchTime.now()
+    // A thread each: Dispatch runs no more iterations at once than there are cores.
+    let finished = DispatchGroup()
+    for index in problems.indices {
+        finished.enter()
+        Thread.detachNewThread {
+            defer { finished.leave() }
+            let generated = try? generatedTokens(clients[index], problems[index])
+            lock.withLock { if let generated { concurrentTokens += generated } else { failures += 1 } }
+        }
+    }
+    finished.wait()
+    let concurrentSeconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+    report["throughput"] = ["solves": JSON(problems.count),
+                            "serial_tokens_per_s": JSON(Double(serialTokens) / serialSeconds),
+                            "concurrent_tokens_per_s": JSON(Double(concurrentTokens) / concurrentSeconds),
+                            "serial_tokens": JSON(serialTokens), "concurrent_tokens": JSON(concurrentTokens),
+                            "failed": JSON(failures)]
 }
 print(JSON.object(report).serialized())

@@ -79,6 +79,11 @@ public struct Generation: Sendable {
 ///
 /// Thread-safe: one first-come-first-served lock guards the context; `generate` takes it
 /// per step, so that concurrent callers interleave rather than wait for whole generations.
+/// Concurrent generations also share their decodes: each step samples under the lock,
+/// queues its sequences, and waits until every other generation has its place in the
+/// lock's queue; the first to decode then evaluates all queued sequences in one batch. On
+/// a CPU a batch of n tokens costs far less than n decodes, so concurrent solves raise
+/// throughput instead of only taking turns.
 public final class Engine: @unchecked Sendable {
     public let model: Model
     public let options: EngineOptions
@@ -96,6 +101,13 @@ public final class Engine: @unchecked Sendable {
     private var sequences: [SequenceID: SequenceState] = [:]
     private var freeIDs: [SequenceID]
     private var decodeCalls = 0
+    /// Sequences whose callers wait for their queued tokens to be evaluated; the next
+    /// caller to evaluate takes them all into its batch.
+    private var awaitingEvaluation = Set<SequenceID>()
+    /// Generations between one step's decode and their place in the queue for the next
+    /// step: a step waits for them (briefly) so that they join its batch.
+    private let steps = NSCondition()
+    private var generationsBetweenSteps = 0
     /// A recurrent state cannot be copied up to a position (llama.cpp copies all of it),
     /// so models with one never lend a prefix.
     private let prefixesShareable: Bool
@@ -248,6 +260,7 @@ public final class Engine: @unchecked Sendable {
     public func remove(_ id: SequenceID) {
         locked {
             guard let state = sequences.removeValue(forKey: id) else { return }
+            awaitingEvaluation.remove(id)
             llama_memory_seq_rm(memory, id, -1, -1)
             freeIDs.append(id)
             state.account.sequenceClosed()
@@ -256,9 +269,9 @@ public final class Engine: @unchecked Sendable {
     }
 
     /// Evaluates every queued token of these sequences, in as few llama_decode calls as
-    /// the batch size allows (one, when they fit).
+    /// the batch size allows (one, when they fit), with those concurrent generations queued.
     public func evaluate(_ ids: [SequenceID]) throws {
-        try locked { try evaluatePending(ids) }
+        try locked { try evaluateJoiningOthers(ids) }
     }
 
     // MARK: logits, hidden states, sampling
@@ -304,48 +317,58 @@ public final class Engine: @unchecked Sendable {
         var live = Array(ids.indices)
         var step = 0
         try evaluate(ids)
+        var betweenSteps = true
+        steps.withLock { generationsBetweenSteps += 1 }
+        defer { if betweenSteps { leaveBetweenSteps() } }
         while !live.isEmpty {
             guard options.maxTokens > 0, shouldContinue(step) else {
                 for index in live { results[index].finish = options.maxTokens > 0 ? .interrupted : .maxTokens }
                 break
             }
             step += 1
-            try locked {
-                var stillLive: [Int] = []
-                for index in live {
-                    let id = ids[index]
-                    guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
-                    // The model's own log-normalizer, before min_tokens hides the end tokens.
-                    let lse = options.logprobs ? sequences[id]!.logits.withUnsafeBufferPointer(LogProbabilities.logSumExp) : 0
-                    if results[index].tokens.count < options.minTokens {
-                        for eog in model.endOfGenerationTokens { sequences[id]!.logits[Int(eog)] = -.infinity }
-                    }
-                    let token = sequences[id]!.logits.withUnsafeBufferPointer { samplers[index].sample($0) }
-                    let logprob = sequences[id]!.logits[Int(token)] - lse
-                    if model.isEndOfGeneration(token) {
-                        results[index].finish = .endOfGeneration
-                        continue
-                    }
-                    results[index].tokens.append(token)
-                    if options.logprobs { results[index].logprobs.append(logprob) }
-                    sequences[id]!.tokens.append(token)
-                    sequences[id]!.pending.append(PendingToken(kind: options.kind, sampled: true))
-                    sequences[id]!.account.update { $0.count(options.kind, tokens: 1) }
-                    totals.update { $0.count(options.kind, tokens: 1) }
-                    let piece = model.piece(token)
-                    bytes[index] += piece
-                    if let stop = Engine.firstStop(stops, in: bytes[index], newBytes: piece.count) {
-                        results[index].finish = .stop
-                        results[index].stopString = String(decoding: stop, as: UTF8.self)
-                    } else if results[index].tokens.count >= options.maxTokens {
-                        results[index].finish = .maxTokens
-                    } else {
-                        stillLive.append(index)
-                    }
+            lock.lock(onTicket: { betweenSteps = false; leaveBetweenSteps() })
+            defer { lock.unlock() }
+            var stillLive: [Int] = []
+            for index in live {
+                let id = ids[index]
+                guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
+                // The model's own log-normalizer, before min_tokens hides the end tokens.
+                let lse = options.logprobs ? sequences[id]!.logits.withUnsafeBufferPointer(LogProbabilities.logSumExp) : 0
+                if results[index].tokens.count < options.minTokens {
+                    for eog in model.endOfGenerationTokens { sequences[id]!.logits[Int(eog)] = -.infinity }
                 }
-                live = stillLive
-                try evaluatePending(live.map { ids[$0] })
+                let token = sequences[id]!.logits.withUnsafeBufferPointer { samplers[index].sample($0) }
+                let logprob = sequences[id]!.logits[Int(token)] - lse
+                if model.isEndOfGeneration(token) {
+                    results[index].finish = .endOfGeneration
+                    continue
+                }
+                results[index].tokens.append(token)
+                if options.logprobs { results[index].logprobs.append(logprob) }
+                sequences[id]!.tokens.append(token)
+                sequences[id]!.pending.append(PendingToken(kind: options.kind, sampled: true))
+                sequences[id]!.account.update { $0.count(options.kind, tokens: 1) }
+                totals.update { $0.count(options.kind, tokens: 1) }
+                let piece = model.piece(token)
+                bytes[index] += piece
+                if let stop = Engine.firstStop(stops, in: bytes[index], newBytes: piece.count) {
+                    results[index].finish = .stop
+                    results[index].stopString = String(decoding: stop, as: UTF8.self)
+                } else if results[index].tokens.count >= options.maxTokens {
+                    results[index].finish = .maxTokens
+                } else {
+                    stillLive.append(index)
+                }
             }
+            live = stillLive
+            awaitingEvaluation.formUnion(live.map { ids[$0] })
+            guard !live.isEmpty else { break }
+            lock.unlock()
+            waitForGenerationsBetweenSteps()
+            lock.lock()
+            try evaluateJoiningOthers(live.map { ids[$0] })
+            steps.withLock { generationsBetweenSteps += 1 }
+            betweenSteps = true
         }
         for index in ids.indices { results[index].text = String(decoding: bytes[index], as: UTF8.self) }
         return results
@@ -375,6 +398,36 @@ public final class Engine: @unchecked Sendable {
         let vocabularySize = model.facts.vocabularySize
         if let bad = tokens.first(where: { $0 < 0 || Int($0) >= vocabularySize }) {
             throw EngineError.invalidToken(bad, vocabularySize: vocabularySize)
+        }
+    }
+
+    private func leaveBetweenSteps() {
+        steps.withLock { generationsBetweenSteps -= 1 }
+        steps.broadcast()
+    }
+
+    /// Waits until every other generation has its place in the lock's queue, so that its
+    /// next step is sampled and queued before this step's decode. Between steps a
+    /// generation only asks `shouldContinue`, so the wait is short; the deadline bounds it
+    /// when a thread is descheduled or a callback is slow.
+    private func waitForGenerationsBetweenSteps() {
+        let deadline = Date(timeIntervalSinceNow: 0.005)
+        steps.lock()
+        while generationsBetweenSteps > 0 && steps.wait(until: deadline) {}
+        steps.unlock()
+    }
+
+    /// Evaluates `own` and every sequence other callers are waiting on, in one batch
+    /// (caller holds the lock). The others are taken whether or not this call succeeds.
+    private func evaluateJoiningOthers(_ own: [SequenceID]) throws {
+        let others = awaitingEvaluation.subtracting(own).filter { sequences[$0] != nil }.sorted()
+        awaitingEvaluation.removeAll()
+        do {
+            try evaluatePending(own + others)
+        } catch where !others.isEmpty {
+            // The failure may be another caller's (its sequences filling the KV cache, say):
+            // evaluate ours alone. Theirs stay queued; their callers evaluate them next.
+            try evaluatePending(own)
         }
     }
 

@@ -8,10 +8,12 @@ final class FairLock: @unchecked Sendable {
     private var nextTicket: UInt64 = 0
     private var serving: UInt64 = 0
 
-    func lock() {
+    /// `onTicket` runs once the caller's place in the queue is fixed, before it waits.
+    func lock(onTicket: () -> Void = {}) {
         condition.lock()
         let ticket = nextTicket
         nextTicket += 1
+        onTicket()
         while serving != ticket { condition.wait() }
         condition.unlock()
     }

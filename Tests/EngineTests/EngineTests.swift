@@ -177,6 +177,41 @@ final class EngineTests: XCTestCase {
         }
     }
 
+    func testConcurrentGenerationsShareDecodes() throws {
+        let questions = ["What is two plus two?", "Say hello in French."]
+        let options = GenerationOptions(maxTokens: 32, minTokens: 32)
+        let engine = try makeEngine()
+        let alone = try questions.map { question in
+            let id = try engine.createSequence(try prompt(engine.model, question), account: Account())
+            defer { engine.remove(id) }
+            return try engine.generate([id], options: options)[0].tokens
+        }
+        let accounts = questions.map { _ in Account() }
+        let ids = try questions.indices.map { try engine.createSequence(try prompt(engine.model, questions[$0]), account: accounts[$0]) }
+        let before = engine.decodeCallCount
+        let together = ResultsBox(count: questions.count)
+        // Threads of their own: Dispatch may run a concurrentPerform's iterations one after another.
+        let finished = DispatchGroup()
+        for index in questions.indices {
+            finished.enter()
+            Thread {
+                together.set(index, Result { try engine.generate([ids[index]], options: options)[0].tokens })
+                finished.leave()
+            }.start()
+        }
+        finished.wait()
+        // Alone, each takes a decode for its prompt and one per step after the first token.
+        let separateDecodes = 2 * 32
+        XCTAssertLessThanOrEqual(engine.decodeCallCount - before, separateDecodes * 3 / 4,
+                                 "two concurrent generations should mostly share their decodes")
+        for index in questions.indices {
+            XCTAssertEqual(try together.get(index), alone[index], questions[index])
+            // Each request is charged one decode per step it took part in, as if alone.
+            XCTAssertEqual(accounts[index].snapshot.decodeCalls, 32)
+            XCTAssertEqual(accounts[index].snapshot.generatedTokens, 32)
+        }
+    }
+
     func testFlopsFollowKaplanFormula() throws {
         let engine = try makeEngine()
         let facts = engine.model.facts
@@ -294,4 +329,16 @@ final class EngineTests: XCTestCase {
             guard case EngineError.corrupt = error else { return XCTFail("\(error)") }
         }
     }
+}
+
+/// Results written by concurrent test threads.
+final class ResultsBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var results: [Result<[Int32], any Error>?]
+
+    init(count: Int) { results = Array(repeating: nil, count: count) }
+
+    func set(_ index: Int, _ result: Result<[Int32], any Error>) { lock.withLock { results[index] = result } }
+
+    func get(_ index: Int) throws -> [Int32] { try XCTUnwrap(lock.withLock { results[index] }).get() }
 }
