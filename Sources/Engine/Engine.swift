@@ -32,6 +32,10 @@ public enum FinishReason: String, Sendable, Codable {
     case maxTokens = "max_tokens"
     /// `shouldContinue` said no (cancellation, a budget).
     case interrupted
+    /// The context had no room for the step (KV cache full, or the sequence at the context
+    /// size): the last sampled token is in the result but still queued, evaluated when the
+    /// sequence is next used, if there is room by then.
+    case cacheFull = "cache_full"
 }
 
 public struct GenerationOptions: Sendable {
@@ -303,7 +307,8 @@ public final class Engine: @unchecked Sendable {
     /// Generates on every sequence in `ids` at once: each step samples one token per
     /// live sequence and evaluates them all in one llama_decode call. `shouldContinue`
     /// is asked before every step (with the step number); false ends the live ones as
-    /// `.interrupted`. Sequence i samples with seed `sampling.seed + i`.
+    /// `.interrupted`, and a step the KV cache has no room for as `.cacheFull`: what was
+    /// generated is returned either way. Sequence i samples with seed `sampling.seed + i`.
     public func generate(_ ids: [SequenceID], options: GenerationOptions,
                          shouldContinue: (Int) -> Bool = { _ in true }) throws -> [Generation] {
         var results = [Generation](repeating: Generation(), count: ids.count)
@@ -366,7 +371,12 @@ public final class Engine: @unchecked Sendable {
             lock.unlock()
             waitForGenerationsBetweenSteps()
             lock.lock()
-            try evaluateJoiningOthers(live.map { ids[$0] })
+            do {
+                try evaluateJoiningOthers(live.map { ids[$0] })
+            } catch let error as EngineError where error.isOutOfRoom {
+                for index in live { results[index].finish = .cacheFull }
+                break
+            }
             steps.withLock { generationsBetweenSteps += 1 }
             betweenSteps = true
         }

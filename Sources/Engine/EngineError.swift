@@ -17,6 +17,15 @@ public enum EngineError: Error, Equatable, CustomStringConvertible, Sendable {
     case hiddenStatesDisabled
     case emptySequence
 
+    /// The context has no room for what was asked: the KV cache is full, or a sequence
+    /// would outgrow it.
+    public var isOutOfRoom: Bool {
+        switch self {
+        case .kvCacheFull, .contextOverflow: return true
+        default: return false
+        }
+    }
+
     public var description: String {
         switch self {
         case .fileNotFound(let path):

@@ -192,6 +192,10 @@ public enum HostTable {
                 case .stop: finish = SD_FINISH_STOP
                 case .maxTokens: finish = SD_FINISH_MAX_TOKENS
                 case .interrupted: finish = SD_FINISH_STOPPED; interrupted = true
+                case .cacheFull:
+                    // Like a spent budget: the strategy stops and answers with what it has.
+                    finish = SD_FINISH_STOPPED; interrupted = true
+                    request.noteCacheFull()
                 }
                 out[index] = sd_generation(
                     text: strdup(generation.text), n_tokens: Int32(generation.tokens.count), finish: Int32(finish.rawValue),

@@ -47,6 +47,8 @@ public final class SolveRequest: @unchecked Sendable {
     private let lock = NSLock()
     private var cancelledFlag = false
     private var budgetSpent = false
+    /// What ran out first: "max_tokens", "max_flops", "timeout_s" or "kv_cache".
+    private var spentOn: String?
     private var sequences = Set<SequenceID>()
     private(set) var result: JSON?
     private(set) var failure: String?
@@ -82,15 +84,29 @@ public final class SolveRequest: @unchecked Sendable {
     public func cancel() { lock.withLock { cancelledFlag = true } }
     public var isCancelled: Bool { lock.withLock { cancelledFlag } }
     public var budgetExhausted: Bool { lock.withLock { budgetSpent } }
+    public var stoppedBy: String? { lock.withLock { spentOn } }
 
     /// True once cancelled or out of budget; records which budget ran out.
     public func shouldStop() -> Bool {
-        if isCancelled { return true }
+        if isCancelled || budgetExhausted { return true }
         let usage = account.snapshot
-        let spent = usage.evaluatedTokens >= budget.maxTokens || (budget.maxFlops.map { usage.flops >= $0 } ?? false)
-            || Date() >= budget.deadline
-        if spent { lock.withLock { budgetSpent = true } }
-        return spent
+        let spent = usage.evaluatedTokens >= budget.maxTokens ? "max_tokens"
+            : budget.maxFlops.map { usage.flops >= $0 } == true ? "max_flops"
+            : Date() >= budget.deadline ? "timeout_s" : nil
+        guard let spent else { return false }
+        spend(on: spent)
+        return true
+    }
+
+    /// The KV cache had no room for a generation step: the daemon's own budget ran out, so
+    /// the strategy stops and answers with what it has, as when the request's does.
+    func noteCacheFull() { spend(on: "kv_cache") }
+
+    private func spend(on resource: String) {
+        lock.withLock {
+            budgetSpent = true
+            if spentOn == nil { spentOn = resource }
+        }
     }
 
     public var usage: Usage { account.snapshot }
@@ -171,6 +187,7 @@ extension SolveRequest {
                               "generation": JSON(strategy.generation)]
         _ = shouldStop()
         object["budget_exhausted"] = .bool(budgetExhausted)
+        object["stopped_by"] = stoppedBy.map(JSON.string) ?? .null
         object["metrics"] = SolveRequest.metrics(usage, wallSeconds: wallSeconds)
         return .success(.object(object))
     }

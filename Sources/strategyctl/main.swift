@@ -107,7 +107,8 @@ struct Solve: ParsableCommand {
                      metrics["prompt_tokens"]?.intValue ?? 0, metrics["generated_tokens"]?.intValue ?? 0,
                      metrics["thought_tokens"]?.intValue ?? 0, metrics["scorer_tokens"]?.intValue ?? 0,
                      metrics["evaluated_tokens"]?.intValue ?? 0, metrics["flops"]?.doubleValue ?? 0,
-                     metrics["wall_s"]?.doubleValue ?? 0, result["budget_exhausted"]?.boolValue == true ? "  (budget exhausted)" : ""))
+                     metrics["wall_s"]?.doubleValue ?? 0, result["budget_exhausted"]?.boolValue == true
+                        ? "  (budget exhausted: \(result["stopped_by"]?.stringValue ?? "?"))" : ""))
     }
 }
 

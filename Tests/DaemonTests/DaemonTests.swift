@@ -112,7 +112,22 @@ final class DaemonTests: XCTestCase {
         let result = try daemon().call("solve", ["problem": .string(DaemonTests.natalia), "strategy": "slow-echo",
                                                  "params": ["tokens": 400], "budget": ["max_tokens": 150]])
         XCTAssertEqual(result["budget_exhausted"], true)
+        XCTAssertEqual(result["stopped_by"], "max_tokens")
         XCTAssertLessThanOrEqual(result["metrics"]?["evaluated_tokens"]?.intValue ?? .max, 151)
+    }
+
+    func testAFullContextEndsTheSolveWithWhatWasGenerated() throws {
+        let daemon = try DaemonProcess(extraArguments: ["--context-size", "256"],
+                                       prepare: { try FixturePlugins.build(into: $0) })
+        defer { _ = daemon.stop(); daemon.removeFolder() }
+        let result = try daemon.call("solve", ["problem": "x", "strategy": "slow-echo", "params": ["tokens": 400]])
+        XCTAssertEqual(result["budget_exhausted"], true)
+        XCTAssertEqual(result["stopped_by"], "kv_cache")
+        let generated = result["metrics"]?["generated_tokens"]?.intValue ?? 0
+        XCTAssertGreaterThan(generated, 100)
+        XCTAssertLessThan(generated, 256)
+        XCTAssertEqual(result["text"]?.stringValue, "generated \(generated) tokens")
+        XCTAssertEqual(try daemon.call("ping"), "pong")
     }
 
     // MARK: bad input

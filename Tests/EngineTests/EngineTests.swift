@@ -274,6 +274,12 @@ final class EngineTests: XCTestCase {
         }
         engine.remove(a)
         XCTAssertNoThrow(try engine.evaluate([b]), "freed cells are reusable")
+        // A generation that runs out of cells returns what it generated.
+        let c = try engine.createSequence([Int32](repeating: 102, count: 8), account: Account())
+        let generation = try engine.generate([c], options: GenerationOptions(maxTokens: 100, minTokens: 100))[0]
+        XCTAssertEqual(generation.finish, .cacheFull)
+        XCTAssertGreaterThan(generation.tokens.count, 10)
+        XCTAssertLessThan(generation.tokens.count, 100)
     }
 
     func testHiddenStatesOnlyWhenEnabled() throws {

@@ -40,7 +40,7 @@ enum sd_status {
     SD_OK = 0,
     SD_ERR_INVALID_ARGUMENT = -1,  /* a bad sequence, count, kind or parameter          */
     SD_ERR_LIMIT = -2,             /* too many sequences, context or KV cache full      */
-    SD_ERR_STOPPED = -3,           /* cancelled, or the request's budget is spent       */
+    SD_ERR_STOPPED = -3,           /* cancelled, the request's budget or the KV cache spent */
     SD_ERR_UNKNOWN_SCORER = -4,    /* score() named a scorer that is not loaded         */
     SD_ERR_ENGINE = -5,            /* llama.cpp failed                                  */
     SD_ERR_PLUGIN = -6,            /* the plugin failed; its message was given to fail() */
@@ -66,7 +66,7 @@ enum sd_finish {
     SD_FINISH_EOG = 0,        /* the model ended its turn       */
     SD_FINISH_STOP = 1,       /* a stop string was produced     */
     SD_FINISH_MAX_TOKENS = 2, /* max_tokens reached             */
-    SD_FINISH_STOPPED = 3,    /* cancelled or out of budget     */
+    SD_FINISH_STOPPED = 3,    /* cancelled, out of budget, or no room left in the KV cache */
 };
 
 /* The models a plugin can ask about (next_token_logprobs). */
@@ -155,8 +155,9 @@ typedef struct sd_host {
 
     /* Generates on n sequences together: one llama_decode per step for all of them.
        out[i] receives sequence seqs[i]'s generation. Returns SD_OK, or SD_ERR_STOPPED
-       when the request was cancelled or ran out of budget (out[] then holds what was
-       generated so far, finish = SD_FINISH_STOPPED). */
+       when the request was cancelled or ran out of budget, or the KV cache had no room
+       for a step (out[] then holds what was generated so far, finish =
+       SD_FINISH_STOPPED; after a full cache the request counts as out of budget). */
     int32_t (*generate)(sd_request * r, const sd_seq * seqs, int32_t n,
                         const sd_generate_params * params, sd_generation * out);
     void (*generations_free)(sd_request * r, sd_generation * generations, int32_t n);

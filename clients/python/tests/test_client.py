@@ -63,14 +63,14 @@ def test_solve(client: Client) -> None:
     assert result.candidates and result.candidates[0].text == result.text
     assert result.metrics.prompt_tokens > 0 and result.metrics.generated_tokens > 0
     assert result.metrics.evaluated_tokens > 0 and result.metrics.flops > 0
-    assert result.budget_exhausted is False
+    assert result.budget_exhausted is False and result.stopped_by is None
     assert isinstance(result.details, dict)
 
 
 def test_budget_exhausted(client: Client) -> None:
     prompt = client.solve(SHORT_PROBLEM, params={"max_tokens": 1}, timeout=120).metrics.prompt_tokens
     result = client.solve(SHORT_PROBLEM, params=LONG_PARAMS, budget=Budget(max_tokens=prompt + 8), timeout=120)
-    assert result.budget_exhausted is True
+    assert result.budget_exhausted is True and result.stopped_by == "max_tokens"
     assert result.metrics.evaluated_tokens <= prompt + 8 + 1
 
 

@@ -393,7 +393,7 @@ def _solved(result: SolveResult, spec: Spec, gold: str) -> Record:
         "strategy": {"name": result.strategy.name, "version": result.strategy.version,
                      "generation": result.strategy.generation},
         "answer": result.answer, "correct": correct,
-        "budget_exhausted": result.budget_exhausted,
+        "budget_exhausted": result.budget_exhausted, "stopped_by": result.stopped_by,
         "metrics": {**metrics, **result.metrics.extra},
         "candidates": [{"answer": c.answer, "score": c.score, "votes": c.votes} for c in result.candidates],
         "text": result.text,
@@ -404,8 +404,8 @@ def _solved(result: SolveResult, spec: Spec, gold: str) -> Record:
 def _failed(spec: Spec, error: Exception) -> Record:
     return {
         "strategy": {"name": spec.strategy, "version": None, "generation": None},
-        "answer": None, "correct": None, "budget_exhausted": None, "metrics": None, "candidates": None,
-        "text": None,
+        "answer": None, "correct": None, "budget_exhausted": None, "stopped_by": None, "metrics": None,
+        "candidates": None, "text": None,
         "error": {"type": type(error).__name__, "code": getattr(error, "code", None), "message": str(error)},
     }
 

@@ -95,6 +95,8 @@ class SolveResult:
     strategy: StrategyInfo
     metrics: Metrics
     budget_exhausted: bool
+    # What ran out first: "max_tokens", "max_flops", "timeout_s", "kv_cache", or None.
+    stopped_by: Optional[str] = None
     details: Dict[str, Any] = field(default_factory=dict)
     extra: Dict[str, Any] = field(default_factory=dict)
 
