@@ -33,8 +33,9 @@ public enum FinishReason: String, Sendable, Codable {
     /// `shouldContinue` said no (cancellation, a budget).
     case interrupted
     /// The context had no room for the step (KV cache full, or the sequence at the context
-    /// size): the last sampled token is in the result but still queued, evaluated when the
-    /// sequence is next used, if there is room by then.
+    /// size), or the KV cache none for the queued tokens before the first step. Sampled
+    /// tokens that were not evaluated stay queued, evaluated when the sequence is next used
+    /// if there is room by then.
     case cacheFull = "cache_full"
 }
 
@@ -82,10 +83,11 @@ public struct Generation: Sendable {
 /// KV buffer), so children never re-evaluate their parent's tokens.
 ///
 /// Thread-safe: one first-come-first-served lock guards the context; `generate` takes it
-/// per step, so that concurrent callers interleave rather than wait for whole generations.
-/// Concurrent generations also share their decodes: each step samples under the lock,
-/// queues its sequences, and waits until every other generation has its place in the
-/// lock's queue; the first to decode then evaluates all queued sequences in one batch. On
+/// twice per step (to sample, to decode), so that concurrent callers interleave rather
+/// than wait for whole generations. Concurrent generations also share their decodes: each
+/// step samples under the lock, queues its sequences, and waits (5 ms at most) until every
+/// other generation has its place in the lock's queue; the first to decode then evaluates
+/// all queued sequences in one batch. Each account counts the decodes it took part in. On
 /// a CPU a batch of n tokens costs far less than n decodes, so concurrent solves raise
 /// throughput instead of only taking turns.
 public final class Engine: @unchecked Sendable {
@@ -305,7 +307,8 @@ public final class Engine: @unchecked Sendable {
     // MARK: generation
 
     /// Generates on every sequence in `ids` at once: each step samples one token per
-    /// live sequence and evaluates them all in one llama_decode call. `shouldContinue`
+    /// live sequence and evaluates them all in one llama_decode call, with the tokens
+    /// concurrent generations queued for theirs. `shouldContinue`
     /// is asked before every step (with the step number); false ends the live ones as
     /// `.interrupted`, and a step the KV cache has no room for as `.cacheFull`: what was
     /// generated is returned either way. Sequence i samples with seed `sampling.seed + i`.
@@ -321,7 +324,11 @@ public final class Engine: @unchecked Sendable {
         let stops = options.stop.filter { !$0.isEmpty }.map { Array($0.utf8) }
         var live = Array(ids.indices)
         var step = 0
-        try evaluate(ids)
+        do {
+            try evaluate(ids)
+        } catch EngineError.kvCacheFull {
+            return ids.map { _ in Generation(finish: .cacheFull) }
+        }
         var betweenSteps = true
         steps.withLock { generationsBetweenSteps += 1 }
         defer { if betweenSteps { leaveBetweenSteps() } }
@@ -434,9 +441,9 @@ public final class Engine: @unchecked Sendable {
         awaitingEvaluation.removeAll()
         do {
             try evaluatePending(own + others)
-        } catch where !others.isEmpty {
-            // The failure may be another caller's (its sequences filling the KV cache, say):
-            // evaluate ours alone. Theirs stay queued; their callers evaluate them next.
+        } catch let error as EngineError where error.isOutOfRoom && !others.isEmpty {
+            // The room may have run out for another caller's tokens: evaluate ours alone.
+            // Theirs stay queued; their callers evaluate them next.
             try evaluatePending(own)
         }
     }

@@ -28,7 +28,12 @@ public enum HostTable {
         guard let error = error as? EngineError else { return engineFailure }
         request.noteEngineError(error)
         switch error {
-        case .tooManySequences, .contextOverflow, .kvCacheFull: return limit
+        case .kvCacheFull:
+            // The cells every solve shares ran out: stop like a spent budget, so the plugin
+            // answers with what it has (if it cannot, the solve fails with the engine error).
+            request.noteCacheFull()
+            return stopped
+        case .tooManySequences, .contextOverflow: return limit
         case .unknownSequence, .invalidToken, .emptySequence, .hiddenStatesDisabled: return invalid
         default: return engineFailure
         }
@@ -182,7 +187,9 @@ public enum HostTable {
             do {
                 generations = try request.engine.generate(ids, options: options) { _ in !request.shouldStop() }
             } catch {
-                return HostTable.status(of: error, in: request)
+                // out[] is unset, so this is never a stop (which promises what was generated).
+                let status = HostTable.status(of: error, in: request)
+                return status == HostTable.stopped ? HostTable.limit : status
             }
             var interrupted = false
             for (index, generation) in generations.enumerated() {

@@ -98,8 +98,10 @@ public final class SolveRequest: @unchecked Sendable {
         return true
     }
 
-    /// The KV cache had no room for a generation step: the daemon's own budget ran out, so
-    /// the strategy stops and answers with what it has, as when the request's does.
+    /// The KV cache had no room for this request's tokens: the daemon's own budget ran out,
+    /// so the strategy stops and answers with what it has, as when the request's does. The
+    /// stop holds even if other solves free cells later: a search that resumed would find
+    /// the cache full again at its next width.
     func noteCacheFull() { spend(on: "kv_cache") }
 
     private func spend(on resource: String) {

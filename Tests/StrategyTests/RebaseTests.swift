@@ -275,6 +275,21 @@ final class RebaseTests: XCTestCase {
         XCTAssertTrue(steps.allSatisfy { $0["live"] != nil && $0["width_left"] != nil && $0["best_score"] != nil })
     }
 
+    func testAFullKVCacheEndsTheSearchWithTheBestSoFar() throws {
+        // 16 paths of 16-token steps, each scored by the policy's own logprobs, in a
+        // 512-cell cache: the room runs out a few depths in, while generating or scoring.
+        let daemon = try DaemonProcess(plugins: ["rebase", "logprob"], extraArguments: ["--context-size", "512"])
+        defer { _ = daemon.stop(); daemon.removeFolder() }
+        let result = try daemon.call("solve", ["problem": .string(RebaseTests.problem), "strategy": "rebase", "seed": 7,
+                                               "params": ["width": 16, "max_step_tokens": 16, "max_tokens": 256,
+                                                          "scorer": "logprob"]])
+        XCTAssertEqual(result["budget_exhausted"], true)
+        XCTAssertEqual(result["stopped_by"], "kv_cache")
+        XCTAssertFalse(try XCTUnwrap(result["candidates"]?.arrayValue).isEmpty)
+        XCTAssertLessThanOrEqual(result["metrics"]?["peak_sequences"]?.intValue ?? .max, 16 + 1)
+        XCTAssertEqual(try daemon.call("ping"), "pong")
+    }
+
     func testScorerParamsAndSelection() throws {
         let result = try solve(["width": 3, "max_step_tokens": 6, "max_tokens": 12, "scorer": "hash-scorer",
                                 "scorer_params": "{\"constant\": 0.25}", "aggregate": "min", "selection": "best_of_n"])

@@ -39,8 +39,9 @@ extern "C" {
 enum sd_status {
     SD_OK = 0,
     SD_ERR_INVALID_ARGUMENT = -1,  /* a bad sequence, count, kind or parameter          */
-    SD_ERR_LIMIT = -2,             /* too many sequences, context or KV cache full      */
-    SD_ERR_STOPPED = -3,           /* cancelled, the request's budget or the KV cache spent */
+    SD_ERR_LIMIT = -2,             /* too many sequences, or one longer than the context */
+    SD_ERR_STOPPED = -3,           /* cancelled, the request's budget or the KV cache spent
+                                      (any call that evaluates may return it)           */
     SD_ERR_UNKNOWN_SCORER = -4,    /* score() named a scorer that is not loaded         */
     SD_ERR_ENGINE = -5,            /* llama.cpp failed                                  */
     SD_ERR_PLUGIN = -6,            /* the plugin failed; its message was given to fail() */
