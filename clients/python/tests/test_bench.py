@@ -167,7 +167,7 @@ def test_datasets_and_seeded_selection(tmp_path: Path) -> None:
 
 
 def record(spec: str, problem_id: int, correct: Optional[bool], flops: float = 0.0, wall_s: float = 0.0,
-           tokens: int = 0, model: str = "m") -> Dict[str, Any]:
+           tokens: int = 0, model: str = "m", concurrency: int = 1) -> Dict[str, Any]:
     name, _, params = spec.partition(":")
     failed = correct is None
     return {
@@ -178,7 +178,8 @@ def record(spec: str, problem_id: int, correct: Optional[bool], flops: float = 0
         "metrics": None if failed else {"flops": flops, "wall_s": wall_s, "evaluated_tokens": tokens},
         "error": {"type": "PluginFailed", "code": -32001, "message": "x"} if failed else None,
         "model": {"name": model, "sha256": "ab" * 32}, "commit": "c0ffee", "dirty": False,
-        "command": "strategyd-bench run --strategy greedy", "time": "2026-01-01T00:00:00+00:00",
+        "command": "strategyd-bench run --strategy greedy", "concurrency": concurrency,
+        "time": "2026-01-01T00:00:00+00:00",
     }
 
 
@@ -224,6 +225,14 @@ def test_report_numbers(tmp_path: Path) -> None:
     write_jsonl(first, FIXED_RECORDS)
     write_jsonl(second, [record("greedy", 0, False, 9e9, 9.0, 900)])
     assert write_report([first, second], None) == report
+
+
+def test_report_marks_wall_times_of_concurrent_solves() -> None:
+    assert "at once" not in markdown_report(FIXED_RECORDS)
+    records = [record("greedy", 0, True, 1e9, 4.0, 100, concurrency=4), record("greedy", 1, True, 1e9, 2.0, 100)]
+    report = markdown_report(records)
+    assert "| 1 G | 3.00 (×4 at once) | 100 |" in report
+    assert "A wall time marked ×N" in report
 
 
 def test_run_file_truncated_last_line(tmp_path: Path) -> None:
@@ -356,7 +365,7 @@ def test_plot_files(tmp_path: Path) -> None:
 
 
 CONTEXT = RunContext(dataset="gsm8k-test", seed=0, model={"name": "m", "sha256": None}, daemon_version="0",
-                     commit=None, dirty=None, command="test")
+                     commit=None, dirty=None, command="test", concurrency=1)
 
 
 class ScriptedClient:
@@ -470,7 +479,7 @@ def test_run_resumes_after_kill(daemon: Daemon, tmp_path: Path) -> None:
         assert r["error"] is None and r["strategy"]["name"] == "greedy" and r["strategy"]["version"]
         assert r["gold"] == str(2 * r["problem_id"]) and r["correct"] is is_correct(r["answer"], r["gold"])
         assert r["metrics"]["flops"] > 0 and r["metrics"]["evaluated_tokens"] > 0 and r["seed"] == 0
-        assert r["model"]["name"] == "smollm2-135m-instruct-q4_1" and r["model"]["sha256"]
+        assert r["model"]["name"] == "smollm2-135m-instruct-q4_1" and r["model"]["sha256"] and r["concurrency"] == 1
     assert {json.dumps(r["budget"]) for r in records} == {"{}", '{"max_tokens": 400}'}
     assert len({record_key(r) for r in records}) == len(records)
 

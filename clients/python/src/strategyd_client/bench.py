@@ -337,6 +337,7 @@ class RunContext:
     commit: Optional[str]
     dirty: Optional[bool]
     command: str
+    concurrency: int  # solves in flight at once: above 1 each wall time includes the others' steps
 
 
 def git_state() -> Tuple[Optional[str], Optional[bool]]:
@@ -432,7 +433,7 @@ def solve_problem(client: Client, spec: Spec, problem: Problem, context: RunCont
         "gold": problem.gold, **outcome,
         "model": context.model, "daemon_version": context.daemon_version,
         "commit": context.commit, "dirty": context.dirty, "command": context.command,
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "concurrency": context.concurrency, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
 
@@ -586,7 +587,7 @@ def command_run(args: argparse.Namespace) -> int:
             commit, dirty = git_state()
             context = RunContext(dataset=dataset, seed=seed, model=model_identity(client),
                                  daemon_version=client.status(timeout=60).version, commit=commit, dirty=dirty,
-                                 command=shlex.join(["strategyd-bench", *args.argv]))
+                                 command=shlex.join(["strategyd-bench", *args.argv]), concurrency=args.concurrency)
             run_file.check_model(context.model)
             if args.retry_errors:
                 keys = {problem_key(context, spec, problem) for spec in specs for problem in problems}
@@ -656,7 +657,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds to wait for one solve; then it is cancelled and recorded as failed "
                           "(default: no limit)")
     run.add_argument("--concurrency", type=_positive, default=1, metavar="N",
-                     help="solves in flight at once (default 1)")
+                     help="solves in flight at once (default 1); the daemon batches their steps together, "
+                          "for more problems per hour, but each solve's wall time then includes the others' steps"
+                          " (the report marks such rows)")
     run.add_argument("--retry-errors", action="store_true", help="run again the problems whose solve failed")
     run.add_argument("--socket", help="the daemon's socket (default: STRATEGYD_SOCKET, then the standard path)")
 

@@ -108,6 +108,8 @@ class Row:
     mean_wall_s: Optional[float]
     mean_evaluated_tokens: Optional[float]
     from_paper: bool = False
+    # The most solves run at once for this row: above 1 its wall times overlap.
+    concurrency: int = 1
 
     @property
     def accuracy(self) -> float:
@@ -165,7 +167,8 @@ def summarize(records: Sequence[Record]) -> List[Row]:
             n=len(graded), correct=sum(1 for record in graded if record["correct"]), errors=len(group) - len(graded),
             mean_flops=_mean([record["metrics"]["flops"] for record in graded]),
             mean_wall_s=_mean([record["metrics"]["wall_s"] for record in graded]),
-            mean_evaluated_tokens=_mean([record["metrics"]["evaluated_tokens"] for record in graded])))
+            mean_evaluated_tokens=_mean([record["metrics"]["evaluated_tokens"] for record in graded]),
+            concurrency=max(record.get("concurrency") or 1 for record in group)))
     return sorted(rows, key=_row_order)
 
 
@@ -220,7 +223,8 @@ def markdown_table(rows: Sequence[Row]) -> str:
              "|---|---|---|---:|---|---:|---:|---:|---:|"]
     for row in rows:
         cells = [row.model, row.dataset, f"`{row.label}`" if not row.from_paper else row.label, str(row.n),
-                 format_accuracy(row), format_flops(row.mean_flops), _number(row.mean_wall_s, 2),
+                 format_accuracy(row), format_flops(row.mean_flops),
+                 _number(row.mean_wall_s, 2) + (f" (×{row.concurrency} at once)" if row.concurrency > 1 else ""),
                  _number(row.mean_evaluated_tokens, 0), "—" if row.from_paper else str(row.errors)]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines)
@@ -277,7 +281,10 @@ def markdown_report(records: Sequence[Record], plots: Sequence[Path] = ()) -> st
         "both are means per problem. "
         f"Rows of {PAPER_MODEL} are the figures of arXiv 2412.16260 (Mistral-7B on a 128-problem GSM8K "
         "subset), not measured here, with the paper's runtime as mean wall s; the paper gives no FLOPs for "
-        "Quiet-STaR + REBASE-3 and no token counts.",
+        "Quiet-STaR + REBASE-3 and no token counts."
+        + (" A wall time marked ×N: up to N solves ran at once, sharing the model's decodes, so each "
+           "includes the others' steps; the FLOPs are each solve's own." if any(r.concurrency > 1 for r in rows)
+           else ""),
         "", "## Compute-optimal frontier", "",
         "The conditions measured here that no other beats (none has at least their accuracy for no more "
         "FLOPs per problem), cheapest first; each is the best choice from its FLOPs to the next one's. "
