@@ -8,7 +8,8 @@ final class FairLock: @unchecked Sendable {
     private var nextTicket: UInt64 = 0
     private var serving: UInt64 = 0
 
-    /// `onTicket` runs once the caller's place in the queue is fixed, before it waits.
+    /// `onTicket` runs once the caller's place in the queue is fixed, before it waits. It
+    /// runs under this lock's own mutex, so it must not touch this lock.
     func lock(onTicket: () -> Void = {}) {
         condition.lock()
         let ticket = nextTicket
