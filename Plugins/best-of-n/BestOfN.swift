@@ -61,11 +61,13 @@ struct BestOfN: Strategy {
     }
 
     /// The index of the chosen sample. Unscored samples (the request stopped before they
-    /// were scored) are never chosen over scored ones; with nothing scored, the first sample.
+    /// were scored) are never chosen over scored ones; with nothing scored, the first
+    /// sample with the most common answer (self-consistency's pick).
     private func choose(_ select: String, scores: [Double?], answers: [String?], sums: [String: Double]) -> Int {
         let scored = scores.indices.filter { scores[$0] != nil }
+        guard !scored.isEmpty else { return majority(answers) }
         // max(by:) keeps the first of equals: ties go to the earlier sample.
-        let best = scored.max { scores[$0]! < scores[$1]! } ?? 0
+        let best = scored.max { scores[$0]! < scores[$1]! }!
         guard select == "weighted" else { return best }
         // Each answer's best-scored sample stands for it: it breaks ties and its text is returned.
         var leaders: [String: Int] = [:]
@@ -75,6 +77,15 @@ struct BestOfN: Strategy {
         }
         let winner = leaders.max { a, b in (sums[a.key]!, scores[a.value]!, -a.value) < (sums[b.key]!, scores[b.value]!, -b.value) }
         return winner?.value ?? best
+    }
+
+    /// The first sample whose answer is the most common one; the first sample if none has an answer.
+    private func majority(_ answers: [String?]) -> Int {
+        let counts = Dictionary(answers.compactMap { $0 }.map { ($0, 1) }, uniquingKeysWith: +)
+        let firstIndex = Dictionary(answers.enumerated().compactMap { item in item.element.map { ($0, item.offset) } },
+                                    uniquingKeysWith: { first, _ in first })
+        let leader = counts.max { a, b in (a.value, -firstIndex[a.key]!) < (b.value, -firstIndex[b.key]!) }
+        return leader.map { firstIndex[$0.key]! } ?? 0
     }
 }
 

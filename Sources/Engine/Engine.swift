@@ -513,7 +513,13 @@ public final class Engine: @unchecked Sendable {
     private func decode(_ rows: [Row], scoring: SequenceID?, onScore: (Float) -> Void) throws {
         let status = llama_decode(context, batch)
         if status == 1 { throw EngineError.kvCacheFull(tokens: Int(batch.n_tokens), capacity: options.contextSize) }
-        if status != 0 { throw EngineError.decodeFailed(code: status) }
+        if status != 0 {
+            // After an abort or a fatal error the micro-batches already processed stay in
+            // the cache, though their tokens count as not evaluated: drop them, or the next
+            // decode of these sequences (perhaps other solves') meets positions it has.
+            for row in rows { llama_memory_seq_rm(memory, row.id, Int32(row.start), -1) }
+            throw EngineError.decodeFailed(code: status)
+        }
         decodeCalls += 1
         let vocabularySize = model.facts.vocabularySize
         var charged = Set<ObjectIdentifier>()

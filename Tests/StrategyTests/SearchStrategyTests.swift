@@ -123,6 +123,11 @@ final class SearchStrategyTests: XCTestCase {
         XCTAssertEqual(result["budget_exhausted"], true)
         XCTAssertEqual(result["candidates"]?.arrayValue?.count, 4)
         XCTAssertEqual(result["details"]?["scored"], 0, "no scorer compute once the budget is spent")
+        // With nothing scored, the first sample of the most common answer.
+        let answers = try XCTUnwrap(result["candidates"]?.arrayValue).map { $0["answer"]?.stringValue }
+        let counts = Dictionary(answers.compactMap { $0 }.map { ($0, 1) }, uniquingKeysWith: +)
+        let expected = answers.indices.first { answers[$0] != nil && counts[answers[$0]!] == counts.values.max() } ?? 0
+        XCTAssertEqual(result["details"]?["chosen"]?.intValue, Int64(expected), "\(answers)")
         // Generation stops within one step (4 tokens) of the budget.
         XCTAssertLessThanOrEqual(result["metrics"]?["evaluated_tokens"]?.intValue ?? .max, 120 + 4)
         XCTAssertLessThan(result["metrics"]?["generated_tokens"]?.intValue ?? .max, 4 * 200)
