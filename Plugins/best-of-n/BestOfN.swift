@@ -65,7 +65,9 @@ struct BestOfN: Strategy {
     /// sample with the most common answer (self-consistency's pick).
     private func choose(_ select: String, scores: [Double?], answers: [String?], sums: [String: Double]) -> Int {
         let scored = scores.indices.filter { scores[$0] != nil }
-        guard !scored.isEmpty else { return majority(answers) }
+        guard !scored.isEmpty else {
+            return AnswerSelection.majority.choose(answers: answers, scores: answers.map { _ in 0 })!
+        }
         // max(by:) keeps the first of equals: ties go to the earlier sample.
         let best = scored.max { scores[$0]! < scores[$1]! }!
         guard select == "weighted" else { return best }
@@ -77,15 +79,6 @@ struct BestOfN: Strategy {
         }
         let winner = leaders.max { a, b in (sums[a.key]!, scores[a.value]!, -a.value) < (sums[b.key]!, scores[b.value]!, -b.value) }
         return winner?.value ?? best
-    }
-
-    /// The first sample whose answer is the most common one; the first sample if none has an answer.
-    private func majority(_ answers: [String?]) -> Int {
-        let counts = Dictionary(answers.compactMap { $0 }.map { ($0, 1) }, uniquingKeysWith: +)
-        let firstIndex = Dictionary(answers.enumerated().compactMap { item in item.element.map { ($0, item.offset) } },
-                                    uniquingKeysWith: { first, _ in first })
-        let leader = counts.max { a, b in (a.value, -firstIndex[a.key]!) < (b.value, -firstIndex[b.key]!) }
-        return leader.map { firstIndex[$0.key]! } ?? 0
     }
 }
 
