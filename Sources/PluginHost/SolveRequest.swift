@@ -86,7 +86,9 @@ public final class SolveRequest: @unchecked Sendable {
     public var budgetExhausted: Bool { lock.withLock { budgetSpent } }
     public var stoppedBy: String? { lock.withLock { spentOn } }
 
-    /// True once cancelled or out of budget; records which budget ran out.
+    /// True once cancelled or out of budget; records which budget ran out. Only this
+    /// question marks a solve as stopped: a strategy that finishes on its own answers with
+    /// `budget_exhausted: false`, even if its last step reached a limit.
     public func shouldStop() -> Bool {
         if isCancelled || budgetExhausted { return true }
         let usage = account.snapshot
@@ -187,7 +189,6 @@ extension SolveRequest {
         if object["details"] == nil { object["details"] = [:] }
         object["strategy"] = ["name": .string(strategy.name), "version": .string(strategy.version),
                               "generation": JSON(strategy.generation)]
-        _ = shouldStop()
         object["budget_exhausted"] = .bool(budgetExhausted)
         object["stopped_by"] = stoppedBy.map(JSON.string) ?? .null
         object["metrics"] = SolveRequest.metrics(usage, wallSeconds: wallSeconds)

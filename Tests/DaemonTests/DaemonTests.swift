@@ -116,6 +116,16 @@ final class DaemonTests: XCTestCase {
         XCTAssertLessThanOrEqual(result["metrics"]?["evaluated_tokens"]?.intValue ?? .max, 151)
     }
 
+    func testAStrategyThatFinishesPastItsTimeIsNotReportedAsStopped() throws {
+        // The two tokens come well within the budget; the strategy then outlasts it.
+        let result = try daemon().call("solve", ["problem": "x", "strategy": "slow-echo",
+                                                 "params": ["tokens": 2, "linger_ms": 3500], "budget": ["timeout_s": 3]])
+        XCTAssertEqual(result["text"], "generated 2 tokens")
+        XCTAssertGreaterThan(result["metrics"]?["wall_s"]?.doubleValue ?? 0, 3)
+        XCTAssertEqual(result["budget_exhausted"], false)
+        XCTAssertEqual(result["stopped_by"], .null)
+    }
+
     func testAFullContextEndsTheSolveWithWhatWasGenerated() throws {
         let daemon = try DaemonProcess(extraArguments: ["--context-size", "256"],
                                        prepare: { try FixturePlugins.build(into: $0) })

@@ -6,10 +6,12 @@
  *   FIXTURE_HOST_SIZE N      refuse, in init(), a host table smaller than N bytes, as a
  *                            plugin built against a newer header would (refusal tests)
  * As a strategy it generates exactly `tokens` tokens greedily, so a solve takes a
- * predictable while, and answers with its own version.
+ * predictable while, waits `linger_ms` more (a strategy's last step that outlasts its
+ * time budget), and answers with its own version.
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "strategyd_plugin.h"
 
@@ -28,6 +30,9 @@ static int32_t solve(void *state, const sd_host *host, sd_request *r, const char
     int tokens = 48;
     const char *found = strstr(params, "\"tokens\":");
     if (found) sscanf(found + 9, "%d", &tokens);
+    int linger_ms = 0;
+    found = strstr(params, "\"linger_ms\":");
+    if (found) sscanf(found + 12, "%d", &linger_ms);
     sd_seq seq;
     if (host->seq_from_chat(r, NULL, problem, NULL, &seq) != SD_OK) return host->fail(r, "seq_from_chat failed");
     sd_generate_params gen = {0};
@@ -37,6 +42,8 @@ static int32_t solve(void *state, const sd_host *host, sd_request *r, const char
     sd_generation out;
     int32_t status = host->generate(r, &seq, 1, &gen, &out);
     if (status != SD_OK && status != SD_ERR_STOPPED) return host->fail(r, "generate failed");
+    struct timespec linger = {linger_ms / 1000, (long)(linger_ms % 1000) * 1000000L};
+    nanosleep(&linger, NULL);
     char result[256];
     snprintf(result, sizeof result, "{\"text\": \"generated %d tokens\", \"answer\": \"%s\"}", out.n_tokens,
              FIXTURE_VERSION);
@@ -59,7 +66,9 @@ static const sd_plugin PLUGIN = {
     .kind = SD_KIND_STRATEGY,
     .description = "test fixture: generates exactly `tokens` tokens",
     .params_schema = "{\"tokens\": {\"type\": \"integer\", \"default\": 48, \"minimum\": 1, \"maximum\": 4096,"
-                     " \"description\": \"tokens to generate\"}}",
+                     " \"description\": \"tokens to generate\"},"
+                     " \"linger_ms\": {\"type\": \"integer\", \"default\": 0, \"minimum\": 0, \"maximum\": 10000,"
+                     " \"description\": \"milliseconds to wait after generating\"}}",
     .solve = solve,
 #ifdef FIXTURE_HOST_SIZE
     .init = init,
