@@ -15,7 +15,7 @@ import StrategyKit
 /// step quality, and the thinking costs a small share of the faithful variant's tokens.
 struct QuietRebase: Strategy {
     static let name = "quiet-rebase"
-    static let version = "1.0.0"
+    static let version = "1.1.0"
     static let description = "REBASE with Quiet-STaR thought mixing in its steps: faithful, or gated by entropy"
     static let params: [Param] = RebaseSearch.params + ThoughtSettings.params + [
         .choice("variant", "faithful", ["faithful", "gated"],

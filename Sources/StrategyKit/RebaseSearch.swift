@@ -16,7 +16,7 @@ public enum RebaseSearch {
         .integer("max_tokens", 1024, 1...65_536, "tokens one path may take, counted from the root"),
         .integer("max_depth", 25, 1...25, "steps one path may take"),
         .string("stop", "\n\n", "where a step ends (included in the step); empty: steps end at max_step_tokens"),
-        .string("scorer", "self-eval", "the scorer plugin that scores every step"),
+        .string("scorer", "arith", "the scorer plugin that scores every step (arith: measured best on GSM8K train, docs/strategies.md)"),
         .string("scorer_params", "{}", "the scorer's params, a JSON object"),
         .choice("aggregate", StepAggregate.last.rawValue, StepAggregate.allCases.map(\.rawValue),
                 "how a solution's step scores become its score"),
