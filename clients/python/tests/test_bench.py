@@ -167,7 +167,7 @@ def test_datasets_and_seeded_selection(tmp_path: Path) -> None:
 
 
 def record(spec: str, problem_id: int, correct: Optional[bool], flops: float = 0.0, wall_s: float = 0.0,
-           tokens: int = 0, model: str = "m", concurrency: int = 1) -> Dict[str, Any]:
+           tokens: int = 0, model: str = "m", concurrency: int = 1, stopped_by: Optional[str] = None) -> Dict[str, Any]:
     name, _, params = spec.partition(":")
     failed = correct is None
     return {
@@ -175,6 +175,7 @@ def record(spec: str, problem_id: int, correct: Optional[bool], flops: float = 0
         "params": dict(item.split("=") for item in params.split(",")) if params else {},
         "budget": {}, "seed": 0, "gold": "1", "strategy": {"name": name, "version": "1.0.0", "generation": 1},
         "answer": None if failed else ("1" if correct else "2"), "correct": correct,
+        "budget_exhausted": None if failed else stopped_by is not None, "stopped_by": stopped_by,
         "metrics": None if failed else {"flops": flops, "wall_s": wall_s, "evaluated_tokens": tokens},
         "error": {"type": "PluginFailed", "code": -32001, "message": "x"} if failed else None,
         "model": {"name": model, "sha256": "ab" * 32}, "commit": "c0ffee", "dirty": False,
@@ -191,8 +192,8 @@ FIXED_RECORDS = [
     record("self-consistency:k=4", 0, True, 8e9, 4.0, 800),
     record("self-consistency:k=4", 1, True, 12e9, 6.0, 1200),
     record("self-consistency:k=4", 2, None),
-    record("self-consistency:k=8", 0, True, 30e9, 9.0, 3000),
-    record("self-consistency:k=8", 1, False, 34e9, 11.0, 3400),
+    record("self-consistency:k=8", 0, True, 30e9, 9.0, 3000, stopped_by="max_flops"),
+    record("self-consistency:k=8", 1, False, 34e9, 11.0, 3400, stopped_by="timeout_s"),
 ]
 
 
@@ -205,12 +206,13 @@ def test_report_numbers(tmp_path: Path) -> None:
     assert (k8.n, k8.correct, k8.mean_flops) == (2, 1, 32e9)
 
     report = markdown_report(FIXED_RECORDS)
-    assert "| m | gsm8k-test | `greedy` | 4 | 50.0 % (15.0–85.0), 2/4 | 3 G | 3.00 | 300 | 0 |" in report
+    assert "| m | gsm8k-test | `greedy` | 4 | 50.0 % (15.0–85.0), 2/4 | 3 G | 3.00 | 300 | 0 | 0 |" in report
     low, high = wilson_interval(2, 2)
     assert (f"| m | gsm8k-test | `self-consistency:k=4` | 2 | 100.0 % ({100 * low:.1f}–{100 * high:.1f}), 2/2 "
-            "| 10 G | 5.00 | 1000 | 1 |") in report
+            "| 10 G | 5.00 | 1000 | 0 | 1 |") in report
+    assert "| 32 G | 10.00 | 3200 | 1 (max_flops), 1 (timeout_s) | 0 |" in report
     assert ("| Mistral-7B (paper) | gsm8k-test | Quiet-STaR | 128 | 32.0 % (24.6–40.5), 41/128 | 12.73 T | 554.66 "
-            "| — | — |") in report
+            "| — | — | — |") in report
     assert ("| Mistral-7B (paper) | gsm8k-test | Quiet-STaR + REBASE-3 | 128 | 9.4 % (5.4–15.7), 12/128 | — "
             "| 143.66 |") in report
     # k=8 is dominated by k=4 (more accuracy for fewer FLOPs), greedy is the cheapest point.
@@ -523,3 +525,11 @@ def test_unknown_strategy_or_param_stops_before_solving(daemon: Daemon, tmp_path
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not out.exists() or out.read_bytes() == b""
+
+
+def test_report_counts_the_solves_a_budget_stopped() -> None:
+    older = record("greedy", 2, False, 1e9, 1.0, 100)
+    older["budget_exhausted"], older["stopped_by"] = True, None  # before records named the budget
+    records = [record("greedy", 0, True, 1e9, 1.0, 100, stopped_by="max_tokens"),
+               record("greedy", 1, True, 1e9, 1.0, 100, stopped_by="max_tokens"), older]
+    assert "| 100 | 1 (a budget), 2 (max_tokens) | 0 |" in markdown_report(records)

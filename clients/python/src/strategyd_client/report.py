@@ -110,6 +110,8 @@ class Row:
     from_paper: bool = False
     # The most solves run at once for this row: above 1 its wall times overlap.
     concurrency: int = 1
+    # Graded problems a budget stopped before the strategy finished, by what ran out.
+    stopped: Tuple[Tuple[str, int], ...] = ()
 
     @property
     def accuracy(self) -> float:
@@ -168,8 +170,26 @@ def summarize(records: Sequence[Record]) -> List[Row]:
             mean_flops=_mean([record["metrics"]["flops"] for record in graded]),
             mean_wall_s=_mean([record["metrics"]["wall_s"] for record in graded]),
             mean_evaluated_tokens=_mean([record["metrics"]["evaluated_tokens"] for record in graded]),
-            concurrency=max(record.get("concurrency") or 1 for record in group)))
+            concurrency=max(record.get("concurrency") or 1 for record in group),
+            stopped=_stopped(graded)))
     return sorted(rows, key=_row_order)
+
+
+def _stopped(records: Sequence[Record]) -> Tuple[Tuple[str, int], ...]:
+    """How many of the records a budget stopped, per budget (older records name none)."""
+    counts: Dict[str, int] = defaultdict(int)
+    for record in records:
+        if record.get("budget_exhausted"):
+            counts[record.get("stopped_by") or "a budget"] += 1
+    return tuple(sorted(counts.items()))
+
+
+def format_stopped(row: Row) -> str:
+    if row.from_paper:
+        return "—"
+    if not row.stopped:
+        return "0"
+    return ", ".join(f"{count} ({budget})" for budget, count in row.stopped)
 
 
 def _row_order(row: Row) -> Tuple[Any, ...]:
@@ -219,13 +239,14 @@ def _number(value: Optional[float], digits: int) -> str:
 
 def markdown_table(rows: Sequence[Row]) -> str:
     lines = ["| model | data | strategy (spec) | n | accuracy (95 % Wilson interval) | mean FLOPs | "
-             "mean wall s | mean evaluated tokens | errors |",
-             "|---|---|---|---:|---|---:|---:|---:|---:|"]
+             "mean wall s | mean evaluated tokens | stopped | errors |",
+             "|---|---|---|---:|---|---:|---:|---:|---:|---:|"]
     for row in rows:
         cells = [row.model, row.dataset, f"`{row.label}`" if not row.from_paper else row.label, str(row.n),
                  format_accuracy(row), format_flops(row.mean_flops),
                  _number(row.mean_wall_s, 2) + (f" (×{row.concurrency} at once)" if row.concurrency > 1 else ""),
-                 _number(row.mean_evaluated_tokens, 0), "—" if row.from_paper else str(row.errors)]
+                 _number(row.mean_evaluated_tokens, 0), format_stopped(row),
+                 "—" if row.from_paper else str(row.errors)]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines)
 
@@ -277,7 +298,9 @@ def markdown_report(records: Sequence[Record], plots: Sequence[Path] = ()) -> st
     parts = [
         "# strategyd-bench report", "",
         markdown_table(rows + list(PAPER_ROWS)), "",
-        f"n: problems graded; errors: problems whose solve failed, left out of n. FLOPs and {TOKENS_NOTE}; "
+        "n: problems graded; stopped: graded problems whose solve a budget ended before the strategy "
+        "finished (by what ran out; the best answer so far was graded); errors: problems whose solve "
+        f"failed, left out of n. FLOPs and {TOKENS_NOTE}; "
         "both are means per problem. "
         f"Rows of {PAPER_MODEL} are the figures of arXiv 2412.16260 (Mistral-7B on a 128-problem GSM8K "
         "subset), not measured here, with the paper's runtime as mean wall s; the paper gives no FLOPs for "
