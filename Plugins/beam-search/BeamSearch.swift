@@ -8,7 +8,7 @@ import StrategyKit
 /// slots, so live + finished never exceeds beam_width.
 struct BeamSearch: Strategy {
     static let name = "beam-search"
-    static let version = "1.1.0"
+    static let version = "1.2.0"
     static let description = "Step-level beam search: beams forked and extended one step at a time, pruned by a scorer plugin"
     static let params: [Param] = [
         .integer("beam_width", 4, 1...16, "beams kept at each depth, and the finished solutions that end the search"),
@@ -70,7 +70,8 @@ struct BeamSearch: Strategy {
             stepSampling.seed = UInt32(sampled)
             sampled += children.count
             let outputs = try request.generate(children.map(\.sequence), maxTokens: stepTokens,
-                                               stop: [params.string("step_delimiter")], sampling: stepSampling)
+                                               stop: [params.string("step_delimiter")], sampling: stepSampling,
+                                               logprobs: Scorers.readPolicyLogprobs(scorer))
 
             var done: [Path] = [], open: [Beam] = []
             for (child, output) in zip(children, outputs) {

@@ -6,7 +6,8 @@ import StrategyKit
 ///
 /// The prompt and the earlier steps are what the strategy's own sequence holds, so the
 /// host lends their KV cells instead of evaluating them again; the step is then
-/// teacher-forced in one batch with an output at every position.
+/// teacher-forced in one batch with an output at every position -- or, when the strategy
+/// sampled it with logprobs, read from the strategy's sequence at no cost.
 struct LogProb: Scorer {
     static let name = "logprob"
     static let version = "1.0.0"

@@ -5,15 +5,16 @@ import StrategyKit
 /// the tree bookkeeping live in StrategyKit/Rebase.swift.
 struct Rebase: Strategy {
     static let name = "rebase"
-    static let version = "1.1.0"
+    static let version = "1.2.0"
     static let description = "REBASE: reward-balanced tree search over steps, children forked from their parent's KV"
     static let params = RebaseSearch.params
 
     init() {}
 
     func solve(_ request: Request, problem: String, params: Params) throws -> Solution {
-        try RebaseSearch.solve(request, problem: problem, params: params) { sequences, maxTokens, stop, sampling in
-            try request.generate(sequences, maxTokens: maxTokens, stop: stop, sampling: sampling)
+        let logprobs = Scorers.readPolicyLogprobs(params.string("scorer"))
+        return try RebaseSearch.solve(request, problem: problem, params: params) { sequences, maxTokens, stop, sampling in
+            try request.generate(sequences, maxTokens: maxTokens, stop: stop, sampling: sampling, logprobs: logprobs)
         }
     }
 }

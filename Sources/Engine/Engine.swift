@@ -47,7 +47,8 @@ public struct GenerationOptions: Sendable {
     /// Generation of a sequence ends once its text contains one of these.
     public var stop: [String] = []
     public var sampling = SamplingParams.greedy
-    /// Record each token's log-probability under the model (temperature 1).
+    /// Record each token's log-probability under the model (temperature 1). The sequence
+    /// keeps them too, so that `appendScored` over these tokens costs nothing.
     public var logprobs = false
     /// What the sampled tokens are charged as.
     public var kind = TokenKind.generated
@@ -127,6 +128,9 @@ public final class Engine: @unchecked Sendable {
         let account: Account
         /// Every token of the sequence; the first `evaluated` are in the KV cache.
         var tokens: [Int32]
+        /// logprobs[i] = log p(tokens[i] | tokens before it) where known (sampled with
+        /// logprobs, or scored), NaN elsewhere.
+        var logprobs: [Float]
         var evaluated = 0
         /// The tokens not yet evaluated, in order: their kind, and whether they were
         /// counted when sampled.
@@ -194,7 +198,10 @@ public final class Engine: @unchecked Sendable {
             }
             let shared = donor?.shared ?? 0
             if let donor { llama_memory_seq_cp(memory, donor.id, id, 0, Int32(shared)) }
-            sequences[id] = SequenceState(account: account, tokens: tokens, evaluated: shared,
+            let known = donor.map { sequences[$0.id]!.logprobs[..<shared] } ?? []
+            sequences[id] = SequenceState(account: account, tokens: tokens,
+                                          logprobs: known + Array(repeating: .nan, count: tokens.count - shared),
+                                          evaluated: shared,
                                           pending: Array(repeating: PendingToken(kind: kind, sampled: false),
                                                          count: tokens.count - shared))
             account.sequenceOpened(byFork: false)
@@ -228,6 +235,7 @@ public final class Engine: @unchecked Sendable {
             try checkTokens(tokens)
             guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
             sequences[id]!.tokens += tokens
+            sequences[id]!.logprobs += Array(repeating: .nan, count: tokens.count)
             // Generated tokens a caller appends were sampled by it (from a mixture, say):
             // counted now, like the engine's own samples, even if never evaluated.
             let sampled = kind == .generated
@@ -247,19 +255,63 @@ public final class Engine: @unchecked Sendable {
     /// few decodes as the batch allows: result[i] is log p(tokens[i] | all before it), at
     /// temperature 1. A teacher-forced score of a continuation for the price of one batch.
     /// The last token stays queued: its own output would only predict the one after it.
-    public func appendScored(_ id: SequenceID, tokens: [Int32], kind: TokenKind = .prompt) throws -> [Float] {
+    ///
+    /// When a sequence in `reusing` already holds the same tokens after the same prefix,
+    /// with their log-probabilities known (sampled with `logprobs`, or scored), those are
+    /// read and its KV cells lent instead: only the tokens past the longest such run are
+    /// evaluated and charged. A scorer that teacher-forces a step the policy just sampled
+    /// then costs nothing, or the few tokens where its tokenization of the text differs.
+    public func appendScored(_ id: SequenceID, tokens: [Int32], kind: TokenKind = .prompt,
+                             reusing candidates: [SequenceID] = []) throws -> [Float] {
         try locked {
             try checkTokens(tokens)
             guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
             guard !tokens.isEmpty else { return [] }
-            try evaluatePending([id])
-            let first = sequences[id]!.logits.withUnsafeBufferPointer { $0[Int(tokens[0])] - LogProbabilities.logSumExp($0) }
-            sequences[id]!.tokens += tokens
-            sequences[id]!.pending += Array(repeating: PendingToken(kind: kind, sampled: false), count: tokens.count)
-            var scores = [first]
+            let start = sequences[id]!.tokens.count
+            var scores = lendScored(id, tokens: tokens, kind: kind, from: candidates)
+            if scores.isEmpty {
+                try evaluatePending([id])
+                scores = [sequences[id]!.logits.withUnsafeBufferPointer { $0[Int(tokens[0])] - LogProbabilities.logSumExp($0) }]
+                sequences[id]!.tokens += tokens
+                sequences[id]!.logprobs += Array(repeating: .nan, count: tokens.count)
+                sequences[id]!.pending += Array(repeating: PendingToken(kind: kind, sampled: false), count: tokens.count)
+            }
             try evaluatePending([id], scoring: id) { scores.append($0) }
+            sequences[id]!.logprobs.replaceSubrange(start..., with: scores)
             return scores
         }
+    }
+
+    /// The start of `appendScored` from the candidate that holds `id`'s tokens followed by
+    /// the longest run of `tokens` whose log-probabilities it knows (caller holds the lock).
+    /// Its cells up to the run's last token are copied, as `createSequence` lends a prefix;
+    /// `tokens` are appended, the run's last token and those after it queued, and the run's
+    /// log-probabilities returned. Empty when no candidate knows the first token's.
+    private func lendScored(_ id: SequenceID, tokens: [Int32], kind: TokenKind, from candidates: [SequenceID]) -> [Float] {
+        guard prefixesShareable else { return [] }
+        let state = sequences[id]!
+        let start = state.tokens.count
+        var donor: (id: SequenceID, run: Int)?
+        for candidate in candidates.sorted() where candidate != id {
+            guard let other = sequences[candidate], other.tokens.count > start,
+                  other.tokens[..<start].elementsEqual(state.tokens) else { continue }
+            // Cells must exist up to the run's last token, which stays queued.
+            let limit = min(tokens.count, other.tokens.count - start, other.evaluated - start + 1)
+            var run = 0
+            while run < limit && other.tokens[start + run] == tokens[run] && !other.logprobs[start + run].isNaN { run += 1 }
+            if run > (donor?.run ?? 0) { donor = (candidate, run) }
+        }
+        guard let donor else { return [] }
+        let lentEnd = start + donor.run - 1
+        llama_memory_seq_rm(memory, id, Int32(state.evaluated), -1)
+        llama_memory_seq_cp(memory, donor.id, id, Int32(state.evaluated), Int32(lentEnd))
+        let scores = Array(sequences[donor.id]!.logprobs[start..<(start + donor.run)])
+        sequences[id]!.tokens += tokens
+        sequences[id]!.logprobs += scores + Array(repeating: .nan, count: tokens.count - donor.run)
+        // The queued tokens are evaluated by the next use, which refreshes the logits.
+        sequences[id]!.evaluated = lentEnd
+        sequences[id]!.pending = Array(repeating: PendingToken(kind: kind, sampled: false), count: start + tokens.count - lentEnd)
+        return scores
     }
 
     /// Frees a sequence and the KV cells no other sequence shares.
@@ -358,6 +410,7 @@ public final class Engine: @unchecked Sendable {
                 results[index].tokens.append(token)
                 if options.logprobs { results[index].logprobs.append(logprob) }
                 sequences[id]!.tokens.append(token)
+                sequences[id]!.logprobs.append(options.logprobs ? logprob : .nan)
                 sequences[id]!.pending.append(PendingToken(kind: options.kind, sampled: true))
                 sequences[id]!.account.update { $0.count(options.kind, tokens: 1) }
                 totals.update { $0.count(options.kind, tokens: 1) }

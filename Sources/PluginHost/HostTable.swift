@@ -145,8 +145,9 @@ public enum HostTable {
                   count <= Int32(request.engine.options.contextSize),
                   let kind = HostTable.tokenKind(kind), request.owns(seq) else { return HostTable.invalid }
             do {
+                // A scorer often teacher-forces a step a live sequence of the strategy sampled.
                 let scores = try request.engine.appendScored(seq, tokens: Array(UnsafeBufferPointer(start: tokens, count: Int(count))),
-                                                             kind: request.kind(kind))
+                                                             kind: request.kind(kind), reusing: request.ownedSequences)
                 out.update(from: scores, count: scores.count)
                 return HostTable.ok
             } catch {

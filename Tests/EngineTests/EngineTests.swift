@@ -163,6 +163,62 @@ final class EngineTests: XCTestCase {
         assertSameLogits(try logits(engine, scored), try logits(engine, stepwise), "after the scored run")
     }
 
+    func testAppendScoredReadsTheLogprobsASampledSequenceKept() throws {
+        let engine = try makeEngine()
+        let prompt = try prompt(engine.model, "Count to ten.")
+        func sampled(logprobs: Bool) throws -> (SequenceID, Generation) {
+            let id = try engine.createSequence(prompt, account: Account())
+            let options = GenerationOptions(maxTokens: 12, minTokens: 12, sampling: SamplingParams(temperature: 1, seed: 3),
+                                            logprobs: logprobs)
+            return (id, try engine.generate([id], options: options)[0])
+        }
+        let (donor, generation) = try sampled(logprobs: true)
+        let (plainDonor, plain) = try sampled(logprobs: false)
+        XCTAssertEqual(plain.tokens, generation.tokens, "the same seed samples the same tokens")
+        let head = Array(generation.tokens.prefix(4)), step = Array(generation.tokens.dropFirst(4))
+        let fresh = try makeEngine()
+        let reference = try logits(fresh, try fresh.createSequence(prompt + generation.tokens + [100], account: Account()))
+
+        // A scorer's sequence: the prompt and the earlier part lent by the donor, then the step.
+        let account = Account()
+        let scorer = try engine.createSequence(prompt + head, account: account, reusing: [donor])
+        let charged = account.snapshot.evaluatedTokens
+        let decodes = engine.decodeCallCount
+        let scores = try engine.appendScored(scorer, tokens: step, reusing: [plainDonor, donor])
+        XCTAssertEqual(scores, Array(generation.logprobs.dropFirst(4)), "read from the donor, not evaluated")
+        XCTAssertEqual(engine.decodeCallCount, decodes)
+        XCTAssertEqual(account.snapshot.evaluatedTokens, charged, "nothing evaluated, nothing charged")
+        // The lent cells hold the same keys and values: the sequence goes on as if evaluated.
+        try engine.append(scorer, tokens: [100])
+        assertSameLogits(try logits(engine, scorer), reference, "after the lent step")
+
+        // Without kept logprobs the step is evaluated, to the same values.
+        let evaluating = Account()
+        let other = try engine.createSequence(prompt + head, account: evaluating, reusing: [plainDonor])
+        let before = evaluating.snapshot.evaluatedTokens
+        let evaluated = try engine.appendScored(other, tokens: step, reusing: [plainDonor])
+        XCTAssertEqual(evaluating.snapshot.evaluatedTokens - before, step.count,
+                       "the prefix's last token (queued), and every step token but the last")
+        for (got, want) in zip(evaluated, scores) { XCTAssertEqual(got, want, accuracy: 0.05) }
+        // Scored tokens are kept too: a second scorer of the same step reads them.
+        let third = try engine.createSequence(prompt + head, account: Account(), reusing: [other])
+        let decodesBefore = engine.decodeCallCount
+        XCTAssertEqual(try engine.appendScored(third, tokens: step, reusing: [other]), evaluated)
+        XCTAssertEqual(engine.decodeCallCount, decodesBefore)
+
+        // A step whose last token differs (the text tokenized otherwise): the run before it
+        // is read, the last token evaluated alone.
+        let changed = Array(step.dropLast()) + [100]
+        let partial = Account()
+        let fourth = try engine.createSequence(prompt + head, account: partial, reusing: [donor])
+        let chargedBefore = partial.snapshot.evaluatedTokens
+        let mixed = try engine.appendScored(fourth, tokens: changed, reusing: [donor])
+        XCTAssertEqual(partial.snapshot.evaluatedTokens - chargedBefore, 1)
+        XCTAssertEqual(Array(mixed.dropLast()), Array(scores.dropLast()))
+        let whole = try fresh.createSequence(prompt + head, account: Account())
+        XCTAssertEqual(mixed.last!, try fresh.appendScored(whole, tokens: changed).last!, accuracy: 0.05)
+    }
+
     func testBatchedGreedyMatchesSeparateRuns() throws {
         let questions = ["What is two plus two?", "Name a colour.", "Say hello in French."]
         let options = GenerationOptions(maxTokens: 16)

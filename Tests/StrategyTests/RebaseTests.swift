@@ -276,12 +276,13 @@ final class RebaseTests: XCTestCase {
     }
 
     func testAFullKVCacheEndsTheSearchWithTheBestSoFar() throws {
-        // 16 paths of 16-token steps, each scored by the policy's own logprobs, in a
-        // 512-cell cache: the room runs out a few depths in, while generating or scoring.
+        // 16 paths of 24-token steps, each scored by the policy's own logprobs (read from
+        // the paths: scoring takes no cells), in a 512-cell cache: the room runs out at the
+        // second or third depth, while generating.
         let daemon = try DaemonProcess(plugins: ["rebase", "logprob"], extraArguments: ["--context-size", "512"])
         defer { _ = daemon.stop(); daemon.removeFolder() }
         let result = try daemon.call("solve", ["problem": .string(RebaseTests.problem), "strategy": "rebase", "seed": 7,
-                                               "params": ["width": 16, "max_step_tokens": 16, "max_tokens": 256,
+                                               "params": ["width": 16, "max_step_tokens": 24, "max_tokens": 256,
                                                           "scorer": "logprob"]])
         XCTAssertEqual(result["budget_exhausted"], true)
         XCTAssertEqual(result["stopped_by"], "kv_cache")

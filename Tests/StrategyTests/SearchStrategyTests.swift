@@ -61,7 +61,9 @@ final class SearchStrategyTests: XCTestCase {
         let inline = try scorerTokens("self-eval")
         XCTAssertGreaterThan(inline, 0)
         XCTAssertLessThan(inline, 2 * 30, "the question and the answer cue, per sample")
-        XCTAssertLessThan(try scorerTokens("logprob"), 2 * 24, "at most the last step, per sample")
+        // best-of-n samples with logprobs for this scorer: it reads them instead of evaluating
+        // the step (at most a token where the text tokenizes otherwise than it was sampled).
+        XCTAssertLessThanOrEqual(try scorerTokens("logprob"), 2)
         XCTAssertGreaterThan(try scorerTokens("self-eval", #"{"prompt": "fresh"}"#), 2 * 30,
                              "a fresh conversation shares nothing with the samples")
     }

@@ -98,7 +98,9 @@ typedef struct sd_generate_params {
     int32_t n_stop;              /* [0, 16]                                              */
     sd_sampling sampling;
     int32_t kind;                /* enum sd_token_kind of the generated tokens            */
-    bool logprobs;               /* fill sd_generation.logprob_sum and logprob_min       */
+    bool logprobs;               /* fill sd_generation.logprob_sum and logprob_min; the
+                                    sequence keeps them, so seq_append_scored over these
+                                    tokens is free                                       */
 } sd_generate_params;
 
 typedef struct sd_generation {
@@ -217,7 +219,10 @@ typedef struct sd_host {
     /* Appends n tokens to a sequence and evaluates them in one batch with an output at
        every position: out[i] = log p(tokens[i] | everything before it), temperature 1.
        A teacher-forced score of a continuation at the price of one decode. Charged as
-       `kind`. n in [1, the daemon's --context-size]. */
+       `kind`. n in [1, the daemon's --context-size]. When another live sequence of the
+       request holds the same tokens after the same prefix, their log-probabilities known
+       (generated with logprobs, or scored), those are returned and its KV cells shared:
+       nothing is evaluated or charged. */
     int32_t (*seq_append_scored)(sd_request * r, sd_seq seq, const int32_t * tokens, int32_t n,
                                  int32_t kind, float * out);
 } sd_host;
