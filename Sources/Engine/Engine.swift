@@ -177,6 +177,46 @@ public final class Engine: @unchecked Sendable {
 
     // MARK: sequences
 
+    /// `text` as tokens (`model.tokenize(text, addSpecial: true)`), except that the longest
+    /// prefix of the text a sequence in `reusing` spells keeps that sequence's own tokens.
+    /// Sampling often picks tokens the tokenizer would not ("4", "8" for "48"): a scorer's
+    /// prompt quoting the sampled text then still shares the sequence's KV cells to its end,
+    /// not only up to the first such token, and sees the text as the policy wrote it.
+    public func tokenize(_ text: String, reusing candidates: [SequenceID]) -> [Int32] {
+        let canonical = model.tokenize(text, addSpecial: true)
+        let owned = locked { candidates.compactMap { sequences[$0]?.tokens } }
+        let bytes = Array(text.utf8)
+        let addedBOS = model.beginningOfSequence != nil && canonical.first == model.beginningOfSequence ? 1 : 0
+        var canonicalShared = 0
+        var best: (tokens: [Int32], shared: Int)?
+        for tokens in owned {
+            var common = 0
+            while common < min(tokens.count, canonical.count) && tokens[common] == canonical[common] { common += 1 }
+            canonicalShared = max(canonicalShared, common)
+            guard common < canonical.count, common < tokens.count else { continue }
+            // The bytes the shared tokens spell (a BOS the tokenizer added spells none)...
+            var offset = canonical[min(addedBOS, common)..<common].reduce(0) { $0 + model.piece($1, renderSpecial: true).count }
+            // ...then as many of the sequence's own tokens as spell the text on from there.
+            var reused = common
+            while reused < tokens.count {
+                let piece = model.piece(tokens[reused], renderSpecial: true)
+                guard !piece.isEmpty, offset + piece.count <= bytes.count,
+                      bytes[offset..<(offset + piece.count)].elementsEqual(piece) else { break }
+                offset += piece.count
+                reused += 1
+            }
+            guard reused > max(canonicalShared, best?.shared ?? 0) else { continue }
+            // The rest tokenized alone must spell exactly the rest: not if the cut splits a
+            // character, or the tokenizer prefixes a space to a text's start.
+            let rest = Array(bytes[offset...])
+            let restTokens = rest.isEmpty ? [] : model.tokenize(String(decoding: rest, as: UTF8.self))
+            guard restTokens.flatMap({ model.piece($0, renderSpecial: true) }) == rest else { continue }
+            best = (Array(tokens[..<reused]) + restTokens, reused)
+        }
+        guard let best, best.shared > canonicalShared else { return canonical }
+        return best.tokens
+    }
+
     /// A new sequence holding `tokens`, charged to `account`. The tokens are evaluated
     /// with the next operation that needs them. Of the sequences in `reusing`, the one
     /// whose evaluated tokens share the longest prefix with `tokens` lends its KV cells

@@ -94,13 +94,15 @@ public enum HostTable {
                 return HostTable.status(of: EngineError.chatTemplate(reason: "the model has no usable chat template"), in: request)
             }
             text += HostTable.string(assistantPrefix) ?? ""
-            return HostTable.newSequence(request, tokens: model.tokenize(text, addSpecial: true), kind: .prompt, out: out)
+            return HostTable.newSequence(request, tokens: request.engine.tokenize(text, reusing: request.ownedSequences),
+                                         kind: .prompt, out: out)
         }
 
         host.seq_from_text = { raw, text, kind, out in
             guard let request = SolveRequest.from(raw), let text = HostTable.string(text),
                   let kind = HostTable.tokenKind(kind) else { return HostTable.invalid }
-            return HostTable.newSequence(request, tokens: request.engine.model.tokenize(text, addSpecial: true), kind: kind, out: out)
+            return HostTable.newSequence(request, tokens: request.engine.tokenize(text, reusing: request.ownedSequences),
+                                         kind: kind, out: out)
         }
 
         host.seq_fork = { raw, parent, count, children in

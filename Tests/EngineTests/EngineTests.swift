@@ -135,6 +135,33 @@ final class EngineTests: XCTestCase {
                          "the donor after lending")
     }
 
+    func testTokenizeKeepsTheTokensALiveSequenceSpellsTheTextWith() throws {
+        let engine = try makeEngine()
+        let model = engine.model
+        let chat = try model.chatPrompt([ChatMessage(role: "user", content: "Add the numbers.")])
+        let prompt = model.tokenize(chat, addSpecial: true)
+        // "48 + 24" one character a token, as sampling may spell it; the tokenizer would not.
+        let spelled = "48 + 24".flatMap { model.tokenize(String($0)) }
+        let text = chat + "48 + 24 = 72"
+        let canonical = model.tokenize(text, addSpecial: true)
+        XCTAssertNotEqual(Array(canonical.dropFirst(prompt.count).prefix(spelled.count)), spelled)
+        let donor = try engine.createSequence(prompt + spelled, account: Account())
+        _ = try logits(engine, donor)
+
+        let tokens = engine.tokenize(text, reusing: [donor])
+        XCTAssertEqual(Array(tokens.prefix(prompt.count + spelled.count)), prompt + spelled)
+        XCTAssertEqual(model.detokenize(Array(tokens.dropFirst(prompt.count))), "48 + 24 = 72", "the same text")
+        let account = Account()
+        _ = try logits(engine, try engine.createSequence(tokens, account: account, reusing: [donor]))
+        XCTAssertEqual(account.snapshot.evaluatedTokens, tokens.count - prompt.count - spelled.count,
+                       "only \" = 72\" is evaluated: the donor lends the rest")
+
+        XCTAssertEqual(engine.tokenize(text, reusing: []), canonical)
+        let other = try engine.createSequence(model.tokenize(chat + "48 - 24", addSpecial: true), account: Account())
+        XCTAssertEqual(engine.tokenize(text, reusing: [other]), canonical,
+                       "a sequence that spells other text lends its tokens only as far as they agree")
+    }
+
     func testAppendScoredMatchesTokenByTokenLogits() throws {
         // A batch of 32 splits the 40-odd tokens of the continuation over two decodes.
         let engine = try makeEngine { $0.batchSize = 32; $0.microBatchSize = 32 }

@@ -134,7 +134,9 @@ typedef struct sd_host {
     /* -- sequences: every sequence belongs to the request; the host frees what the plugin
           leaves as soon as solve() returns. A sequence made from a chat or text shares
           the KV cells of the longest prefix it has in common with a live sequence of the
-          request: those tokens are not evaluated again, nor charged. -- */
+          request: those tokens are not evaluated again, nor charged. Where a live sequence
+          spells the start of the text with tokens the tokenizer would not choose (sampling
+          does), the new sequence takes that sequence's tokens for that start. -- */
 
     /* A sequence holding the model's chat template applied to an optional system message
        and the user message, with the assistant's turn opened and `assistant_prefix`
