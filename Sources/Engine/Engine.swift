@@ -193,9 +193,10 @@ public final class Engine: @unchecked Sendable {
             var common = 0
             while common < min(tokens.count, canonical.count) && tokens[common] == canonical[common] { common += 1 }
             canonicalShared = max(canonicalShared, common)
-            guard common < canonical.count, common < tokens.count else { continue }
-            // The bytes the shared tokens spell (a BOS the tokenizer added spells none)...
-            var offset = canonical[min(addedBOS, common)..<common].reduce(0) { $0 + model.piece($1, renderSpecial: true).count }
+            // A sequence without the BOS the tokenizer adds lends nothing.
+            guard common >= addedBOS, common < canonical.count, common < tokens.count else { continue }
+            // The bytes the shared tokens spell (the added BOS spells none)...
+            var offset = canonical[addedBOS..<common].reduce(0) { $0 + model.piece($1, renderSpecial: true).count }
             // ...then as many of the sequence's own tokens as spell the text on from there.
             var reused = common
             while reused < tokens.count {
