@@ -187,6 +187,15 @@ public final class Engine: @unchecked Sendable {
         let owned = locked { candidates.compactMap { sequences[$0]?.tokens } }
         let bytes = Array(text.utf8)
         let addedBOS = model.beginningOfSequence != nil && canonical.first == model.beginningOfSequence ? 1 : 0
+        // Where each canonical token's text ends (the added BOS spells none): computed once,
+        // when the first sequence parts from the canonical tokens, not once per sequence.
+        lazy var ends: [Int] = {
+            var total = 0
+            return canonical.indices.map { index in
+                total += index < addedBOS ? 0 : model.piece(canonical[index], renderSpecial: true).count
+                return total
+            }
+        }()
         var canonicalShared = 0
         var best: (tokens: [Int32], shared: Int)?
         for tokens in owned {
@@ -195,9 +204,9 @@ public final class Engine: @unchecked Sendable {
             canonicalShared = max(canonicalShared, common)
             // A sequence without the BOS the tokenizer adds lends nothing.
             guard common >= addedBOS, common < canonical.count, common < tokens.count else { continue }
-            // The bytes the shared tokens spell (the added BOS spells none)...
-            var offset = canonical[addedBOS..<common].reduce(0) { $0 + model.piece($1, renderSpecial: true).count }
-            // ...then as many of the sequence's own tokens as spell the text on from there.
+            // Past the bytes the shared tokens spell, as many of the sequence's own tokens as
+            // spell the text on from there.
+            var offset = common == 0 ? 0 : ends[common - 1]
             var reused = common
             while reused < tokens.count {
                 let piece = model.piece(tokens[reused], renderSpecial: true)

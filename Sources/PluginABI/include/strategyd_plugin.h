@@ -224,7 +224,7 @@ typedef struct sd_host {
        `kind`. n in [1, the daemon's --context-size]. When another live sequence of the
        request holds the same tokens after the same prefix, their log-probabilities known
        (generated with logprobs, or scored), those are returned and its KV cells shared:
-       nothing is evaluated or charged. */
+       only the tokens past the longest such run are evaluated and charged. */
     int32_t (*seq_append_scored)(sd_request * r, sd_seq seq, const int32_t * tokens, int32_t n,
                                  int32_t kind, float * out);
 } sd_host;
