@@ -8,7 +8,7 @@ import StrategyKit
 /// slots, so live + finished never exceeds beam_width.
 struct BeamSearch: Strategy {
     static let name = "beam-search"
-    static let version = "1.2.0"
+    static let version = "1.2.1"
     static let description = "Step-level beam search: beams forked and extended one step at a time, pruned by a scorer plugin"
     static let params: [Param] = [
         .integer("beam_width", 4, 1...16, "beams kept at each depth, and the finished solutions that end the search"),
@@ -42,6 +42,7 @@ struct BeamSearch: Strategy {
         let maxTokens = params.int("max_tokens")
         let scorer = params.string("scorer")
         let scorerParams = try params.jsonObject("scorer_params")
+        let logprobs = request.scorerReadsLogprobs(scorer, params: scorerParams)
         let sampling = Sampling(temperature: Float(params.double("temperature")), topP: Float(params.double("top_p")))
 
         var beams = [Beam(sequence: try request.chat(system: Prompts.system, user: problem), path: Path())]
@@ -71,7 +72,7 @@ struct BeamSearch: Strategy {
             sampled += children.count
             let outputs = try request.generate(children.map(\.sequence), maxTokens: stepTokens,
                                                stop: [params.string("step_delimiter")], sampling: stepSampling,
-                                               logprobs: Scorers.readPolicyLogprobs(scorer))
+                                               logprobs: logprobs)
 
             var done: [Path] = [], open: [Beam] = []
             for (child, output) in zip(children, outputs) {

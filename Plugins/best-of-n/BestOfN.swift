@@ -6,7 +6,7 @@ import StrategyKit
 /// takes the answer whose samples' scores sum highest (a score-weighted majority vote).
 struct BestOfN: Strategy {
     static let name = "best-of-n"
-    static let version = "1.2.0"
+    static let version = "1.2.1"
     static let description = "Best-of-n: n samples drawn together, each scored by a scorer plugin; max score or score-weighted vote"
     static let params: [Param] = [
         .integer("n", 8, 1...64, "samples to draw (n + 1 sequences must fit the daemon's --max-width)"),
@@ -30,7 +30,7 @@ struct BestOfN: Strategy {
         request.free(prompt)  // the forks hold the prompt's cells
         let sampling = Sampling(temperature: Float(params.double("temperature")), topP: Float(params.double("top_p")))
         let outputs = try request.generate(samples, maxTokens: params.int("max_tokens"), sampling: sampling,
-                                           logprobs: Scorers.readPolicyLogprobs(scorer))
+                                           logprobs: request.scorerReadsLogprobs(scorer, params: scorerParams))
         request.progress(["event": "step", "phase": "generated", "samples": n])
 
         var scores: [Double?] = []

@@ -5,7 +5,7 @@ import StrategyKit
 /// so their tokens are charged as scorer tokens like any scorer's.
 struct Combine: Scorer {
     static let name = "combine"
-    static let version = "1.0.0"
+    static let version = "1.1.0"
     static let description = "Weighted mean of named scorers' scores"
     static let params: [Param] = [
         .string("scorers", "arith:0.5,self-eval:0.5",
@@ -13,6 +13,12 @@ struct Combine: Scorer {
     ]
 
     init() {}
+
+    /// If any part reads the policy's log-probabilities, so does the combination.
+    func readsLogprobs(_ request: Request, params: Params) -> Bool {
+        guard let parts = try? Combine.parse(params.string("scorers")) else { return false }
+        return parts.contains { request.scorerReadsLogprobs($0.name) }
+    }
 
     func score(_ request: Request, problem: String, solution: String, params: Params) throws -> Double {
         let parts = try Combine.parse(params.string("scorers"))

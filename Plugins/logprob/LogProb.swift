@@ -10,7 +10,7 @@ import StrategyKit
 /// sampled it with logprobs, read from the strategy's sequence at no cost.
 struct LogProb: Scorer {
     static let name = "logprob"
-    static let version = "1.0.0"
+    static let version = "1.1.0"
     static let description = "The policy's confidence in the last step: exp(mean token log-probability) given the problem and earlier steps"
     static let params: [Param] = [
         .integer("max_step_tokens", 256, 1...4096, "tokens of the last step scored, from its start"),
@@ -18,6 +18,8 @@ struct LogProb: Scorer {
     ]
 
     init() {}
+
+    func readsLogprobs(_ request: Request, params: Params) -> Bool { true }
 
     func score(_ request: Request, problem: String, solution: String, params: Params) throws -> Double {
         let (earlier, step) = LogProb.split(solution)

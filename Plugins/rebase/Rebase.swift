@@ -5,14 +5,14 @@ import StrategyKit
 /// the tree bookkeeping live in StrategyKit/Rebase.swift.
 struct Rebase: Strategy {
     static let name = "rebase"
-    static let version = "1.2.0"
+    static let version = "1.2.1"
     static let description = "REBASE: reward-balanced tree search over steps, children forked from their parent's KV"
     static let params = RebaseSearch.params
 
     init() {}
 
     func solve(_ request: Request, problem: String, params: Params) throws -> Solution {
-        let logprobs = Scorers.readPolicyLogprobs(params.string("scorer"))
+        let logprobs = request.scorerReadsLogprobs(params.string("scorer"), params: try params.jsonObject("scorer_params"))
         return try RebaseSearch.solve(request, problem: problem, params: params) { sequences, maxTokens, stop, sampling in
             try request.generate(sequences, maxTokens: maxTokens, stop: stop, sampling: sampling, logprobs: logprobs)
         }

@@ -23,6 +23,9 @@ public enum HostTable {
     private static let stopped = Int32(SD_ERR_STOPPED.rawValue)
     private static let engineFailure = Int32(SD_ERR_ENGINE.rawValue)
     private static let tooSmall = Int32(SD_ERR_BUFFER_TOO_SMALL.rawValue)
+    /// Scorers may score with other scorers (combine); a plugin that asks itself ends here
+    /// with an error instead of the daemon's stack.
+    static let maxScorerNesting = 8
 
     static func status(of error: Error, in request: SolveRequest) -> Int32 {
         guard let error = error as? EngineError else { return engineFailure }
@@ -297,6 +300,10 @@ public enum HostTable {
             }
             let given = HostTable.string(paramsJSON).flatMap { try? JSON.parse($0) }
             guard case .success(let params) = scorer.schema.complete(given) else { return HostTable.invalid }
+            guard request.scorerDepth < HostTable.maxScorerNesting else {
+                request.setFailure("scorer '\(name)': scorers nested more than \(HostTable.maxScorerNesting) deep (one scoring with itself?)")
+                return HostTable.invalid
+            }
             request.scorerDepth += 1
             defer { request.scorerDepth -= 1 }
             var score = 0.0
@@ -307,6 +314,19 @@ public enum HostTable {
             guard score.isFinite else { return HostTable.invalid }
             out.pointee = min(max(score, 0), 1)
             return HostTable.ok
+        }
+
+        host.scorer_reads_logprobs = { raw, scorerName, paramsJSON in
+            guard let request = SolveRequest.from(raw), let name = HostTable.string(scorerName),
+                  let scorer = request.registry.get(name), scorer.kind == .scorer, let reads = scorer.readsLogprobs
+            else { return false }
+            let given = HostTable.string(paramsJSON).flatMap { try? JSON.parse($0) }
+            guard case .success(let params) = scorer.schema.complete(given),
+                  request.scorerDepth < HostTable.maxScorerNesting else { return false }
+            // Asking may recurse (combine asks its parts) like scoring does.
+            request.scorerDepth += 1
+            defer { request.scorerDepth -= 1 }
+            return scorer.using { reads(scorer.state, HostTable.pointer, raw, params.serialized()) }
         }
 
         host.next_token_logprobs = { raw, model, text, candidates, count, out in

@@ -50,6 +50,10 @@ public final class PluginGeneration: @unchecked Sendable {
     let fileModified: Date?
     let plugin: UnsafePointer<sd_plugin>
     let state: UnsafeMutableRawPointer?
+    /// The optional sd_plugin.reads_logprobs, nil where the plugin's struct predates it.
+    let readsLogprobs: ReadsLogprobs?
+    typealias ReadsLogprobs = @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<sd_host>?, OpaquePointer?,
+                                              UnsafePointer<CChar>?) -> Bool
     private let handle: UnsafeMutableRawPointer
     /// Whether dlclose may unmap the image: never for images the Swift runtime knows.
     private let unmappable: Bool
@@ -58,7 +62,7 @@ public final class PluginGeneration: @unchecked Sendable {
 
     init(name: String, version: String, kind: PluginKind, description: String, schema: ParamsSchema, file: String,
          generation: Int, fileModified: Date?, plugin: UnsafePointer<sd_plugin>, state: UnsafeMutableRawPointer?,
-         handle: UnsafeMutableRawPointer, unmappable: Bool) {
+         readsLogprobs: ReadsLogprobs?, handle: UnsafeMutableRawPointer, unmappable: Bool) {
         self.name = name
         self.version = version
         self.kind = kind
@@ -70,6 +74,7 @@ public final class PluginGeneration: @unchecked Sendable {
         self.fileModified = fileModified
         self.plugin = plugin
         self.state = state
+        self.readsLogprobs = readsLogprobs
         self.handle = handle
         self.unmappable = unmappable
     }
@@ -238,10 +243,11 @@ public final class PluginRegistry: @unchecked Sendable {
             throw refuse(name, .abiVersion, "built for plugin ABI \(abi), this daemon speaks ABI \(SD_PLUGIN_ABI_VERSION)",
                          expected: String(SD_PLUGIN_ABI_VERSION), found: String(abi))
         }
-        let size = plugin.pointee.size
-        guard size >= UInt32(MemoryLayout<sd_plugin>.size) else {
-            throw refuse(name, .structSize, "sd_plugin is \(size) bytes, ABI \(SD_PLUGIN_ABI_VERSION) needs \(MemoryLayout<sd_plugin>.size)",
-                         expected: String(MemoryLayout<sd_plugin>.size), found: String(size))
+        let size = Int(plugin.pointee.size)
+        let minimum = PluginRegistry.minimumPluginSize
+        guard size >= minimum else {
+            throw refuse(name, .structSize, "sd_plugin is \(size) bytes, ABI \(SD_PLUGIN_ABI_VERSION) needs at least \(minimum)",
+                         expected: ">= \(minimum)", found: String(size))
         }
         let declared = plugin.pointee.name.map { String(cString: $0) } ?? ""
         guard declared == name else {
@@ -281,7 +287,16 @@ public final class PluginRegistry: @unchecked Sendable {
             name: name, version: plugin.pointee.version.map { String(cString: $0) } ?? "0",
             kind: kind, description: plugin.pointee.description.map { String(cString: $0) } ?? "",
             schema: schema, file: original.path, generation: generation, fileModified: modified, plugin: plugin, state: state,
+            readsLogprobs: PluginRegistry.covers(size, \.reads_logprobs) ? plugin.pointee.reads_logprobs : nil,
             handle: handle, unmappable: !containsSwift)
+    }
+
+    /// SD_PLUGIN_MIN_SIZE: the fields every ABI 1 plugin has; later ones are optional.
+    static let minimumPluginSize = MemoryLayout<sd_plugin>.offset(of: \.reads_logprobs)!
+
+    /// Whether a plugin struct of `size` bytes holds the optional field at `field`.
+    static func covers<T>(_ size: Int, _ field: KeyPath<sd_plugin, T>) -> Bool {
+        MemoryLayout<sd_plugin>.offset(of: field)! + MemoryLayout<T>.size <= size
     }
 }
 

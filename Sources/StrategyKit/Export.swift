@@ -48,6 +48,10 @@ public func export<S: Scorer>(_ type: S.Type) -> UnsafePointer<sd_plugin> {
                 return report(error, host: host, raw: raw)
             }
         }
+        Exported.descriptor!.pointee.reads_logprobs = { _, host, raw, params in
+            guard let host, let params, let scorer = Exported.scorer else { return false }
+            return scorer.readsLogprobs(Request(host: host, raw: raw), params: Params(json: String(cString: params)))
+        }
     }
     return UnsafePointer(Exported.descriptor!)
 }

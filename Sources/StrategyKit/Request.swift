@@ -194,6 +194,12 @@ public struct Request: @unchecked Sendable {
         return value
     }
 
+    /// Whether a scorer, with these params, reads the log-probabilities of the policy's
+    /// tokens: a strategy that will score with it samples with logprobs then.
+    public func scorerReadsLogprobs(_ scorer: String, params: [String: Any] = [:]) -> Bool {
+        host.pointee.scorer_reads_logprobs(raw, scorer, jsonText(params))
+    }
+
     public enum Model: Int32, Sendable {
         case policy = 0, reward = 1
     }

@@ -37,12 +37,3 @@ extension Params {
         return object
     }
 }
-
-public enum Scorers {
-    /// Whether a search should sample with logprobs: the host then keeps each sampled
-    /// token's log-probability, and a scorer that teacher-forces the policy's own tokens
-    /// (logprob, or combine naming it) reads them instead of evaluating the step again.
-    /// Keeping them costs a pass over the vocabulary per sampled token, so the scorers that
-    /// read only text (arith, self-eval, prm) go without.
-    public static func readPolicyLogprobs(_ scorer: String) -> Bool { !["arith", "self-eval", "prm"].contains(scorer) }
-}

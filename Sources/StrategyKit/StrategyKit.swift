@@ -29,6 +29,14 @@ public protocol Strategy: PluginMetadata, Sendable {
 public protocol Scorer: PluginMetadata, Sendable {
     /// The score in [0, 1] of a (possibly partial) solution.
     func score(_ request: Request, problem: String, solution: String, params: Params) throws -> Double
+    /// Whether `score` with these params reads the log-probabilities the policy gave the
+    /// solution's tokens (sd_plugin.reads_logprobs). Strategies then sample with logprobs.
+    func readsLogprobs(_ request: Request, params: Params) -> Bool
+}
+
+extension Scorer {
+    /// Most scorers read only the solution's text.
+    public func readsLogprobs(_ request: Request, params: Params) -> Bool { false }
 }
 
 /// A declared parameter: the daemon validates requests against these and fills defaults.

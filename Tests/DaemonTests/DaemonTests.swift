@@ -288,6 +288,9 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(entry?.data?["reason"], "no_entry_symbol")
         let newer = expectError(try client.call("plugins.load", ["name": "newer-header"]), code: -32002)
         XCTAssertEqual(newer?.data?["reason"], "host_abi")
+        let tiny = expectError(try client.call("plugins.load", ["name": "tiny-struct"]), code: -32002)
+        XCTAssertEqual(tiny?.data?["reason"], "struct_size")
+        XCTAssertEqual(tiny?.data?["found"], "16")
         let missing = expectError(try client.call("plugins.load", ["name": "not-there"]), code: -32002)
         XCTAssertEqual(missing?.data?["reason"], "not_found")
         XCTAssertTrue(daemon.log.contains("wrong-abi"), "the refusal at start-up is logged")
@@ -415,6 +418,7 @@ enum FixturePlugins {
         try compile(into: folder, name: "wrong-abi", defines: ["-DFIXTURE_ABI=99"])
         try compile(into: folder, name: "no-entry", defines: ["-DFIXTURE_NO_ENTRY"])
         try compile(into: folder, name: "newer-header", defines: ["-DFIXTURE_HOST_SIZE=100000"])
+        try compile(into: folder, name: "tiny-struct", defines: ["-DFIXTURE_PLUGIN_SIZE=16"])
     }
 
     static func compile(into folder: URL, name: String, version: String = "1.0.0", defines: [String] = []) throws {

@@ -8,9 +8,20 @@ import XCTest
 /// the tests recompute every score and choice from the returned candidates.
 final class SearchStrategyTests: XCTestCase {
     static let shared = SharedDaemon {
-        try DaemonProcess(plugins: DaemonProcess.builtPlugins + ["best-of-n", "beam-search", "self-eval", "logprob"],
-                          prepare: { try CPlugin.compile("Tests/StrategyTests/Fixtures/search_scorer_fixture.c",
-                                                         into: $0, name: SearchStrategyTests.scorer) })
+        try DaemonProcess(plugins: DaemonProcess.builtPlugins + ["best-of-n", "beam-search", "self-eval", "logprob", "combine"],
+                          prepare: { folder in
+            try CPlugin.compile("Tests/StrategyTests/Fixtures/search_scorer_fixture.c", into: folder, name: SearchStrategyTests.scorer)
+            let delegating = "Tests/StrategyTests/Fixtures/delegating_scorer.c"
+            try CPlugin.compile(delegating, into: folder, name: "delegate-reads",
+                                defines: [#"-DFIXTURE_NAME="delegate-reads""#, "-DFIXTURE_READS_LOGPROBS"])
+            try CPlugin.compile(delegating, into: folder, name: "delegate-blind", defines: [#"-DFIXTURE_NAME="delegate-blind""#])
+            try CPlugin.compile(delegating, into: folder, name: "delegate-old",
+                                defines: [#"-DFIXTURE_NAME="delegate-old""#, "-DFIXTURE_READS_LOGPROBS",
+                                          "-DFIXTURE_PLUGIN_SIZE=SD_PLUGIN_MIN_SIZE"])
+            try CPlugin.compile(delegating, into: folder, name: "delegate-self",
+                                defines: [#"-DFIXTURE_NAME="delegate-self""#, #"-DFIXTURE_TARGET="delegate-self""#,
+                                          "-DFIXTURE_READS_LOGPROBS"])
+        })
     }
 
     static let scorer = "search-fixture"
@@ -50,14 +61,16 @@ final class SearchStrategyTests: XCTestCase {
 
     // MARK: best-of-n
 
+    /// The scorer tokens of best-of-n over two samples of at most 24 tokens.
+    func scorerTokens(_ scorer: String, _ scorerParams: String = "{}") throws -> Int64 {
+        let result = try solve("best-of-n", ["n": 2, "max_tokens": 24, "scorer": .string(scorer),
+                                             "scorer_params": .string(scorerParams)])
+        return try XCTUnwrap(result["metrics"]?["scorer_tokens"]?.intValue, result.serialized())
+    }
+
     func testScorersBuildOnTheCachedPrefixOfTheSampleTheyScore() throws {
-        // Two samples of at most 24 tokens; without the shared cells every score would
-        // evaluate the system prompt, the problem and the sample again (over 60 tokens).
-        func scorerTokens(_ scorer: String, _ scorerParams: String = "{}") throws -> Int64 {
-            let result = try solve("best-of-n", ["n": 2, "max_tokens": 24, "scorer": .string(scorer),
-                                                 "scorer_params": .string(scorerParams)])
-            return try XCTUnwrap(result["metrics"]?["scorer_tokens"]?.intValue, result.serialized())
-        }
+        // Without the shared cells every score would evaluate the system prompt, the
+        // problem and the sample again (over 60 tokens).
         let inline = try scorerTokens("self-eval")
         XCTAssertGreaterThan(inline, 0)
         XCTAssertLessThan(inline, 2 * 30, "the question and the answer cue, per sample")
@@ -66,6 +79,24 @@ final class SearchStrategyTests: XCTestCase {
         XCTAssertLessThanOrEqual(try scorerTokens("logprob"), 2)
         XCTAssertGreaterThan(try scorerTokens("self-eval", #"{"prompt": "fresh"}"#), 2 * 30,
                              "a fresh conversation shares nothing with the samples")
+    }
+
+    func testAStrategySamplesWithLogprobsWhenItsScorerDeclaresItReadsThem() throws {
+        // Each fixture scores with logprob; only what the plugin declares differs. Read, a
+        // score costs at most a token; teacher-forced, the sample's (up to 24) tokens again.
+        XCTAssertLessThanOrEqual(try scorerTokens("delegate-reads"), 2)
+        XCTAssertGreaterThan(try scorerTokens("delegate-blind"), 10)
+        XCTAssertGreaterThan(try scorerTokens("delegate-old"), 10,
+                             "a struct the size of one built before reads_logprobs: the field is not read")
+        XCTAssertLessThanOrEqual(try scorerTokens("combine", #"{"scorers": "logprob"}"#), 2, "combine answers for its parts")
+    }
+
+    func testAScorerThatScoresWithItselfFailsTheSolveNotTheDaemon() throws {
+        let response = try daemon().client().call("solve", ["problem": .string(Self.problem), "strategy": "best-of-n",
+                                                            "params": ["n": 2, "max_tokens": 8, "scorer": "delegate-self"]])
+        guard case .failure(let error) = response else { return XCTFail("a scorer nested without end must fail the solve") }
+        XCTAssertTrue(error.message.contains("nested more than"), error.message)
+        XCTAssertEqual(try daemon().call("ping"), "pong")
     }
 
     func testBestOfNMaxPicksTheHighestScoredCandidateFromOneBatch() throws {

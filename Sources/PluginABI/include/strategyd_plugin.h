@@ -8,15 +8,17 @@
  *
  * returning a struct that begins with the ABI version and its own size. The daemon
  * refuses a library without the entry symbol, with another ABI version, with a struct
- * smaller than it needs, or whose name differs from its file name -- each with its own
- * message naming what was expected and what was found -- and carries on.
+ * smaller than SD_PLUGIN_MIN_SIZE, or whose name differs from its file name -- each with
+ * its own message naming what was expected and what was found -- and carries on. Fields
+ * added to ABI 1 later are appended after that size, and read only when `size` covers
+ * them; functions added to sd_host are appended too, and a plugin checks host->size.
  *
  * The daemon calls the plugin with an sd_host: a table of functions over the resident
  * model (sequences, batched generation, logits, scoring, progress, accounting). Only C
  * types and JSON text cross. Every token the plugin causes to be evaluated is accounted
  * by the host; plugins never count compute themselves.
  *
- * Threads: solve() and score() may run on several threads at once (one per request);
+ * Threads: solve(), score() and reads_logprobs() may run on several threads at once (one per request);
  * a plugin keeps per-request state on its stack, or behind its own lock.
  * Memory: strings the host returns stay valid as stated at each function; strings the
  * plugin passes are copied by the host before the call returns.
@@ -227,6 +229,13 @@ typedef struct sd_host {
        only the tokens past the longest such run are evaluated and charged. */
     int32_t (*seq_append_scored)(sd_request * r, sd_seq seq, const int32_t * tokens, int32_t n,
                                  int32_t kind, float * out);
+
+    /* Whether the named scorer, with these params (a JSON object, NULL for its defaults),
+       reads the log-probabilities the policy gave a solution's tokens (its plugin's
+       reads_logprobs). A strategy asks before sampling what it will score, and generates
+       with logprobs if so. False for an unknown scorer or invalid params (score() then
+       says why). */
+    bool (*scorer_reads_logprobs)(sd_request * r, const char * scorer, const char * params_json);
 } sd_host;
 
 typedef struct sd_plugin {
@@ -257,7 +266,21 @@ typedef struct sd_plugin {
     int32_t (*score)(void * state, const sd_host * host, sd_request * r,
                      const char * problem, const char * solution, const char * params_json,
                      double * out);
+
+    /* -- optional fields: the daemon reads them only when `size` covers them, so a plugin
+          built before one was added still loads (and goes without it) -- */
+
+    /* Scorers, NULL for never: whether score() with these params reads the log-probabilities
+       the policy gave the solution's tokens, by seq_append_scored over the text a strategy
+       sampled. Strategies that will score with this scorer then generate with logprobs and
+       the scorer reads them at no cost instead of evaluating the tokens again. Keeping them
+       costs the strategy a pass over the vocabulary per sampled token: a scorer that reads
+       only text leaves this NULL. */
+    bool (*reads_logprobs)(void * state, const sd_host * host, sd_request * r, const char * params_json);
 } sd_plugin;
+
+/* The smallest sd_plugin the daemon loads: everything before the optional fields. */
+#define SD_PLUGIN_MIN_SIZE offsetof(sd_plugin, reads_logprobs)
 
 typedef const sd_plugin * (*sd_plugin_entry_fn)(void);
 

@@ -5,6 +5,7 @@
  *   FIXTURE_NO_ENTRY         export no entry symbol (refusal tests)
  *   FIXTURE_HOST_SIZE N      refuse, in init(), a host table smaller than N bytes, as a
  *                            plugin built against a newer header would (refusal tests)
+ *   FIXTURE_PLUGIN_SIZE N    the sd_plugin size it claims (refusal tests)
  * As a strategy it generates exactly `tokens` tokens greedily, so a solve takes a
  * predictable while, waits `linger_ms` more (a strategy's last step that outlasts its
  * time budget), and answers with its own version.
@@ -20,6 +21,9 @@
 #endif
 #ifndef FIXTURE_ABI
 #define FIXTURE_ABI SD_PLUGIN_ABI_VERSION
+#endif
+#ifndef FIXTURE_PLUGIN_SIZE
+#define FIXTURE_PLUGIN_SIZE sizeof(sd_plugin)
 #endif
 #ifndef FIXTURE_NAME
 #define FIXTURE_NAME "slow-echo"
@@ -60,7 +64,7 @@ static int32_t init(const sd_host *host, void **state) {
 
 static const sd_plugin PLUGIN = {
     .abi_version = FIXTURE_ABI,
-    .size = sizeof(sd_plugin),
+    .size = FIXTURE_PLUGIN_SIZE,
     .name = FIXTURE_NAME,
     .version = FIXTURE_VERSION,
     .kind = SD_KIND_STRATEGY,
