@@ -120,7 +120,7 @@ def test_paper_preset() -> None:
     args = build_parser().parse_args(["run", "--preset", "paper", "--out", "x.jsonl"])
     specs = resolve_specs(args)
     names = [spec.strategy for spec in specs]
-    assert set(names) == {"greedy", "self-consistency", "rebase", "quiet-star", "quiet-rebase"}
+    assert set(names) == {"greedy", "self-consistency", "best-of-n", "rebase", "quiet-star", "quiet-rebase"}
     variants = {spec.params.get("variant") for spec in specs if spec.strategy == "quiet-rebase"}
     assert variants == {"faithful", "gated"}
     for name in ("self-consistency", "rebase", "quiet-star"):
