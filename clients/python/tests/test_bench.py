@@ -229,6 +229,19 @@ def test_report_numbers(tmp_path: Path) -> None:
     assert write_report([first, second], None) == report
 
 
+def test_plot_lines_join_one_approach_across_compute_levels() -> None:
+    # Widths are compute levels of one line; another scorer, variant or mixing head is another line.
+    specs = ["rebase:width=4,scorer=arith", "rebase:width=8,scorer=arith", "rebase:width=8,scorer=logprob",
+             "quiet-rebase:width=4,scorer=arith,variant=gated", "quiet-star:when=entropy,mixing=entropy", "greedy"]
+    families = {row.label: row.family for row in summarize([record(spec, 0, True) for spec in specs])}
+    assert families == {
+        "rebase:width=4,scorer=arith": "rebase (arith)", "rebase:width=8,scorer=arith": "rebase (arith)",
+        "rebase:width=8,scorer=logprob": "rebase (logprob)",
+        "quiet-rebase:width=4,scorer=arith,variant=gated": "quiet-rebase (gated, arith)",
+        "quiet-star:when=entropy,mixing=entropy": "quiet-star (entropy mixing)", "greedy": "greedy",
+    }
+
+
 def test_report_marks_wall_times_of_concurrent_solves() -> None:
     assert "at once" not in markdown_report(FIXED_RECORDS)
     records = [record("greedy", 0, True, 1e9, 4.0, 100, concurrency=4), record("greedy", 1, True, 1e9, 2.0, 100)]

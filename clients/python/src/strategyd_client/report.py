@@ -129,9 +129,13 @@ PAPER_ROWS = (
 
 
 def family_of(record: Record) -> str:
-    variant = record["params"].get("variant")
+    """The line a condition belongs to in the plot: one approach (strategy, variant, mixing
+    head, scorer) whose other params (k, width, thresholds) set how much compute it spends."""
+    params = record["params"]
     name: str = record["strategy"]["name"]
-    return f"{name} ({variant})" if variant is not None else name
+    qualifiers = [str(params[key]) + suffix for key, suffix in (("variant", ""), ("mixing", " mixing"), ("scorer", ""))
+                  if key in params]
+    return f"{name} ({', '.join(qualifiers)})" if qualifiers else name
 
 
 def _mean(values: Sequence[float]) -> Optional[float]:
