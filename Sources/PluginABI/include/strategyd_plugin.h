@@ -18,8 +18,8 @@
  * types and JSON text cross. Every token the plugin causes to be evaluated is accounted
  * by the host; plugins never count compute themselves.
  *
- * Threads: solve(), score() and reads_logprobs() may run on several threads at once (one per request);
- * a plugin keeps per-request state on its stack, or behind its own lock.
+ * Threads: solve(), score() and reads_logprobs() may run on several threads at once (one
+ * per request); a plugin keeps per-request state on its stack, or behind its own lock.
  * Memory: strings the host returns stay valid as stated at each function; strings the
  * plugin passes are copied by the host before the call returns.
  */
