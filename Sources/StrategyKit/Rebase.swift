@@ -110,12 +110,15 @@ public struct RebaseTree<Handle> {
         public var tokens: Int
         /// One score per step.
         public var stepScores: [Double]
+        /// The anchor path: always given a child, the one that continues it (see `expand`).
+        public var anchored: Bool
 
-        public init(handle: Handle, text: String, tokens: Int, stepScores: [Double]) {
+        public init(handle: Handle, text: String, tokens: Int, stepScores: [Double], anchored: Bool = false) {
             self.handle = handle
             self.text = text
             self.tokens = tokens
             self.stepScores = stepScores
+            self.anchored = anchored
         }
 
         /// What the allocation ranks by: the last step's score; the root's is 1, as in the reference.
@@ -150,21 +153,26 @@ public struct RebaseTree<Handle> {
     public private(set) var finished: [Node] = []
     public private(set) var rounds: [Round] = []
 
-    public init(width: Int, root: Handle) {
+    /// With `anchored`, the root starts an anchor path: one path the allocation never
+    /// prunes, continued by exactly one child per depth (the caller marks it) until it finishes.
+    public init(width: Int, root: Handle, anchored: Bool = false) {
         self.width = width
         widthLeft = width
-        live = [Node(handle: root, text: "", tokens: 0, stepScores: [])]
+        live = [Node(handle: root, text: "", tokens: 0, stepScores: [], anchored: anchored)]
     }
 
     public func canExpand(maxDepth: Int) -> Bool { widthLeft > 0 && !live.isEmpty && rounds.count < maxDepth }
 
     /// Starts a round: hands the width left to the live nodes by select_softmax. Returns
     /// the nodes given children with their counts, and the pruned ones; the live set is
-    /// empty until `end(children:stepTokens:)`.
+    /// empty until `end(children:stepTokens:)`. A live anchor takes one unit of the width
+    /// first and competes for the rest like any node.
     public mutating func expand(temperature: Double, truncationRatio: Double? = nil)
         -> (expansions: [(node: Node, children: Int)], pruned: [Node]) {
-        let counts = RebaseAllocation.allocate(rewards: live.map(\.reward), width: widthLeft, temperature: temperature,
-                                               truncationRatio: truncationRatio)
+        let anchor = live.firstIndex(where: \.anchored)
+        var counts = RebaseAllocation.allocate(rewards: live.map(\.reward), width: widthLeft - (anchor == nil ? 0 : 1),
+                                               temperature: temperature, truncationRatio: truncationRatio)
+        if let anchor { counts[anchor] += 1 }
         let expansions = zip(live, counts).filter { $0.1 > 0 }.map { (node: $0.0, children: $0.1) }
         let pruned = zip(live, counts).filter { $0.1 == 0 }.map(\.0)
         rounds.append(Round(depth: rounds.count, widthLeft: widthLeft, expanded: expansions.count,

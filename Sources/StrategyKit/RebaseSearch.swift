@@ -28,7 +28,11 @@ public enum RebaseSearch {
     /// sampling) -> one generation per sequence, `.stopped` when the request was stopped.
     public typealias StepGenerator = ([Sequence], Int, [String], Sampling) throws -> [Generated]
 
-    public static func solve(_ request: Request, problem: String, params: Params, generateSteps: StepGenerator) throws -> Solution {
+    /// With `anchorSteps`, the search keeps one anchor path (`RebaseTree`): its steps come
+    /// from `anchorSteps`, every other path's from `generateSteps`, and among finished
+    /// solutions the anchor's comes first, so an answer tie goes to it.
+    public static func solve(_ request: Request, problem: String, params: Params, anchorSteps: StepGenerator? = nil,
+                             generateSteps: StepGenerator) throws -> Solution {
         let width = params.int("width")
         let maxTokens = params.int("max_tokens")
         let maxStepTokens = params.int("max_step_tokens")
@@ -39,7 +43,8 @@ public enum RebaseSearch {
         let aggregate = StepAggregate(rawValue: params.string("aggregate"))!
         let selection = AnswerSelection(rawValue: params.string("selection"))!
 
-        var tree = RebaseTree(width: width, root: try request.chat(system: Prompts.system, user: problem))
+        var tree = RebaseTree(width: width, root: try request.chat(system: Prompts.system, user: problem),
+                              anchored: anchorSteps != nil)
         var stopped = false
         while !stopped && tree.canExpand(maxDepth: params.int("max_depth")) && !request.shouldStop {
             let depth = tree.rounds.count
@@ -47,27 +52,39 @@ public enum RebaseSearch {
                                                    truncationRatio: ratio < 1 ? ratio : nil)
             pruned.forEach { request.free($0.handle) }
             // A parent's own sequence becomes its last child: one fork fewer, and at most
-            // `width` sequences live.
+            // `width` sequences live. It is also the child that continues an anchor.
             var parents: [RebaseTree<Sequence>.Node] = []
             var sequences: [Sequence] = []
+            var continuesAnchor: [Bool] = []
             // Evaluate every parent's last sampled token in one batch before forking.
             try request.evaluate(expansions.filter { $0.children > 1 }.map(\.node.handle))
             for (parent, count) in expansions {
-                for sequence in try request.fork(parent.handle, count: count - 1) + [parent.handle] {
+                let forks = try request.fork(parent.handle, count: count - 1)
+                for sequence in forks + [parent.handle] {
                     parents.append(parent)
                     sequences.append(sequence)
+                    continuesAnchor.append(parent.anchored && sequence == parent.handle)
                 }
             }
             // One generate call for the whole depth, so one step cap for all: no path may
             // pass max_tokens. Every live path has budget left, so the cap is at least 1.
             let cap = min(maxStepTokens, parents.map { maxTokens - $0.tokens }.min()!)
-            let steps = try generateSteps(sequences, cap, stop,
-                                          Sampling(temperature: Float(params.double("temperature")),
-                                                   seed: UInt32(truncatingIfNeeded: depth * width)))
+            let sampling = Sampling(temperature: Float(params.double("temperature")), seed: UInt32(truncatingIfNeeded: depth * width))
+            var steps = [Generated?](repeating: nil, count: sequences.count)
+            let others = sequences.indices.filter { !continuesAnchor[$0] }
+            if !others.isEmpty {
+                for (index, step) in zip(others, try generateSteps(others.map { sequences[$0] }, cap, stop, sampling)) {
+                    steps[index] = step
+                }
+            }
+            if let anchor = continuesAnchor.firstIndex(of: true), let anchorSteps {
+                steps[anchor] = try anchorSteps([sequences[anchor]], cap, stop, sampling)[0]
+            }
             var children: [(node: RebaseTree<Sequence>.Node, finished: Bool)] = []
-            for ((parent, sequence), step) in zip(zip(parents, sequences), steps) {
-                var child = RebaseTree.Node(handle: sequence, text: parent.text + step.text,
-                                            tokens: parent.tokens + step.tokens, stepScores: parent.stepScores)
+            for (index, (parent, sequence)) in zip(parents, sequences).enumerated() {
+                let step = steps[index]!
+                var child = RebaseTree.Node(handle: sequence, text: parent.text + step.text, tokens: parent.tokens + step.tokens,
+                                            stepScores: parent.stepScores, anchored: continuesAnchor[index])
                 // An interrupted step is partial: it keeps its parent's scores and does not finish.
                 stopped = stopped || step.finish == .stopped
                 if !stopped {
@@ -84,7 +101,7 @@ public enum RebaseSearch {
                 if finished { request.free(sequence) }
                 children.append((child, finished))
             }
-            tree.end(children: children, stepTokens: steps.map(\.tokens).max() ?? 0)
+            tree.end(children: children, stepTokens: steps.map { $0!.tokens }.max() ?? 0)
             request.progress(["event": "step", "depth": depth, "live": tree.live.count, "width_left": tree.widthLeft,
                               "finished": tree.finished.count, "best_score": tree.rounds[depth].bestScore ?? NSNull()])
         }
@@ -94,7 +111,8 @@ public enum RebaseSearch {
 
     private static func result(of tree: RebaseTree<Sequence>, aggregate: StepAggregate, selection: AnswerSelection,
                                extract: (String) -> String?) -> Solution {
-        let (nodes, partial) = tree.solutions
+        let (solutions, partial) = tree.solutions
+        let nodes = solutions.filter(\.anchored) + solutions.filter { !$0.anchored }
         let answers = nodes.map { extract($0.text) }
         let scores = nodes.map { aggregate($0.stepScores) }
         let votes = Dictionary(answers.compactMap { $0 }.map { ($0, 1) }, uniquingKeysWith: +)
@@ -103,10 +121,13 @@ public enum RebaseSearch {
                                votes: answers[index].flatMap { votes[$0] })
         }
         let chosen = selection.choose(answers: answers, scores: scores)
-        let details: [String: Any] = [
+        var details: [String: Any] = [
             "depths": tree.rounds.count, "width": tree.width, "finished": tree.finished.count, "partial": partial,
             "nodes_expanded": tree.rounds.map(\.expanded).reduce(0, +), "rounds": tree.rounds.map(\.summary),
         ]
+        if let anchor = nodes.first, anchor.anchored {
+            details["anchor"] = ["answer": answers[0] ?? NSNull(), "score": scores[0], "text": anchor.text] as [String: Any]
+        }
         return Solution(text: chosen.map { nodes[$0].text } ?? "", answer: chosen.flatMap { answers[$0] },
                         candidates: candidates, details: details)
     }
