@@ -257,7 +257,7 @@ final class QuietStarTests: XCTestCase {
 
     func testQuietRebaseIsWellFormedConservesWidthAndThinks() throws {
         let width = 3
-        for variant in ["faithful", "gated"] {
+        for variant in ["faithful", "gated", "anchored"] {
             let result = try solve("quiet-rebase", ["width": JSON(width), "max_step_tokens": 4, "max_tokens": 8, "scorer": "hash-scorer",
                                                     "thought_len": 2, "variant": .string(variant), "entropy_threshold": 0])
             let details = try XCTUnwrap(result["details"])
@@ -277,6 +277,18 @@ final class QuietStarTests: XCTestCase {
                 XCTAssertFalse(candidate["text"]?.stringValue?.contains("<think>") ?? true)
             }
         }
+        // anchored: only the anchor thinks, at most at every position of its one path.
+        let anchored = try solve("quiet-rebase", ["width": 3, "max_step_tokens": 4, "max_tokens": 8, "scorer": "hash-scorer",
+                                                  "thought_len": 2, "variant": "anchored", "entropy_threshold": 0])
+        let thinking = try XCTUnwrap(anchored["details"]?["thinking"])
+        XCTAssertEqual(thinking["thought_positions"], thinking["positions"], "a threshold of 0: it thinks everywhere")
+        XCTAssertLessThanOrEqual(thinking["positions"]?.intValue ?? 99, 8, "one path of at most 8 tokens: \(thinking.serialized())")
+        XCTAssertLessThan(thinking["positions"]?.intValue ?? 99, anchored["metrics"]?["generated_tokens"]?.intValue ?? 0,
+                          "the other paths decode without thoughts")
+        let anchorText = try XCTUnwrap(anchored["details"]?["anchor"]?["text"]?.stringValue)
+        XCTAssertTrue(anchored["candidates"]?.arrayValue?.contains { $0["text"]?.stringValue == anchorText } ?? false,
+                      "the anchor's solution is one of the candidates")
+
         // gated with a threshold no position reaches: plain REBASE, no thought at all.
         let plain = try solve("quiet-rebase", ["width": 2, "max_step_tokens": 4, "max_tokens": 8, "scorer": "hash-scorer",
                                                "variant": "gated", "entropy_threshold": 20])

@@ -200,6 +200,28 @@ final class RebaseTests: XCTestCase {
         XCTAssertFalse(unfinished.canExpand(maxDepth: 0))
     }
 
+    func testAnAnchorIsNeverPrunedAndCompetesForTheRest() {
+        var tree = RebaseTree(width: 4, root: 0, anchored: true)
+        XCTAssertEqual(tree.expand(temperature: 0.2).expansions.map(\.children), [4])
+        // The anchor scores worst: select_softmax alone would prune it (see the test above).
+        let children = [RebaseTree.Node(handle: 1, text: "a", tokens: 3, stepScores: [0.1], anchored: true)]
+            + (2...4).map { RebaseTree.Node(handle: $0, text: "b", tokens: 3, stepScores: [Double($0) / 10]) }
+        tree.end(children: children.map { ($0, false) }, stepTokens: 3)
+        let second = tree.expand(temperature: 0.2)
+        XCTAssertEqual(second.expansions.map(\.node.handle), [1, 3, 4])
+        XCTAssertEqual(second.expansions.map(\.children), [1, 1, 2], "one unit to the anchor, the other 3 by softmax")
+        XCTAssertEqual(second.pruned.map(\.handle), [2])
+
+        // The best-scored anchor takes its unit and its softmax share.
+        var leading = RebaseTree(width: 4, root: 0, anchored: true)
+        _ = leading.expand(temperature: 0.2)
+        leading.end(children: [(RebaseTree.Node(handle: 1, text: "a", tokens: 3, stepScores: [0.9], anchored: true), false),
+                               (RebaseTree.Node(handle: 2, text: "b", tokens: 3, stepScores: [0.1]), false)], stepTokens: 3)
+        let third = leading.expand(temperature: 0.2)
+        XCTAssertEqual(third.expansions.map(\.children), [4], "its unit, and all 3 left by softmax at T = 0.2")
+        XCTAssertEqual(third.pruned.map(\.handle), [2])
+    }
+
     // MARK: through the daemon
 
     static let shared = SharedDaemon {
