@@ -122,7 +122,7 @@ def test_paper_preset() -> None:
     names = [spec.strategy for spec in specs]
     assert set(names) == {"greedy", "self-consistency", "best-of-n", "rebase", "quiet-star", "quiet-rebase"}
     variants = {spec.params.get("variant") for spec in specs if spec.strategy == "quiet-rebase"}
-    assert variants == {"faithful", "gated"}
+    assert variants == {"faithful", "anchored"}
     for name in ("self-consistency", "rebase", "quiet-star"):
         assert names.count(name) >= 3, f"{name} needs several points on the frontier"
     assert PRESETS["paper"].dataset == "gsm8k-test" and PRESETS["paper"].sample == 128
