@@ -59,8 +59,7 @@ public enum RebaseSearch {
             // Evaluate every parent's last sampled token in one batch before forking.
             try request.evaluate(expansions.filter { $0.children > 1 }.map(\.node.handle))
             for (parent, count) in expansions {
-                let forks = try request.fork(parent.handle, count: count - 1)
-                for sequence in forks + [parent.handle] {
+                for sequence in try request.fork(parent.handle, count: count - 1) + [parent.handle] {
                     parents.append(parent)
                     sequences.append(sequence)
                     continuesAnchor.append(parent.anchored && sequence == parent.handle)
