@@ -19,15 +19,18 @@ import StrategyKit
 /// entropy-gated mixture. The other paths are REBASE's own, sampled plainly (no thought
 /// perturbs a sampled token). The anchor is never pruned; scored like every path, it also
 /// competes for the rest of the width, so when its steps score well REBASE samples
-/// alternatives from its prefixes. The weighted vote sees every solution, and an answer
-/// tie goes to the anchor's. Thoughts cost one path's worth, not the width's.
+/// alternatives from its prefixes. The weighted vote sees every solution, an answer tie
+/// goes to the anchor's, and `anchor_weight` says how many paths its vote is worth (with
+/// an uninformative scorer, sampled paths that agree on a wrong answer outvote it).
+/// Thoughts cost one path's worth, not the width's.
 struct QuietRebase: Strategy {
     static let name = "quiet-rebase"
-    static let version = "1.2.0"
+    static let version = "1.3.0"
     static let description = "REBASE with Quiet-STaR thought mixing: in every step (faithful, gated) or on one anchor path (anchored)"
     static let params: [Param] = RebaseSearch.params + ThoughtSettings.params + [
         .choice("variant", "faithful", ["faithful", "gated", "anchored"],
                 "faithful: thoughts as `when` and `mixing` say in every step (the paper's combination); gated: thoughts only where the base entropy exceeds entropy_threshold, w from the entropy head; anchored: one path decoded greedily with gated thoughts, the rest plain REBASE"),
+        .number("anchor_weight", 1, 0...256, "variant=anchored: the anchor's score counts this many times in the final vote (1: like any path)"),
     ]
 
     init() {}
@@ -52,11 +55,13 @@ struct QuietRebase: Strategy {
         var solution: Solution
         if variant == "anchored" {
             let logprobs = request.scorerReadsLogprobs(params.string("scorer"), params: try params.jsonObject("scorer_params"))
-            solution = try RebaseSearch.solve(request, problem: problem, params: params, anchorSteps: { sequences, maxTokens, stop, sampling in
+            let anchorSteps: RebaseSearch.StepGenerator = { sequences, maxTokens, stop, sampling in
                 var argmax = sampling
                 argmax.temperature = 0
                 return try thinkingSteps(sequences, maxTokens, stop, argmax)
-            }) { sequences, maxTokens, stop, sampling in
+            }
+            solution = try RebaseSearch.solve(request, problem: problem, params: params, anchorSteps: anchorSteps,
+                                              anchorWeight: params.double("anchor_weight")) { sequences, maxTokens, stop, sampling in
                 try request.generate(sequences, maxTokens: maxTokens, stop: stop, sampling: sampling, logprobs: logprobs)
             }
         } else {

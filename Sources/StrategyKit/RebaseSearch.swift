@@ -30,9 +30,10 @@ public enum RebaseSearch {
 
     /// With `anchorSteps`, the search keeps one anchor path (`RebaseTree`): its steps come
     /// from `anchorSteps`, every other path's from `generateSteps`, and among finished
-    /// solutions the anchor's comes first, so an answer tie goes to it.
+    /// solutions the anchor's comes first, so an answer tie goes to it. In the vote its
+    /// score counts `anchorWeight` times.
     public static func solve(_ request: Request, problem: String, params: Params, anchorSteps: StepGenerator? = nil,
-                             generateSteps: StepGenerator) throws -> Solution {
+                             anchorWeight: Double = 1, generateSteps: StepGenerator) throws -> Solution {
         let width = params.int("width")
         let maxTokens = params.int("max_tokens")
         let maxStepTokens = params.int("max_step_tokens")
@@ -105,11 +106,12 @@ public enum RebaseSearch {
                               "finished": tree.finished.count, "best_score": tree.rounds[depth].bestScore ?? NSNull()])
         }
         tree.live.forEach { request.free($0.handle) }
-        return result(of: tree, aggregate: aggregate, selection: selection, extract: request.extractAnswer)
+        return result(of: tree, aggregate: aggregate, selection: selection, anchorWeight: anchorWeight,
+                      extract: request.extractAnswer)
     }
 
     private static func result(of tree: RebaseTree<Sequence>, aggregate: StepAggregate, selection: AnswerSelection,
-                               extract: (String) -> String?) -> Solution {
+                               anchorWeight: Double, extract: (String) -> String?) -> Solution {
         let (solutions, partial) = tree.solutions
         let nodes = solutions.filter(\.anchored) + solutions.filter { !$0.anchored }
         let answers = nodes.map { extract($0.text) }
@@ -119,7 +121,9 @@ public enum RebaseSearch {
             Solution.Candidate(text: nodes[index].text, answer: answers[index], score: scores[index],
                                votes: answers[index].flatMap { votes[$0] })
         }
-        let chosen = selection.choose(answers: answers, scores: scores)
+        var votingScores = scores
+        if nodes.first?.anchored == true { votingScores[0] *= anchorWeight }
+        let chosen = selection.choose(answers: answers, scores: votingScores)
         var details: [String: Any] = [
             "depths": tree.rounds.count, "width": tree.width, "finished": tree.finished.count, "partial": partial,
             "nodes_expanded": tree.rounds.map(\.expanded).reduce(0, +), "rounds": tree.rounds.map(\.summary),

@@ -289,6 +289,17 @@ final class QuietStarTests: XCTestCase {
         XCTAssertTrue(anchored["candidates"]?.arrayValue?.contains { $0["text"]?.stringValue == anchorText } ?? false,
                       "the anchor's solution is one of the candidates")
 
+        // anchor_weight: with best_of_n selection, a large weight makes the anchor the
+        // choice and a zero weight makes it lose to any path scored above 0.
+        for (weight, chosen) in [(256.0, true), (0.0, false)] {
+            let result = try solve("quiet-rebase", ["width": 3, "max_step_tokens": 4, "max_tokens": 8, "scorer": "hash-scorer",
+                                                    "thought_len": 2, "variant": "anchored", "selection": "best_of_n",
+                                                    "anchor_weight": JSON(weight)])
+            let anchor = try XCTUnwrap(result["details"]?["anchor"])
+            XCTAssertGreaterThan(anchor["score"]?.doubleValue ?? 0, 0, "hash scores are almost never 0: \(anchor.serialized())")
+            XCTAssertEqual(result["text"] == anchor["text"], chosen, "anchor_weight \(weight): \(result.serialized())")
+        }
+
         // gated with a threshold no position reaches: plain REBASE, no thought at all.
         let plain = try solve("quiet-rebase", ["width": 2, "max_step_tokens": 4, "max_tokens": 8, "scorer": "hash-scorer",
                                                "variant": "gated", "entropy_threshold": 20])
