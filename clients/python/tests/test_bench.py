@@ -96,6 +96,14 @@ def test_wilson_interval_known_values() -> None:
         wilson_interval(0, 0)
 
 
+def test_wilson_interval_holds_the_proportion() -> None:
+    # Unclamped, 0/7 gave a lower bound of 2.8e-17, and the plot's error bar a negative length.
+    for trials in range(1, 130):
+        for successes in range(trials + 1):
+            low, high = wilson_interval(successes, trials)
+            assert low <= successes / trials <= high, (successes, trials)
+
+
 # --- specs, presets and data sets ---------------------------------------------------------
 
 

@@ -91,7 +91,8 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> Tuple[float
     shrink = 1 + z * z / trials
     center = (p + z * z / (2 * trials)) / shrink
     half_width = z / shrink * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
-    return max(0.0, center - half_width), min(1.0, center + half_width)
+    # The interval always holds p; at 0 or n successes rounding can put a bound a hair past it.
+    return max(0.0, min(p, center - half_width)), min(1.0, max(p, center + half_width))
 
 
 @dataclass(frozen=True)
