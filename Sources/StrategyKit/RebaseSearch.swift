@@ -56,35 +56,30 @@ public enum RebaseSearch {
             // `width` sequences live. It is also the child that continues an anchor.
             var parents: [RebaseTree<Sequence>.Node] = []
             var sequences: [Sequence] = []
-            var continuesAnchor: [Bool] = []
+            var anchorIndex: Int?
             // Evaluate every parent's last sampled token in one batch before forking.
             try request.evaluate(expansions.filter { $0.children > 1 }.map(\.node.handle))
             for (parent, count) in expansions {
                 for sequence in try request.fork(parent.handle, count: count - 1) + [parent.handle] {
+                    if parent.anchored && sequence == parent.handle { anchorIndex = sequences.count }
                     parents.append(parent)
                     sequences.append(sequence)
-                    continuesAnchor.append(parent.anchored && sequence == parent.handle)
                 }
             }
             // One generate call for the whole depth, so one step cap for all: no path may
             // pass max_tokens. Every live path has budget left, so the cap is at least 1.
             let cap = min(maxStepTokens, parents.map { maxTokens - $0.tokens }.min()!)
             let sampling = Sampling(temperature: Float(params.double("temperature")), seed: UInt32(truncatingIfNeeded: depth * width))
-            var steps = [Generated?](repeating: nil, count: sequences.count)
-            let others = sequences.indices.filter { !continuesAnchor[$0] }
-            if !others.isEmpty {
-                for (index, step) in zip(others, try generateSteps(others.map { sequences[$0] }, cap, stop, sampling)) {
-                    steps[index] = step
-                }
-            }
-            if let anchor = continuesAnchor.firstIndex(of: true), let anchorSteps {
-                steps[anchor] = try anchorSteps([sequences[anchor]], cap, stop, sampling)[0]
+            var plain = sequences
+            if let anchorIndex { plain.remove(at: anchorIndex) }
+            var steps = plain.isEmpty ? [] : try generateSteps(plain, cap, stop, sampling)
+            if let anchorIndex, let anchorSteps {
+                steps.insert(try anchorSteps([sequences[anchorIndex]], cap, stop, sampling)[0], at: anchorIndex)
             }
             var children: [(node: RebaseTree<Sequence>.Node, finished: Bool)] = []
-            for (index, (parent, sequence)) in zip(parents, sequences).enumerated() {
-                let step = steps[index]!
+            for (index, ((parent, sequence), step)) in zip(zip(parents, sequences), steps).enumerated() {
                 var child = RebaseTree.Node(handle: sequence, text: parent.text + step.text, tokens: parent.tokens + step.tokens,
-                                            stepScores: parent.stepScores, anchored: continuesAnchor[index])
+                                            stepScores: parent.stepScores, anchored: index == anchorIndex)
                 // An interrupted step is partial: it keeps its parent's scores and does not finish.
                 stopped = stopped || step.finish == .stopped
                 if !stopped {
@@ -101,7 +96,7 @@ public enum RebaseSearch {
                 if finished { request.free(sequence) }
                 children.append((child, finished))
             }
-            tree.end(children: children, stepTokens: steps.map { $0!.tokens }.max() ?? 0)
+            tree.end(children: children, stepTokens: steps.map(\.tokens).max() ?? 0)
             request.progress(["event": "step", "depth": depth, "live": tree.live.count, "width_left": tree.widthLeft,
                               "finished": tree.finished.count, "best_score": tree.rounds[depth].bestScore ?? NSNull()])
         }
@@ -121,15 +116,16 @@ public enum RebaseSearch {
             Solution.Candidate(text: nodes[index].text, answer: answers[index], score: scores[index],
                                votes: answers[index].flatMap { votes[$0] })
         }
+        let anchorFinished = nodes.first?.anchored == true
         var votingScores = scores
-        if nodes.first?.anchored == true { votingScores[0] *= anchorWeight }
+        if anchorFinished { votingScores[0] *= anchorWeight }
         let chosen = selection.choose(answers: answers, scores: votingScores)
         var details: [String: Any] = [
             "depths": tree.rounds.count, "width": tree.width, "finished": tree.finished.count, "partial": partial,
             "nodes_expanded": tree.rounds.map(\.expanded).reduce(0, +), "rounds": tree.rounds.map(\.summary),
         ]
-        if let anchor = nodes.first, anchor.anchored {
-            details["anchor"] = ["answer": answers[0] ?? NSNull(), "score": scores[0], "text": anchor.text] as [String: Any]
+        if anchorFinished {
+            details["anchor"] = ["answer": answers[0] ?? NSNull(), "score": scores[0], "text": nodes[0].text] as [String: Any]
         }
         return Solution(text: chosen.map { nodes[$0].text } ?? "", answer: chosen.flatMap { answers[$0] },
                         candidates: candidates, details: details)
