@@ -84,8 +84,9 @@ PRESETS: Dict[str, Preset] = {
         "rebase:width=4,scorer=arith",
         "rebase:width=8,scorer=arith",
         # Thinking where the model hesitates (cheap), then before every token (the paper's).
-        "quiet-star:when=entropy,entropy_threshold=2,mixing=entropy",
-        "quiet-star:when=entropy,entropy_threshold=1,mixing=entropy",
+        # Weight 0.5 is the entropy head's setting measured on train (docs/results/session8).
+        "quiet-star:when=entropy,entropy_threshold=2,mixing=entropy,weight=0.5",
+        "quiet-star:when=entropy,mixing=entropy,weight=0.5",
         "quiet-star:when=always",
         # The paper's combination thinks before every token of every path: the costliest.
         # The new variant thinks on one anchor path; gated, its predecessor, measured worse
