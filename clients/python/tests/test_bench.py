@@ -24,8 +24,8 @@ from strategyd_client.bench import (PRESETS, Problem, RunContext, RunFile, Usage
                                     check_strategies, load_dataset, main, parse_spec, resolve_specs, run_spec,
                                     select_problems, solve_problem)
 from strategyd_client.grading import gsm8k_gold, is_correct, number_text, parse_number
-from strategyd_client.report import (PAPER_ROWS, RunFileError, deduplicated, markdown_report, read_run_file,
-                                     record_key, summarize, wilson_interval, write_report)
+from strategyd_client.report import (PAPER_ROWS, RunFileError, UnknownBaseline, deduplicated, markdown_report,
+                                     read_run_file, record_key, sign_test, summarize, wilson_interval, write_report)
 
 SOURCE = Path(__file__).resolve().parents[1] / "src"
 Z = 1.959963984540054
@@ -235,6 +235,39 @@ def test_report_numbers(tmp_path: Path) -> None:
     write_jsonl(first, FIXED_RECORDS)
     write_jsonl(second, [record("greedy", 0, False, 9e9, 9.0, 900)])
     assert write_report([first, second], None) == report
+
+
+def test_sign_test_known_values() -> None:
+    assert sign_test(0, 6) == sign_test(6, 0) == pytest.approx(2 / 64)
+    assert sign_test(1, 9) == pytest.approx(2 * (1 + 10) / 1024)
+    assert sign_test(3, 12) == pytest.approx(2 * sum(math.comb(15, i) for i in range(4)) / 2 ** 15)
+    assert sign_test(5, 5) == sign_test(0, 0) == 1.0
+
+
+def test_report_compares_every_condition_with_the_baseline_problem_by_problem(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    outcomes = {"greedy": [True, True, False, False, False, None],
+                "quiet-star": [True, False, True, True, True, True],
+                "rebase:width=4": [False, False, False, True, None, False]}
+    records = [record(spec, problem, correct) for spec, row in outcomes.items() for problem, correct in enumerate(row)]
+    report = markdown_report(records)
+    # Problems a side failed to solve (None) are not shared; quiet-star: +3 (2, 3, 4) −1 (1) of 5.
+    assert "- m on gsm8k-test, against `greedy` (2/5):" in report
+    assert f"  - `quiet-star`: +3 −1 of 5 shared (p = {sign_test(3, 1):.2g})" in report
+    assert f"  - `rebase:width=4`: +1 −2 of 4 shared (p = {sign_test(1, 2):.2g})" in report
+    against_quiet_star = markdown_report(records, baseline="quiet-star")
+    assert "- m on gsm8k-test, against `quiet-star` (5/6):" in against_quiet_star
+    assert "  - `greedy`: +1 −3 of 5 shared" in against_quiet_star
+    assert "  - `rebase:width=4`: +0 −3 of 5 shared" in against_quiet_star
+    # No greedy row, no baseline asked for: no section; a baseline that is not there: an error.
+    assert "Problem by problem" not in markdown_report([r for r in records if r["spec"] != "greedy"])
+    with pytest.raises(UnknownBaseline, match="no condition `rebase` .* greedy, quiet-star, rebase:width=4"):
+        markdown_report(records, baseline="rebase")
+    write_jsonl(tmp_path / "run.jsonl", records)
+    assert main(["report", str(tmp_path / "run.jsonl"), "--no-plot", "--baseline", "rebase"]) == 2
+    assert "strategyd-bench: no condition `rebase`" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "run.jsonl"), "--no-plot", "--baseline", "quiet-star"]) == 0
+    assert capsys.readouterr().out == against_quiet_star
 
 
 def test_plot_lines_join_one_approach_across_compute_levels() -> None:

@@ -40,8 +40,8 @@ from .errors import (Busy, ConnectionLost, DaemonNotRunning, InvalidParams, Inva
                      NotPermitted, ParseError, ProtocolError, RequestTimeout, RPCError, ShuttingDown,
                      StrategydError, UnknownPlugin)
 from .grading import gsm8k_gold, is_correct, number_text
-from .report import (MissingMatplotlib, Record, RunFileError, format_flops, keep_first_success, read_run_file,
-                     record_key, write_report)
+from .report import (MissingMatplotlib, Record, RunFileError, UnknownBaseline, format_flops, keep_first_success,
+                     read_run_file, record_key, write_report)
 from .results import SolveResult
 
 DATASETS = ("gsm8k-test", "gsm8k-train", "svamp", "math500")
@@ -609,7 +609,8 @@ def command_run(args: argparse.Namespace) -> int:
 
 def command_report(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir) if args.out_dir else None
-    print(write_report([Path(path) for path in args.runs], out_dir, plot=not args.no_plot), end="")
+    print(write_report([Path(path) for path in args.runs], out_dir, plot=not args.no_plot, baseline=args.baseline),
+          end="")
     if out_dir is not None:
         print(f"strategyd-bench: wrote {out_dir / 'report.md'}" + ("" if args.no_plot else " and the plots"),
               file=sys.stderr)
@@ -674,6 +675,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("runs", nargs="+", metavar="RUN.jsonl")
     report.add_argument("--out-dir", metavar="DIR", help="write report.md and frontier-DATASET.png/.svg there")
     report.add_argument("--no-plot", action="store_true", help="no plot (matplotlib not needed)")
+    report.add_argument("--baseline", metavar="SPEC",
+                        help="compare every condition with this one problem by problem (its spec as in the table; "
+                             "default: greedy)")
     return parser
 
 
@@ -683,7 +687,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args.argv = arguments
     try:
         return int(args.handler(args))
-    except (UsageError, RunFileError, MissingMatplotlib) as error:
+    except (UsageError, RunFileError, MissingMatplotlib, UnknownBaseline) as error:
         print(f"strategyd-bench: {error}", file=sys.stderr)
         return 2
     except DaemonNotRunning as error:

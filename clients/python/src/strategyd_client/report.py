@@ -1,5 +1,6 @@
 """Reading strategyd-bench run files and reporting them: the paper's table beside our own
-rows, the compute-optimal frontier and the accuracy-vs-FLOPs plot.
+rows, the compute-optimal frontier, the accuracy-vs-FLOPs plot, and every condition against
+a baseline problem by problem.
 
 Accuracy counts the graded records of a condition; records whose solve failed are counted
 apart ("errors") and left out of n. matplotlib is imported only to draw the plot.
@@ -24,6 +25,10 @@ STRATEGY_ORDER = ("greedy", "self-consistency", "best-of-n", "beam-search", "reb
 
 TOKENS_NOTE = ("evaluated tokens: every token llama.cpp evaluated for the solve (prompt, generated, "
                "thought and scorer tokens), a prefix shared by forks counted once")
+
+
+class UnknownBaseline(Exception):
+    """The report was asked to compare with a condition no run file holds."""
 
 
 class RunFileError(Exception):
@@ -95,6 +100,15 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> Tuple[float
     return max(0.0, min(p, center - half_width)), min(1.0, max(p, center + half_width))
 
 
+def sign_test(wins: int, losses: int) -> float:
+    """The exact two-sided sign test of a paired comparison (McNemar's exact test): were the
+    two conditions equally accurate, the chance that the problems only one of them solved
+    split at least this unevenly."""
+    disagreements = wins + losses
+    tail = sum(math.comb(disagreements, i) for i in range(min(wins, losses) + 1))
+    return min(1.0, 2 * tail / 2 ** disagreements)
+
+
 @dataclass(frozen=True)
 class Row:
     """One condition of the table: ours from records, or one of the paper's."""
@@ -113,6 +127,8 @@ class Row:
     concurrency: int = 1
     # Graded problems a budget stopped before the strategy finished, by what ran out.
     stopped: Tuple[Tuple[str, int], ...] = ()
+    # (problem id, correct) of every graded problem, for the comparison problem by problem.
+    outcomes: Tuple[Tuple[Any, bool], ...] = ()
 
     @property
     def accuracy(self) -> float:
@@ -176,7 +192,8 @@ def summarize(records: Sequence[Record]) -> List[Row]:
             mean_wall_s=_mean([record["metrics"]["wall_s"] for record in graded]),
             mean_evaluated_tokens=_mean([record["metrics"]["evaluated_tokens"] for record in graded]),
             concurrency=max(record.get("concurrency") or 1 for record in group),
-            stopped=_stopped(graded)))
+            stopped=_stopped(graded),
+            outcomes=tuple((record["problem_id"], bool(record["correct"])) for record in graded)))
     return sorted(rows, key=_row_order)
 
 
@@ -271,6 +288,49 @@ def frontier_lines(rows: Sequence[Row]) -> List[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class Paired:
+    """A condition against the baseline on the problems both graded."""
+    row: Row
+    shared: int  # problems both graded
+    wins: int    # of them, solved by the row and not by the baseline
+    losses: int  # solved by the baseline and not by the row
+
+    @property
+    def p_value(self) -> float:
+        return sign_test(self.wins, self.losses)
+
+
+def paired(row: Row, baseline: Row) -> Paired:
+    theirs = dict(baseline.outcomes)
+    shared = [(correct, theirs[problem]) for problem, correct in row.outcomes if problem in theirs]
+    return Paired(row, len(shared), sum(1 for ours, base in shared if ours and not base),
+                  sum(1 for ours, base in shared if base and not ours))
+
+
+def paired_lines(rows: Sequence[Row], baseline_label: Optional[str]) -> List[str]:
+    """Per model and data set, every condition against the baseline (the named condition, or
+    else greedy), problem by problem."""
+    lines = []
+    for (model, dataset), group in _by_model_and_dataset(rows).items():
+        if baseline_label is None:
+            baseline = next((row for row in group if row.family == "greedy"), None)
+        else:
+            baseline = next((row for row in group if row.label == baseline_label), None)
+        if baseline is None:
+            continue
+        lines.append(f"- {model} on {dataset}, against `{baseline.label}` ({baseline.correct}/{baseline.n}):")
+        for row in group:
+            if row is not baseline:
+                pair = paired(row, baseline)
+                lines.append(f"  - `{row.label}`: +{pair.wins} −{pair.losses} of {pair.shared} shared "
+                             f"(p = {pair.p_value:.2g})")
+    if baseline_label is not None and not lines:
+        labels = ", ".join(sorted({row.label for row in rows if not row.from_paper}))
+        raise UnknownBaseline(f"no condition `{baseline_label}` to compare with; the run files hold: {labels}")
+    return lines
+
+
 def _by_model_and_dataset(rows: Iterable[Row]) -> Dict[Tuple[str, str], List[Row]]:
     groups: Dict[Tuple[str, str], List[Row]] = defaultdict(list)
     for row in rows:
@@ -298,8 +358,11 @@ def provenance_lines(records: Sequence[Record]) -> List[str]:
     return lines
 
 
-def markdown_report(records: Sequence[Record], plots: Sequence[Path] = ()) -> str:
+def markdown_report(records: Sequence[Record], plots: Sequence[Path] = (), baseline: Optional[str] = None) -> str:
+    """The report; `baseline` names (by its label in the table) the condition every other is
+    compared with problem by problem, greedy when None."""
     rows = summarize(records)
+    paired_section = paired_lines(rows, baseline)
     parts = [
         "# strategyd-bench report", "",
         markdown_table(rows + list(PAPER_ROWS)), "",
@@ -321,6 +384,14 @@ def markdown_report(records: Sequence[Record], plots: Sequence[Path] = ()) -> st
     ]
     for plot in plots:
         parts += ["", f"![accuracy vs FLOPs]({plot.name})"]
+    if paired_section:
+        parts += [
+            "", "## Problem by problem", "",
+            "Each condition against the baseline on the problems both graded: + the problems only it "
+            "solved, − those only the baseline solved, and p, the exact two-sided sign test (McNemar's) of "
+            "that split: the chance of a split at least this uneven were the two equally accurate. Two "
+            "conditions run on the same problems can differ clearly here while their accuracy intervals "
+            "overlap.", "", *paired_section]
     parts += ["", "## Runs", "", *provenance_lines(records), ""]
     return "\n".join(parts)
 
@@ -382,9 +453,10 @@ def plot_frontier(rows: Sequence[Row], dataset: str, stem: Path) -> List[Path]:
     return paths
 
 
-def write_report(run_files: Sequence[Path], out_dir: Optional[Path], plot: bool = True) -> str:
-    """The Markdown report of the run files; with `out_dir`, also report.md and, with `plot`,
-    frontier-DATASET.png and .svg there."""
+def write_report(run_files: Sequence[Path], out_dir: Optional[Path], plot: bool = True,
+                 baseline: Optional[str] = None) -> str:
+    """The Markdown report of the run files (`baseline` as in markdown_report); with `out_dir`,
+    also report.md and, with `plot`, frontier-DATASET.png and .svg there."""
     records = deduplicated(record for path in run_files for record in read_run_file(path))
     plots: List[Path] = []
     if out_dir is not None:
@@ -393,7 +465,7 @@ def write_report(run_files: Sequence[Path], out_dir: Optional[Path], plot: bool 
             rows = summarize(records)
             for dataset in sorted({row.dataset for row in rows}):
                 plots += plot_frontier(rows, dataset, out_dir / f"frontier-{dataset}")
-    report = markdown_report(records, [path for path in plots if path.suffix == ".svg"])
+    report = markdown_report(records, [path for path in plots if path.suffix == ".svg"], baseline)
     if out_dir is not None:
         (out_dir / "report.md").write_text(report, encoding="utf-8")
     return report
