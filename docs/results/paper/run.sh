@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Issue 7's runs, spread over sittings. Each call appends to the run file of its model in
+# this folder (committed) and skips what that file already holds: kill it at any time and
+# run it again. It sets up the model and a release build of this checkout (scripts/setup),
+# starts its own daemon on a private socket and stops it at the end; the records carry the
+# checkout's commit.
+#
+#   docs/results/paper/run.sh 0.5b [SPEC...]  # the paper preset on its 128 GSM8K test
+#                                             # problems, or only the SPECs given
+#   docs/results/paper/run.sh 1.5b            # the default model: greedy, self-consistency
+#                                             # and rebase on the 128, quiet-star and
+#                                             # quiet-rebase on the first 32
+#   docs/results/paper/run.sh report          # report.md and the plots, from both files
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../../.." && pwd)
+. "$repo/scripts/env.sh"
+export PYTHONPATH="$repo/clients/python/src${PYTHONPATH:+:$PYTHONPATH}"
+bench() { python3 -m strategyd_client.bench "$@"; }
+
+small=qwen2.5-coder-0.5b-instruct-q4_k_m
+default=qwen2.5-coder-1.5b-instruct-q4_k_m
+which=${1:-}
+shift || true
+case "$which" in
+  0.5b) model=$small ;;
+  1.5b) model=$default ;;
+  report)
+    runs=()
+    for model in $small $default; do [ -f "$here/$model.jsonl" ] && runs+=("$here/$model.jsonl"); done
+    exec bench report "${runs[@]}" --out-dir "$here" ;;
+  *) echo "usage: $0 0.5b [SPEC...] | 1.5b | report" >&2; exit 2 ;;
+esac
+
+"$repo/scripts/setup" --models "$model"
+bin="$repo/.build/release"
+socket=$(mktemp -u "${TMPDIR:-/tmp}/strategyd-paper.XXXXXX.sock")
+"$bin/strategyd" --model "$model" --socket "$socket" --plugin-dir "$bin" --threads "$(nproc)" \
+  --log-level warning > "$STRATEGYD_CACHE/paper-$which.log" 2>&1 &
+daemon=$!
+trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null' EXIT
+for _ in $(seq 1 600); do "$bin/strategyctl" ping --socket "$socket" >/dev/null 2>&1 && break; sleep 0.5; done
+
+out="$here/$model.jsonl"
+run() { bench run --socket "$socket" --out "$out" "$@"; }
+if [ "$which" = 0.5b ] && [ $# -gt 0 ]; then
+  for spec in "$@"; do run --dataset gsm8k-test --sample 128 --seed 0 --strategy "$spec"; done
+elif [ "$which" = 0.5b ]; then
+  run --preset paper
+else
+  # The cheap rows first, so that a short sitting still completes some.
+  run --preset paper --only greedy --only self-consistency --only rebase
+  run --preset paper --only quiet-star --only quiet-rebase --limit 32
+fi
