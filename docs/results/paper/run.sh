@@ -28,7 +28,7 @@ case "$which" in
   report)
     runs=()
     for model in $small $default; do [ -f "$here/$model.jsonl" ] && runs+=("$here/$model.jsonl"); done
-    exec bench report "${runs[@]}" --out-dir "$here" ;;
+    exec python3 -m strategyd_client.bench report "${runs[@]}" --out-dir "$here" ;;
   *) echo "usage: $0 0.5b [SPEC...] | 1.5b | report" >&2; exit 2 ;;
 esac
 
