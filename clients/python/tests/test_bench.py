@@ -3,6 +3,7 @@ the real daemon (the test model cannot do maths: these test mechanics, resume ab
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
 import math
 import os
@@ -266,6 +267,10 @@ def test_report_compares_every_condition_with_the_baseline_problem_by_problem(
     write_jsonl(tmp_path / "run.jsonl", records)
     assert main(["report", str(tmp_path / "run.jsonl"), "--no-plot", "--baseline", "rebase"]) == 2
     assert "strategyd-bench: no condition `rebase`" in capsys.readouterr().err
+    if importlib.util.find_spec("matplotlib"):  # refused before any plot is drawn
+        assert main(["report", str(tmp_path / "run.jsonl"), "--out-dir", str(tmp_path / "out"),
+                     "--baseline", "rebase"]) == 2
+        assert not (tmp_path / "out").exists()
     assert main(["report", str(tmp_path / "run.jsonl"), "--no-plot", "--baseline", "quiet-star"]) == 0
     assert capsys.readouterr().out == against_quiet_star
 

@@ -458,14 +458,13 @@ def write_report(run_files: Sequence[Path], out_dir: Optional[Path], plot: bool 
     """The Markdown report of the run files (`baseline` as in markdown_report); with `out_dir`,
     also report.md and, with `plot`, frontier-DATASET.png and .svg there."""
     records = deduplicated(record for path in run_files for record in read_run_file(path))
-    plots: List[Path] = []
+    rows = summarize(records)
+    datasets = sorted({row.dataset for row in rows}) if out_dir is not None and plot else []
+    # The report first: what it refuses (an unknown baseline) leaves no file behind.
+    report = markdown_report(records, [Path(f"frontier-{dataset}.svg") for dataset in datasets], baseline)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        if plot:
-            rows = summarize(records)
-            for dataset in sorted({row.dataset for row in rows}):
-                plots += plot_frontier(rows, dataset, out_dir / f"frontier-{dataset}")
-    report = markdown_report(records, [path for path in plots if path.suffix == ".svg"], baseline)
-    if out_dir is not None:
+        for dataset in datasets:
+            plot_frontier(rows, dataset, out_dir / f"frontier-{dataset}")
         (out_dir / "report.md").write_text(report, encoding="utf-8")
     return report
