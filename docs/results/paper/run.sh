@@ -16,7 +16,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
 . "$repo/scripts/env.sh"
 export PYTHONPATH="$repo/clients/python/src${PYTHONPATH:+:$PYTHONPATH}"
-bench() { python3 -m strategyd_client.bench "$@"; }
 
 small=qwen2.5-coder-0.5b-instruct-q4_k_m
 default=qwen2.5-coder-1.5b-instruct-q4_k_m
@@ -42,7 +41,7 @@ trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null' EXIT
 for _ in $(seq 1 600); do "$bin/strategyctl" ping --socket "$socket" >/dev/null 2>&1 && break; sleep 0.5; done
 
 out="$here/$model.jsonl"
-run() { bench run --socket "$socket" --out "$out" "$@"; }
+run() { python3 -m strategyd_client.bench run --socket "$socket" --out "$out" "$@"; }
 if [ "$which" = 0.5b ] && [ $# -gt 0 ]; then
   for spec in "$@"; do run --dataset gsm8k-test --sample 128 --seed 0 --strategy "$spec"; done
 elif [ "$which" = 0.5b ]; then

@@ -291,7 +291,6 @@ def frontier_lines(rows: Sequence[Row]) -> List[str]:
 @dataclass(frozen=True)
 class Paired:
     """A condition against the baseline on the problems both graded."""
-    row: Row
     shared: int  # problems both graded
     wins: int    # of them, solved by the row and not by the baseline
     losses: int  # solved by the baseline and not by the row
@@ -304,7 +303,7 @@ class Paired:
 def paired(row: Row, baseline: Row) -> Paired:
     theirs = dict(baseline.outcomes)
     shared = [(correct, theirs[problem]) for problem, correct in row.outcomes if problem in theirs]
-    return Paired(row, len(shared), sum(1 for ours, base in shared if ours and not base),
+    return Paired(len(shared), sum(1 for ours, base in shared if ours and not base),
                   sum(1 for ours, base in shared if base and not ours))
 
 
