@@ -592,3 +592,25 @@ def test_report_counts_the_solves_a_budget_stopped() -> None:
     records = [record("greedy", 0, True, 1e9, 1.0, 100, stopped_by="max_tokens"),
                record("greedy", 1, True, 1e9, 1.0, 100, stopped_by="max_tokens"), older]
     assert "| 100 | 1 (a budget), 2 (max_tokens) | 0 |" in markdown_report(records)
+
+
+def test_git_state_leaves_the_run_file_out_of_the_dirty_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+    (tmp_path / "results").mkdir()
+    run_file, source = tmp_path / "results" / "run.jsonl", tmp_path / "source.txt"
+    run_file.write_text('{"a": 1}\n')
+    source.write_text("code\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "start")
+    monkeypatch.chdir(tmp_path / "results")
+    with run_file.open("a") as handle:
+        handle.write('{"a": 2}\n')
+    commit, dirty = bench.git_state(run_file)
+    assert commit is not None and len(commit) == 40 and dirty is False
+    assert bench.git_state()[1] is True  # without the run file named, its growth counts
+    source.write_text("changed\n")
+    assert bench.git_state(run_file)[1] is True
+    assert bench.git_state(tmp_path.parent / "elsewhere.jsonl")[1] is True  # a run file outside the repository

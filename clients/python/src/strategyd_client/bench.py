@@ -346,20 +346,30 @@ class RunContext:
     concurrency: int  # solves in flight at once: above 1 each wall time includes the others' steps
 
 
-def git_state() -> Tuple[Optional[str], Optional[bool]]:
+def git_state(run_file: Optional[Path] = None) -> Tuple[Optional[str], Optional[bool]]:
     """HEAD of the repository of the working directory (else of this package's source tree)
-    and whether tracked files differ from it; (None, None) outside git."""
+    and whether tracked files other than the run file differ from it; (None, None) outside
+    git. The run file is left out because a committed one grows as the run goes: a restart
+    would otherwise call its own records dirty."""
     for directory in (Path.cwd(), Path(__file__).resolve().parent):
         try:
-            head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True,
-                                  timeout=30)
+            head = subprocess.run(["git", "rev-parse", "HEAD", "--show-toplevel"], cwd=directory,
+                                  capture_output=True, text=True, timeout=30)
             if head.returncode != 0:
                 continue
-            status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=directory,
-                                    capture_output=True, text=True, timeout=30)
+            commit, top = head.stdout.split("\n")[:2]
+            pathspec = []
+            if run_file is not None:
+                try:
+                    inside = run_file.resolve().relative_to(Path(top).resolve())
+                    pathspec = ["--", ":/", f":(top,exclude){inside.as_posix()}"]
+                except ValueError:
+                    pass
+            status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", *pathspec],
+                                    cwd=directory, capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired):
             continue
-        return head.stdout.strip(), bool(status.stdout.strip()) if status.returncode == 0 else None
+        return commit, bool(status.stdout.strip()) if status.returncode == 0 else None
     return None, None
 
 
@@ -590,7 +600,7 @@ def command_run(args: argparse.Namespace) -> int:
     try:
         with Client(args.socket) as client:
             check_strategies(client, specs)
-            commit, dirty = git_state()
+            commit, dirty = git_state(Path(args.out))
             context = RunContext(dataset=dataset, seed=seed, model=model_identity(client),
                                  daemon_version=client.status(timeout=60).version, commit=commit, dirty=dirty,
                                  command=shlex.join(["strategyd-bench", *args.argv]), concurrency=args.concurrency)
