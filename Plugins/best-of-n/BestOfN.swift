@@ -4,10 +4,16 @@ import StrategyKit
 /// Best-of-n: n samples forked from one prompt and drawn in one batched generate call,
 /// each scored by a scorer plugin. `select` = max takes the best-scored sample; weighted
 /// takes the answer whose samples' scores sum highest (a score-weighted majority vote).
+///
+/// Adaptive mode draws the samples in rounds and stops after the round in which one
+/// scores at least `stop_score`. Why: with select = max and `stop_score` at the top of the
+/// scorer's range, no later sample could be chosen over the first one that reaches it
+/// (ties go to the earlier sample), so the pick is the one the full n would make, for the
+/// samples left undrawn. Sample i has the same seed in either mode.
 struct BestOfN: Strategy {
     static let name = "best-of-n"
-    static let version = "1.2.1"
-    static let description = "Best-of-n: n samples drawn together, each scored by a scorer plugin; max score or score-weighted vote"
+    static let version = "1.3.0"
+    static let description = "Best-of-n: n samples drawn together, each scored by a scorer plugin; max score or score-weighted vote; adaptive early stop"
     static let params: [Param] = [
         .integer("n", 8, 1...64, "samples to draw (n + 1 sequences must fit the daemon's --max-width)"),
         .number("temperature", 0.7, 0.01...2, "sampling temperature"),
@@ -17,6 +23,10 @@ struct BestOfN: Strategy {
         .string("scorer_params", "{}", "the scorer's params: a JSON object, written as a string"),
         .choice("select", "max", ["max", "weighted"],
                 "max: the best-scored sample; weighted: the answer with the largest sum of scores (ties to the higher single score)"),
+        .boolean("adaptive", false, "draw in rounds and stop once a sample scores at least stop_score"),
+        .integer("round", 2, 1...64, "samples per round in adaptive mode"),
+        .number("stop_score", 1, -1_000_000...1_000_000,
+                "adaptive: a sample scoring at least this ends the draw (1: the top of the arith scorer's range)"),
     ]
 
     init() {}
@@ -25,23 +35,40 @@ struct BestOfN: Strategy {
         let scorer = params.string("scorer")
         let scorerParams = try params.jsonObject("scorer_params")
         let n = params.int("n")
+        let adaptive = params.bool("adaptive")
+        let roundSize = adaptive ? params.int("round") : n
+        let stopScore = params.double("stop_score")
+        let readsLogprobs = request.scorerReadsLogprobs(scorer, params: scorerParams)
         let prompt = try request.chat(system: Prompts.system, user: problem)
-        let samples = try request.fork(prompt, count: n, needing: "\(n) samples and their prompt need \(n + 1) sequences")
-        request.free(prompt)  // the forks hold the prompt's cells
-        let sampling = Sampling(temperature: Float(params.double("temperature")), topP: Float(params.double("top_p")))
-        let outputs = try request.generate(samples, maxTokens: params.int("max_tokens"), sampling: sampling,
-                                           logprobs: request.scorerReadsLogprobs(scorer, params: scorerParams))
-        request.progress(["event": "step", "phase": "generated", "samples": n])
-
+        var outputs: [Generated] = []
         var scores: [Double?] = []
-        for (sample, output) in zip(samples, outputs) {
-            scores.append(try request.scoreUnlessStopped(with: scorer, params: scorerParams, problem: problem, solution: output.text))
-            // Freed once scored, not before: a scorer's prompt reuses the sample's KV cells.
-            request.free(sample)
+        var reachedStopScore = false
+        // One round at least, so that there is a sample to answer with even when a budget is spent.
+        while outputs.count < n && !reachedStopScore && (outputs.isEmpty || !request.shouldStop) {
+            let count = min(roundSize, n - outputs.count)
+            let samples = try request.fork(prompt, count: count,
+                                           needing: "\(count) samples and their prompt need \(count + 1) sequences")
+            // After the last possible round's fork the forks hold the prompt's cells.
+            if outputs.count + count == n { request.free(prompt) }
+            let sampling = Sampling(temperature: Float(params.double("temperature")), topP: Float(params.double("top_p")),
+                                    seed: UInt32(outputs.count))
+            let drawn = try request.generate(samples, maxTokens: params.int("max_tokens"), sampling: sampling,
+                                             logprobs: readsLogprobs)
+            outputs += drawn
+            request.progress(["event": "step", "phase": "generated", "samples": outputs.count])
+            for (sample, output) in zip(samples, drawn) {
+                let score = try request.scoreUnlessStopped(with: scorer, params: scorerParams, problem: problem,
+                                                           solution: output.text)
+                scores.append(score)
+                reachedStopScore = reachedStopScore || (adaptive && (score ?? -.infinity) >= stopScore)
+                // Freed once scored, not before: a scorer's prompt reuses the sample's KV cells.
+                request.free(sample)
+            }
+            request.progress(["event": "step", "phase": "scored", "scored": scores.compactMap { $0 }.count,
+                              "best_score": scores.compactMap { $0 }.max() ?? NSNull()])
         }
+        if outputs.count < n { request.free(prompt) }
         let answers = outputs.map { request.extractAnswer($0.text) }
-        request.progress(["event": "step", "phase": "scored", "scored": scores.compactMap { $0 }.count,
-                          "best_score": scores.compactMap { $0 }.max() ?? NSNull()])
 
         // Score sums per answer; only scored samples with an answer vote.
         var sums: [String: Double] = [:]
@@ -57,7 +84,7 @@ struct BestOfN: Strategy {
         return Solution(text: outputs[chosen].text, answer: answers[chosen], candidates: candidates, details: [
             "select": params.string("select"), "scorer": scorer, "chosen": chosen,
             "scores": scores.map { $0 ?? NSNull() as Any }, "answer_scores": sums,
-            "scored": scores.compactMap { $0 }.count,
+            "scored": scores.compactMap { $0 }.count, "drawn": outputs.count, "stopped_early": outputs.count < n && reachedStopScore,
         ])
     }
 

@@ -166,6 +166,38 @@ final class SearchStrategyTests: XCTestCase {
         XCTAssertLessThan(result["metrics"]?["generated_tokens"]?.intValue ?? .max, 4 * 200)
     }
 
+    func testAdaptiveBestOfNStopsAfterTheRoundWhereASampleReachesTheStopScore() throws {
+        func adaptive(stopScore: Double) throws -> (result: JSON, texts: [String], scores: [Double]) {
+            let result = try solve("best-of-n", ["n": 8, "max_tokens": 16, "temperature": 1.0, "adaptive": true, "round": 2,
+                                                 "stop_score": .double(stopScore), "scorer": .string(SearchStrategyTests.scorer)])
+            assertWellFormed(result)
+            let texts = try XCTUnwrap(result["candidates"]?.arrayValue).map { $0["text"]?.stringValue ?? "" }
+            return (result, texts, texts.map { SearchStrategyTests.fixtureScore($0) })
+        }
+        let stopScore = 0.6
+        let early = try adaptive(stopScore: stopScore)
+        let reached = try XCTUnwrap(early.scores.firstIndex { $0 >= stopScore }, "no sample reached \(stopScore): \(early.scores)")
+        // Rounds of two: the draw ends with the round holding the first sample that reached it.
+        XCTAssertEqual(early.texts.count, (reached / 2 + 1) * 2, "\(early.scores)")
+        XCTAssertLessThan(early.texts.count, 8, "the test means little unless the draw stops early (pick another stop_score)")
+        XCTAssertEqual(early.result["details"]?["drawn"]?.intValue, Int64(early.texts.count))
+        XCTAssertEqual(early.result["details"]?["stopped_early"], true)
+        // select = max: the first of the best-scored samples drawn.
+        let best = early.scores.indices.max { early.scores[$0] < early.scores[$1] }!
+        XCTAssertEqual(early.result["details"]?["chosen"]?.intValue, Int64(best))
+
+        // A stop score no sample reaches draws all n, beginning with the same samples (a
+        // sample's seed is its index, not its round's: each round draws new ones), and the
+        // early stop saved the rest's tokens.
+        let full = try adaptive(stopScore: 2)
+        XCTAssertEqual(full.texts.count, 8)
+        XCTAssertEqual(full.result["details"]?["stopped_early"], false)
+        XCTAssertEqual(Array(full.texts.prefix(early.texts.count)), early.texts)
+        XCTAssertNotEqual(Array(full.texts[0..<2]), Array(full.texts[2..<4]), "a round repeating the first one's seeds")
+        XCTAssertLessThan(early.result["metrics"]?["generated_tokens"]?.intValue ?? .max,
+                          full.result["metrics"]?["generated_tokens"]?.intValue ?? 0)
+    }
+
     // MARK: beam search
 
     func testBeamSearchConservesWidthBatchesEachStepAndStreamsEachDepth() throws {
