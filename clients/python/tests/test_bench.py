@@ -226,9 +226,11 @@ def test_report_numbers(tmp_path: Path) -> None:
             "| 143.66 |") in report
     # k=8 is dominated by k=4 (more accuracy for fewer FLOPs), greedy is the cheapest point.
     assert "  - from 3 G FLOPs to 10 G: `greedy`, 50.0 % (n = 4)" in report
-    assert "  - from 10 G FLOPs on: `self-consistency:k=4`, 100.0 % (n = 2)" in report
+    assert ("  - from 10 G FLOPs on: `self-consistency:k=4`, 100.0 % (n = 2; fewer problems than the fullest "
+            "row's 4)") in report
     assert "self-consistency:k=8`, 50.0 %" not in report
-    assert "- model: m (sha256 " + "ab" * 32 + ")" in report and "- commit: c0ffee" in report
+    assert "- model: m (sha256 " + "ab" * 32 + ")" in report
+    assert "- commit c0ffee: `greedy` 4, `self-consistency:k=4` 3, `self-consistency:k=8` 2" in report
     assert "- solve wall time: 0.01 h over 9 records" in report
 
     # The same numbers through a run file, a duplicate of one record in a second file ignored.
@@ -236,6 +238,17 @@ def test_report_numbers(tmp_path: Path) -> None:
     write_jsonl(first, FIXED_RECORDS)
     write_jsonl(second, [record("greedy", 0, False, 9e9, 9.0, 900)])
     assert write_report([first, second], None) == report
+
+
+def test_report_names_the_commits_each_row_was_solved_on() -> None:
+    # A row resumed over sittings spans builds; a dirty checkout is its own entry.
+    records = [record("greedy", problem, True) for problem in range(3)] + [record("rebase:width=4", 0, False)]
+    records[1]["commit"] = "beef"
+    records[2]["dirty"] = True
+    report = markdown_report(records)
+    assert "- commit beef: `greedy` 1\n" in report
+    assert "- commit c0ffee: `greedy` 1, `rebase:width=4` 1\n" in report
+    assert "- commit c0ffee (with uncommitted changes): `greedy` 1\n" in report
 
 
 def test_sign_test_known_values() -> None:

@@ -280,11 +280,14 @@ def frontier_lines(rows: Sequence[Row]) -> List[str]:
         frontier = pareto_frontier(measured(group))
         if not frontier:
             continue
+        fullest = max(row.n for row in group)
         lines.append(f"- {model} on {dataset}:")
         for index, (flops, row) in enumerate(frontier):
             until = f" to {format_flops(frontier[index + 1][0])}" if index + 1 < len(frontier) else " on"
+            # A row still being run is graded on fewer problems than the others: say so.
+            partial = f"; fewer problems than the fullest row's {fullest}" if row.n < fullest else ""
             lines.append(f"  - from {format_flops(flops)} FLOPs{until}: `{row.label}`, "
-                         f"{100 * row.accuracy:.1f} % (n = {row.n})")
+                         f"{100 * row.accuracy:.1f} % (n = {row.n}{partial})")
     return lines
 
 
@@ -339,17 +342,21 @@ def _by_model_and_dataset(rows: Iterable[Row]) -> Dict[Tuple[str, str], List[Row
 
 
 def provenance_lines(records: Sequence[Record]) -> List[str]:
-    """Models, commits, commands and the time the solves took."""
+    """Models, commits (each with its records per spec), commands and the time the solves took."""
     models = sorted({(r["model"]["name"], r["model"].get("sha256") or "unknown") for r in records})
-    commits = sorted({(r.get("commit") or "unknown") + (" (with uncommitted changes)" if r.get("dirty") else "")
-                      for r in records})
+    # Which build made which rows: a row resumed over sittings can span several commits.
+    specs_per_commit: Dict[str, Dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for r in records:
+        commit = (r.get("commit") or "unknown") + (" (with uncommitted changes)" if r.get("dirty") else "")
+        specs_per_commit[commit][r["spec"]] += 1
     commands = sorted({r["command"] for r in records if r.get("command")})
     builds = sorted({f"{r['strategy']['name']} {r['strategy']['version']}" for r in records
                      if r["strategy"].get("version")})
     solve_seconds = sum(r["metrics"]["wall_s"] for r in records if r.get("error") is None)
     times = sorted(datetime.fromisoformat(r["time"]) for r in records if r.get("time"))
     lines = [f"- model: {name} (sha256 {sha})" for name, sha in models]
-    lines += [f"- commit: {commit}" for commit in commits]
+    lines += [f"- commit {commit}: " + ", ".join(f"`{spec}` {count}" for spec, count in sorted(specs.items()))
+              for commit, specs in sorted(specs_per_commit.items())]
     lines += [f"- strategies: {', '.join(builds)}"] if builds else []
     lines += [f"- command: `{command}`" for command in commands]
     lines.append(f"- solve wall time: {solve_seconds / 3600:.2f} h over {len(records)} records"
