@@ -611,19 +611,25 @@ def test_git_state_leaves_the_run_file_out_of_the_dirty_check(tmp_path: Path, mo
     def git(*args: str) -> None:
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
                        capture_output=True)
-    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "deeper").mkdir(parents=True)
     run_file, source = tmp_path / "results" / "run.jsonl", tmp_path / "source.txt"
-    run_file.write_text('{"a": 1}\n')
+    other_model, deeper = tmp_path / "results" / "other-model.jsonl", tmp_path / "results" / "deeper" / "fixture.jsonl"
+    for path in (run_file, other_model, deeper):
+        path.write_text('{"a": 1}\n')
     source.write_text("code\n")
     git("init", "-q")
     git("add", ".")
     git("commit", "-qm", "start")
     monkeypatch.chdir(tmp_path / "results")
-    with run_file.open("a") as handle:
-        handle.write('{"a": 2}\n')
+    for path in (run_file, other_model):  # another model's run file in the same folder grows too
+        with path.open("a") as handle:
+            handle.write('{"a": 2}\n')
     commit, dirty = bench.git_state(run_file)
     assert commit is not None and len(commit) == 40 and dirty is False
     assert bench.git_state()[1] is True  # without the run file named, its growth counts
+    deeper.write_text("changed\n")  # only the run file's own folder is left out
+    assert bench.git_state(run_file)[1] is True
+    git("checkout", "--", str(deeper))
     source.write_text("changed\n")
     assert bench.git_state(run_file)[1] is True
     assert bench.git_state(tmp_path.parent / "elsewhere.jsonl")[1] is True  # a run file outside the repository

@@ -351,9 +351,10 @@ class RunContext:
 
 def git_state(run_file: Optional[Path] = None) -> Tuple[Optional[str], Optional[bool]]:
     """HEAD of the repository of the working directory (else of this package's source tree)
-    and whether tracked files other than the run file differ from it; (None, None) outside
-    git. The run file is left out because a committed one grows as the run goes: a restart
-    would otherwise call its own records dirty."""
+    and whether tracked files other than run files differ from it; (None, None) outside git.
+    The run file and the other JSONL files of its folder (the run files of other models,
+    as in docs/results/paper) are left out: committed ones grow as runs go, and records
+    are not code; a restart would otherwise call its own records dirty."""
     for directory in (Path.cwd(), Path(__file__).resolve().parent):
         try:
             head = subprocess.run(["git", "rev-parse", "HEAD", "--show-toplevel"], cwd=directory,
@@ -365,7 +366,8 @@ def git_state(run_file: Optional[Path] = None) -> Tuple[Optional[str], Optional[
             if run_file is not None:
                 try:
                     inside = run_file.resolve().relative_to(Path(top).resolve())
-                    pathspec = ["--", ":/", f":(top,exclude){inside.as_posix()}"]
+                    pathspec = ["--", ":/", f":(top,exclude){inside.as_posix()}",
+                                f":(top,exclude,glob){(inside.parent / '*.jsonl').as_posix()}"]
                 except ValueError:
                     pass
             status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", *pathspec],
