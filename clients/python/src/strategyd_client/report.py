@@ -420,7 +420,7 @@ def plot_frontier(rows: Sequence[Row], dataset: str, stem: Path) -> List[Path]:
     matplotlib.rcParams["svg.hashsalt"] = "strategyd-bench"  # the same SVG for the same data
     ours = measured(row for row in rows if not row.from_paper and row.dataset == dataset)
     models = sorted({row.model for _, row in ours})
-    figure, axes = plt.subplots(figsize=(8, 5.5))
+    figure, axes = plt.subplots(figsize=(11, 5.5))
     lines: Dict[Tuple[str, str], List[Point]] = defaultdict(list)
     for flops, row in ours:
         lines[(row.model, row.family)].append((flops, row))
@@ -450,7 +450,8 @@ def plot_frontier(rows: Sequence[Row], dataset: str, stem: Path) -> List[Path]:
     axes.set_ylim(bottom=0)
     axes.set_title(f"Accuracy vs compute on {dataset}")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=8, loc="best")
+    # Beside the axes, not on them: with several models, no corner of the plot is free.
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     figure.tight_layout()
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     figure.savefig(paths[0], dpi=150)
