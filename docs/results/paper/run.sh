@@ -7,9 +7,10 @@
 #
 #   docs/results/paper/run.sh 0.5b [SPEC...]  # the paper preset on its 128 GSM8K test
 #                                             # problems, or only the SPECs given
-#   docs/results/paper/run.sh 1.5b            # the default model: greedy, self-consistency
+#   docs/results/paper/run.sh 1.5b [SPEC...]  # the default model: greedy, self-consistency
 #                                             # and rebase on the 128, quiet-star and
-#                                             # quiet-rebase on the first 32
+#                                             # quiet-rebase on the first 32; or only the
+#                                             # SPECs given, on the 128
 #   docs/results/paper/run.sh report          # report.md and the plots, from both files
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,7 +29,7 @@ case "$which" in
     runs=()
     for model in $small $default; do [ -f "$here/$model.jsonl" ] && runs+=("$here/$model.jsonl"); done
     exec python3 -m strategyd_client.bench report "${runs[@]}" --out-dir "$here" ;;
-  *) echo "usage: $0 0.5b [SPEC...] | 1.5b | report" >&2; exit 2 ;;
+  *) echo "usage: $0 0.5b|1.5b [SPEC...] | report" >&2; exit 2 ;;
 esac
 
 "$repo/scripts/setup" --models "$model"
@@ -42,7 +43,7 @@ for _ in $(seq 1 600); do "$bin/strategyctl" ping --socket "$socket" >/dev/null 
 
 out="$here/$model.jsonl"
 run() { python3 -m strategyd_client.bench run --socket "$socket" --out "$out" "$@"; }
-if [ "$which" = 0.5b ] && [ $# -gt 0 ]; then
+if [ $# -gt 0 ]; then
   for spec in "$@"; do run --dataset gsm8k-test --sample 128 --seed 0 --strategy "$spec"; done
 elif [ "$which" = 0.5b ]; then
   run --preset paper
