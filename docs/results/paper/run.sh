@@ -11,6 +11,8 @@
 #                                             # and rebase on the 128, quiet-star and
 #                                             # quiet-rebase on the first 32; or only the
 #                                             # SPECs given, on the 128
+#   docs/results/paper/run.sh 0.5b|1.5b --limit N SPEC...
+#                                             # those SPECs on the first N of the 128
 #   docs/results/paper/run.sh report          # report.md and the plots, from both files
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,6 +24,11 @@ small=qwen2.5-coder-0.5b-instruct-q4_k_m
 default=qwen2.5-coder-1.5b-instruct-q4_k_m
 which=${1:-}
 shift || true
+limit=()
+if [ "${1:-}" = --limit ]; then
+  [ $# -ge 3 ] || { echo "usage: $0 0.5b|1.5b --limit N SPEC..." >&2; exit 2; }
+  limit=(--limit "$2"); shift 2
+fi
 case "$which" in
   0.5b) model=$small ;;
   1.5b) model=$default ;;
@@ -29,7 +36,7 @@ case "$which" in
     runs=()
     for model in $small $default; do [ -f "$here/$model.jsonl" ] && runs+=("$here/$model.jsonl"); done
     exec python3 -m strategyd_client.bench report "${runs[@]}" --out-dir "$here" ;;
-  *) echo "usage: $0 0.5b|1.5b [SPEC...] | report" >&2; exit 2 ;;
+  *) echo "usage: $0 0.5b|1.5b [--limit N] [SPEC...] | report" >&2; exit 2 ;;
 esac
 
 "$repo/scripts/setup" --models "$model"
@@ -44,7 +51,7 @@ for _ in $(seq 1 600); do "$bin/strategyctl" ping --socket "$socket" >/dev/null 
 out="$here/$model.jsonl"
 run() { python3 -m strategyd_client.bench run --socket "$socket" --out "$out" "$@"; }
 if [ $# -gt 0 ]; then
-  for spec in "$@"; do run --dataset gsm8k-test --sample 128 --seed 0 --strategy "$spec"; done
+  for spec in "$@"; do run --dataset gsm8k-test --sample 128 --seed 0 "${limit[@]}" --strategy "$spec"; done
 elif [ "$which" = 0.5b ]; then
   run --preset paper
 else
