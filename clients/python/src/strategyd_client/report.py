@@ -424,6 +424,12 @@ def plot_frontier(rows: Sequence[Row], dataset: str, stem: Path) -> List[Path]:
     lines: Dict[Tuple[str, str], List[Point]] = defaultdict(list)
     for flops, row in ours:
         lines[(row.model, row.family)].append((flops, row))
+    # A strategy keeps its colour across models and a model its marker: the default colour
+    # cycle repeats after ten lines, and two models' strategies make more than ten.
+    families = sorted({family for _, family in lines})
+    palette = plt.get_cmap("tab10" if len(families) <= 10 else "tab20").colors
+    colours = {family: palette[index % len(palette)] for index, family in enumerate(families)}
+    markers = {model: "osD^v<>"[index % 7] for index, model in enumerate(models)}
     for (model, family), points in sorted(lines.items()):
         points.sort(key=lambda point: point[0])
         accuracies = [100 * row.accuracy for _, row in points]
@@ -431,7 +437,7 @@ def plot_frontier(rows: Sequence[Row], dataset: str, stem: Path) -> List[Path]:
         axes.errorbar([flops for flops, _ in points], accuracies,
                       yerr=[[a - 100 * low for a, (low, _) in zip(accuracies, intervals)],
                             [100 * high - a for a, (_, high) in zip(accuracies, intervals)]],
-                      marker="o", capsize=3, label=f"{family} — {model}" if len(models) > 1 else family)
+                      marker=markers[model], color=colours[family], capsize=3, label=f"{family} — {model}" if len(models) > 1 else family)
     for model in models:
         frontier = pareto_frontier(point for point in ours if point[1].model == model)
         axes.step([flops for flops, _ in frontier], [100 * row.accuracy for _, row in frontier],
