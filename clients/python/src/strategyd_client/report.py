@@ -437,7 +437,8 @@ def plot_frontier(rows: Sequence[Row], dataset: str, stem: Path) -> List[Path]:
         axes.errorbar([flops for flops, _ in points], accuracies,
                       yerr=[[a - 100 * low for a, (low, _) in zip(accuracies, intervals)],
                             [100 * high - a for a, (_, high) in zip(accuracies, intervals)]],
-                      marker=markers[model], color=colours[family], capsize=3, label=f"{family} — {model}" if len(models) > 1 else family)
+                      marker=markers[model], color=colours[family], capsize=3,
+                      label=f"{family} — {model}" if len(models) > 1 else family)
     for model in models:
         frontier = pareto_frontier(point for point in ours if point[1].model == model)
         axes.step([flops for flops, _ in frontier], [100 * row.accuracy for _, row in frontier],
