@@ -429,7 +429,8 @@ def plot_frontier(rows: Sequence[Row], dataset: str, stem: Path) -> List[Path]:
     families = sorted({family for _, family in lines})
     palette = plt.get_cmap("tab10" if len(families) <= 10 else "tab20").colors
     colours = {family: palette[index % len(palette)] for index, family in enumerate(families)}
-    markers = {model: "osD^v<>"[index % 7] for index, model in enumerate(models)}
+    marker_cycle = "osD^v<>"
+    markers = {model: marker_cycle[index % len(marker_cycle)] for index, model in enumerate(models)}
     for (model, family), points in sorted(lines.items()):
         points.sort(key=lambda point: point[0])
         accuracies = [100 * row.accuracy for _, row in points]
