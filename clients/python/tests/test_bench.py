@@ -25,8 +25,9 @@ from strategyd_client.bench import (PRESETS, Problem, RunContext, RunFile, Usage
                                     check_strategies, load_dataset, main, parse_spec, resolve_specs, run_spec,
                                     select_problems, solve_problem)
 from strategyd_client.grading import gsm8k_gold, is_correct, number_text, parse_number
-from strategyd_client.report import (PAPER_ROWS, RunFileError, UnknownBaseline, deduplicated, markdown_report,
-                                     read_run_file, record_key, sign_test, summarize, wilson_interval, write_report)
+from strategyd_client.report import (PAPER_ROWS, CandidateCounts, RunFileError, UnknownBaseline, deduplicated,
+                                     markdown_report, read_run_file, record_key, sign_test, summarize,
+                                     wilson_interval, write_report)
 
 SOURCE = Path(__file__).resolve().parents[1] / "src"
 Z = 1.959963984540054
@@ -605,6 +606,26 @@ def test_report_counts_the_solves_a_budget_stopped() -> None:
     records = [record("greedy", 0, True, 1e9, 1.0, 100, stopped_by="max_tokens"),
                record("greedy", 1, True, 1e9, 1.0, 100, stopped_by="max_tokens"), older]
     assert "| 100 | 1 (a budget), 2 (max_tokens) | 0 |" in markdown_report(records)
+
+
+def test_report_counts_vote_and_coverage_over_the_candidates() -> None:
+    # Gold is "1". Picked, what the strategy chose; vote, a majority (a tie to the first seen);
+    # coverage, some candidate right, graded as answers are ("1.0" is 1).
+    answers = [(True, ["2", "1", "2"]), (False, ["1", "2", None]), (False, ["3", "1.0"]), (False, ["3", "2"])]
+    records = [record("best-of-n:n=3", problem, correct) for problem, (correct, _) in enumerate(answers)]
+    for item, (_, candidates) in zip(records, answers):
+        item["candidates"] = [{"answer": answer, "score": None, "votes": None} for answer in candidates]
+    records.append(record("best-of-n:n=3", 4, None))  # a failed solve: no candidates, not graded
+    records.append(record("greedy", 0, True))  # one candidate per solve: nothing to tell apart
+    records[-1]["candidates"] = [{"answer": "1", "score": None, "votes": None}]
+    counts = {row.label: row.candidates for row in summarize(records)}
+    assert counts["greedy"] is None
+    assert counts["best-of-n:n=3"] == CandidateCounts(voted=1, covered=3, mean_candidates=2.5)
+    report = markdown_report(records)
+    assert ("## Candidates\n" in report and "  - `best-of-n:n=3`: picked 1, vote 1, coverage 3 of 4 "
+            "(2.5 candidates per problem)\n" in report)
+    assert "`greedy`: picked" not in report
+    assert "## Candidates" not in markdown_report(records[-1:])
 
 
 def test_git_state_leaves_the_run_file_out_of_the_dirty_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+from .grading import is_correct
+
 Record = Dict[str, Any]
 
 Z_95 = 1.959963984540054  # the standard normal quantile of 0.975
@@ -129,6 +131,8 @@ class Row:
     stopped: Tuple[Tuple[str, int], ...] = ()
     # (problem id, correct) of every graded problem, for the comparison problem by problem.
     outcomes: Tuple[Tuple[Any, bool], ...] = ()
+    # Where the solves returned several candidates: what they held (see CandidateCounts).
+    candidates: Optional["CandidateCounts"] = None
 
     @property
     def accuracy(self) -> float:
@@ -143,6 +147,36 @@ PAPER_ROWS = (
     Row(PAPER_MODEL, "gsm8k-test", "rebase", "REBASE-3", 128, 14, 0, 2.35e12, 8.47, None, True),
     Row(PAPER_MODEL, "gsm8k-test", "quiet-rebase", "Quiet-STaR + REBASE-3", 128, 12, 0, None, 143.66, None, True),
 )
+
+
+@dataclass(frozen=True)
+class CandidateCounts:
+    """A row's graded problems counted over the candidates its solves returned, so the
+    choice among them can be told apart from the sampling that made them."""
+    voted: int    # problems a plain majority over the candidates' answers solves
+    covered: int  # problems where some candidate's answer is right: no choice does better
+    mean_candidates: float
+
+
+def vote(answers: Sequence[Optional[str]]) -> Optional[str]:
+    """The most frequent answer, a tie to the one seen first (as the strategies break ties)."""
+    counts: Dict[str, int] = {}
+    for answer in answers:
+        if answer is not None:
+            counts[answer] = counts.get(answer, 0) + 1
+    return max(counts, key=lambda answer: counts[answer]) if counts else None  # max keeps the first of equals
+
+
+def candidate_counts(graded: Sequence[Record]) -> Optional[CandidateCounts]:
+    """None where no solve returned more than one candidate: then picked, vote and coverage agree."""
+    lists = [[candidate.get("answer") for candidate in record.get("candidates") or []] for record in graded]
+    if not any(len(answers) > 1 for answers in lists):
+        return None
+    return CandidateCounts(
+        voted=sum(1 for record, answers in zip(graded, lists) if is_correct(vote(answers), record["gold"])),
+        covered=sum(1 for record, answers in zip(graded, lists)
+                    if any(is_correct(answer, record["gold"]) for answer in answers)),
+        mean_candidates=sum(map(len, lists)) / len(lists))
 
 
 def family_of(record: Record) -> str:
@@ -193,7 +227,8 @@ def summarize(records: Sequence[Record]) -> List[Row]:
             mean_evaluated_tokens=_mean([record["metrics"]["evaluated_tokens"] for record in graded]),
             concurrency=max(record.get("concurrency") or 1 for record in group),
             stopped=_stopped(graded),
-            outcomes=tuple((record["problem_id"], bool(record["correct"])) for record in graded)))
+            outcomes=tuple((record["problem_id"], bool(record["correct"])) for record in graded),
+            candidates=candidate_counts(graded)))
     return sorted(rows, key=_row_order)
 
 
@@ -333,6 +368,20 @@ def paired_lines(rows: Sequence[Row], baseline_label: Optional[str]) -> List[str
     return lines
 
 
+def candidate_lines(rows: Sequence[Row]) -> List[str]:
+    """Per model and data set, the rows whose solves returned several candidates: what the
+    strategy picked beside a vote over, and the coverage of, the same candidates."""
+    lines = []
+    for (model, dataset), group in _by_model_and_dataset(rows).items():
+        counted = [(row, row.candidates) for row in group if row.candidates is not None]
+        if counted:
+            lines.append(f"- {model} on {dataset}:")
+        for row, counts in counted:
+            lines.append(f"  - `{row.label}`: picked {row.correct}, vote {counts.voted}, coverage {counts.covered} "
+                         f"of {row.n} ({counts.mean_candidates:.1f} candidates per problem)")
+    return lines
+
+
 def _by_model_and_dataset(rows: Iterable[Row]) -> Dict[Tuple[str, str], List[Row]]:
     groups: Dict[Tuple[str, str], List[Row]] = defaultdict(list)
     for row in rows:
@@ -398,6 +447,16 @@ def markdown_report(records: Sequence[Record], plots: Sequence[Path] = (), basel
             "that split: the chance of a split at least this uneven were the two equally accurate. Two "
             "conditions run on the same problems can differ clearly here while their accuracy intervals "
             "overlap.", "", *paired_section]
+    candidate_section = candidate_lines(rows)
+    if candidate_section:
+        parts += [
+            "", "## Candidates", "",
+            "For the conditions whose solves return several candidates (one per finished solution): "
+            "picked, the problems the strategy's chosen answer solved; vote, those a plain majority over "
+            "the candidates' answers would solve (a tie to the answer seen first); coverage, those where "
+            "some candidate's answer is right, which no scorer or vote over the same candidates can "
+            "beat. Picked well below coverage means the choice, not the sampling, loses the answers.",
+            "", *candidate_section]
     parts += ["", "## Runs", "", *provenance_lines(records), ""]
     return "\n".join(parts)
 
