@@ -1,6 +1,7 @@
 """Reading strategyd-bench run files and reporting them: the paper's table beside our own
-rows, the compute-optimal frontier, the accuracy-vs-FLOPs plot, and every condition against
-a baseline problem by problem.
+rows, the compute-optimal frontier, the accuracy-vs-FLOPs plot, every condition against
+a baseline problem by problem, and, where solves return several candidates, what a vote
+over them would solve and how often one of them is right.
 
 Accuracy counts the graded records of a condition; records whose solve failed are counted
 apart ("errors") and left out of n. matplotlib is imported only to draw the plot.
