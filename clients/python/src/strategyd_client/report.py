@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -161,11 +161,9 @@ class CandidateCounts:
 
 def vote(answers: Sequence[Optional[str]]) -> Optional[str]:
     """The most frequent answer, a tie to the one seen first (as the strategies break ties)."""
-    counts: Dict[str, int] = {}
-    for answer in answers:
-        if answer is not None:
-            counts[answer] = counts.get(answer, 0) + 1
-    return max(counts, key=lambda answer: counts[answer]) if counts else None  # max keeps the first of equals
+    # most_common sorts stably, and a Counter keeps the order answers were first seen in.
+    leader = Counter(answer for answer in answers if answer is not None).most_common(1)
+    return leader[0][0] if leader else None
 
 
 def candidate_counts(graded: Sequence[Record]) -> Optional[CandidateCounts]:
