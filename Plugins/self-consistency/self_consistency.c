@@ -3,9 +3,10 @@
  * answers (Wang et al. 2022). Written in C against strategyd_plugin.h alone, with
  * jansson for its params and result, to keep the plugin ABI honest.
  *
- * Adaptive mode draws samples in rounds and stops once the leading answer cannot be
- * overtaken by the samples left, or once its share of the votes reaches `confidence`;
- * the result reports the samples it saved.
+ * Adaptive mode draws samples in rounds and stops after a round once the leading answer
+ * holds `confidence` of the votes drawn (by default all of them: a unanimous round, as
+ * in early-stopping self-consistency, Li et al. 2024) or cannot be overtaken by the
+ * samples left; the result reports the samples it saved.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -33,7 +34,7 @@ static const char PARAMS_SCHEMA[] =
     "\"round\": {\"type\": \"integer\", \"default\": 4, \"minimum\": 1, \"maximum\": 64,"
     " \"description\": \"samples per round in adaptive mode\"},"
     "\"confidence\": {\"type\": \"number\", \"default\": 1.0, \"minimum\": 0.5, \"maximum\": 1,"
-    " \"description\": \"adaptive: stop once the leader holds this share of the votes (1 = only when it cannot be overtaken)\"}"
+    " \"description\": \"adaptive: stop after a round once the leader holds this share of the votes drawn (1 = all of them)\"}"
     "}";
 
 #define MAX_SAMPLES 64
@@ -138,8 +139,8 @@ static int32_t solve(void *state, const sd_host *host, sd_request *r, const char
         host->progress(r, event);
         if (adaptive && lead >= 0 && drawn < k) {
             int remaining = k - drawn;
-            if (tallies[lead].votes > second + remaining ||
-                (confidence < 1.0 && (double)tallies[lead].votes / drawn >= confidence)) {
+            /* Samples without an answer count against the leader's share. */
+            if (tallies[lead].votes > second + remaining || (double)tallies[lead].votes / drawn >= confidence) {
                 stopped_early = 1;
                 break;
             }
@@ -185,7 +186,7 @@ static const sd_plugin PLUGIN = {
     .abi_version = SD_PLUGIN_ABI_VERSION,
     .size = sizeof(sd_plugin),
     .name = "self-consistency",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .kind = SD_KIND_STRATEGY,
     .description = "Self-consistency: k sampled chains of thought, majority vote; adaptive early stop",
     .params_schema = PARAMS_SCHEMA,

@@ -41,6 +41,19 @@ final class SelfConsistencyTests: XCTestCase {
         XCTAssertEqual(details["samples_saved"], 6)
     }
 
+    func testAdaptiveDefaultsStopAfterOneUnanimousRound() throws {
+        // k = 8 in rounds of 4 (the defaults): the leader of a first round can never be out of
+        // reach of the 4 samples left, so only the unanimity rule (confidence 1) stops here.
+        let result = try daemon().call("solve", ["problem": "What is 2 + 3? Answer with the number.", "strategy": "self-consistency",
+                                                 "params": ["k": 8, "adaptive": true, "temperature": 0.01, "max_tokens": 24]])
+        let details = try XCTUnwrap(result["details"])
+        XCTAssertNotNil(result["answer"]?.stringValue, "the test model must give some number here: \(result.serialized())")
+        XCTAssertEqual(details["stopped_early"], true)
+        XCTAssertEqual(details["samples"], 4)
+        XCTAssertEqual(result["candidates"]?.arrayValue?.count, 4)
+        XCTAssertEqual(result["metrics"]?["forks"], 4, "the second round was never forked")
+    }
+
     func testWithoutAdaptiveEverySampleIsDrawn() throws {
         let result = try daemon().call("solve", ["problem": "What is 2 + 3? Answer with the number.", "strategy": "self-consistency",
                                                  "params": ["k": 4, "temperature": 0.01, "max_tokens": 24]])
