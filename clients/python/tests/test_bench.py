@@ -241,6 +241,14 @@ def test_report_numbers(tmp_path: Path) -> None:
     assert write_report([first, second], None) == report
 
 
+def test_report_keeps_a_new_strategy_version_in_a_row_of_its_own() -> None:
+    updated = [{**r, "strategy": {**r["strategy"], "version": "1.1.0"}} for r in FIXED_RECORDS if r["spec"] == "greedy"]
+    assert {record_key(r) for r in updated}.isdisjoint(record_key(r) for r in FIXED_RECORDS)
+    rows = {row.label: row for row in summarize(FIXED_RECORDS + updated[:2])}
+    assert (rows["greedy (version 1.0.0)"].n, rows["greedy (version 1.1.0)"].n) == (4, 2)
+    assert "self-consistency:k=4" in rows, "a spec run under one version keeps its plain label"
+
+
 def test_report_names_the_commits_each_row_was_solved_on() -> None:
     # A row resumed over sittings spans builds; a dirty checkout is its own entry.
     records = [record("greedy", problem, True) for problem in range(3)] + [record("rebase:width=4", 0, False)]
@@ -440,7 +448,8 @@ def test_plot_files(tmp_path: Path) -> None:
 
 
 CONTEXT = RunContext(dataset="gsm8k-test", seed=0, model={"name": "m", "sha256": None}, daemon_version="0",
-                     commit=None, dirty=None, command="test", concurrency=1)
+                     commit=None, dirty=None, command="test", concurrency=1,
+                     strategy_versions={"greedy": "1.0.0"})
 
 
 class ScriptedClient:
@@ -563,6 +572,24 @@ def test_run_resumes_after_kill(daemon: Daemon, tmp_path: Path) -> None:
     assert len(read_lines(out)) == len(records), "a finished run redid problems"
 
 
+def test_a_new_plugin_version_solves_recorded_problems_again(daemon: Daemon, tmp_path: Path) -> None:
+    data_dir = small_dataset(tmp_path, 2)
+    out = tmp_path / "run.jsonl"
+    command = bench_command(daemon, data_dir, out, "--strategy", "greedy:max_tokens=1")
+    first = subprocess.run(command, env=bench_env(), capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    current = sorted(read_lines(out), key=lambda r: r["problem_id"])
+    version = current[0]["strategy"]["version"]
+    older = [{**r, "strategy": {**r["strategy"], "version": "0.0.1"}} for r in current]
+    write_jsonl(out, [older[0], current[1]])  # problem 0 recorded by an older build of greedy
+
+    again = subprocess.run(command, env=bench_env(), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    records = read_lines(out)
+    assert records[:2] == [older[0], current[1]], "a record of the older version was touched"
+    assert [(r["problem_id"], r["strategy"]["version"]) for r in records[2:]] == [(0, version)]
+
+
 def test_failed_solves_are_recorded_then_retried(daemon: Daemon, tmp_path: Path) -> None:
     # Problem 0 overflows the test daemon's 4096-token context: an engine error, at once.
     write_jsonl(tmp_path / "gsm8k-test.jsonl", [
@@ -575,6 +602,7 @@ def test_failed_solves_are_recorded_then_retried(daemon: Daemon, tmp_path: Path)
     assert first.returncode == 0, first.stderr
     failed, solved = sorted(read_lines(out), key=lambda r: r["problem_id"])
     assert failed["error"]["type"] == "EngineError" and failed["correct"] is None and failed["metrics"] is None
+    assert failed["strategy"]["version"] == solved["strategy"]["version"], "a retry would not find the failure"
     assert solved["error"] is None and solved["metrics"]["flops"] > 0, "the run stopped at the failure"
     assert "1 failed" in first.stderr
 

@@ -13,7 +13,9 @@ or quotes do not split). BUDGET is max_tokens=N,max_flops=F,timeout_s=T (any of 
 replaces --budget for that spec.
 
 Each (spec, problem) gives one JSONL record in --out, written and fsync'd as soon as it is
-known. Running the same command again resumes: problems already recorded are skipped.
+known. Running the same command again resumes: problems already recorded are skipped,
+unless the strategy's plugin has a new version since (then they are solved again, a row
+of their own in the report).
 """
 from __future__ import annotations
 
@@ -347,6 +349,7 @@ class RunContext:
     dirty: Optional[bool]
     command: str
     concurrency: int  # solves in flight at once: above 1 each wall time includes the others' steps
+    strategy_versions: Dict[str, str]  # of the plugins the specs name, as loaded when the run started
 
 
 def git_state(run_file: Optional[Path] = None) -> Tuple[Optional[str], Optional[bool]]:
@@ -390,8 +393,9 @@ def model_identity(client: Client) -> Dict[str, Optional[str]]:
     return {"name": info.name, "sha256": info.sha256}
 
 
-def check_strategies(client: Client, specs: Sequence[Spec]) -> None:
-    """Every spec names a loaded strategy and only params of its schema: fail before solving."""
+def check_strategies(client: Client, specs: Sequence[Spec]) -> Dict[str, str]:
+    """Every spec names a loaded strategy and only params of its schema: fail before solving.
+    Returns the version of each strategy named."""
     plugins = {plugin.name: plugin for plugin in client.plugins() if plugin.kind == "strategy"}
     for spec in specs:
         plugin = plugins.get(spec.strategy)
@@ -402,13 +406,14 @@ def check_strategies(client: Client, specs: Sequence[Spec]) -> None:
         if unknown:
             raise UsageError(f"{spec.label}: {spec.strategy} has no param {', '.join(unknown)}; "
                              f"its params: {', '.join(sorted(plugin.params_schema))}")
+    return {spec.strategy: plugins[spec.strategy].version for spec in specs}
 
 
 def _solved(result: SolveResult, spec: Spec, gold: str) -> Record:
     try:
         correct = is_correct(result.answer, gold)
     except Exception as error:  # a grading bug costs this problem, not the run (again at every resume)
-        return _failed(spec, error)
+        return _failed(spec, result.strategy.version, error)
     metrics = {field.name: getattr(result.metrics, field.name)
                for field in dataclasses.fields(result.metrics) if field.name != "extra"}
     return {
@@ -423,9 +428,9 @@ def _solved(result: SolveResult, spec: Spec, gold: str) -> Record:
     }
 
 
-def _failed(spec: Spec, error: Exception) -> Record:
+def _failed(spec: Spec, version: Optional[str], error: Exception) -> Record:
     return {
-        "strategy": {"name": spec.strategy, "version": None, "generation": None},
+        "strategy": {"name": spec.strategy, "version": version, "generation": None},
         "answer": None, "correct": None, "budget_exhausted": None, "stopped_by": None, "metrics": None,
         "candidates": None, "text": None,
         "error": {"type": type(error).__name__, "code": getattr(error, "code", None), "message": str(error)},
@@ -446,7 +451,7 @@ def solve_problem(client: Client, spec: Spec, problem: Problem, context: RunCont
         except FATAL_ERRORS:
             raise
         except (RPCError, RequestTimeout) as error:
-            outcome = _failed(spec, error)
+            outcome = _failed(spec, context.strategy_versions.get(spec.strategy), error)
             break
     return {
         "dataset": context.dataset, "problem_id": problem.id, "source_id": problem.source_id,
@@ -589,7 +594,8 @@ def run_spec(client: Client, spec: Spec, problems: Sequence[Problem], run_file: 
 
 
 def problem_key(context: RunContext, spec: Spec, problem: Problem) -> str:
-    return record_key({"dataset": context.dataset, "problem_id": problem.id, "strategy": {"name": spec.strategy},
+    strategy = {"name": spec.strategy, "version": context.strategy_versions.get(spec.strategy)}
+    return record_key({"dataset": context.dataset, "problem_id": problem.id, "strategy": strategy,
                        "params": spec.params, "budget": spec.budget, "seed": context.seed})
 
 
@@ -604,11 +610,12 @@ def command_run(args: argparse.Namespace) -> int:
     run_file = RunFile(Path(args.out))
     try:
         with Client(args.socket) as client:
-            check_strategies(client, specs)
+            versions = check_strategies(client, specs)
             commit, dirty = git_state(Path(args.out))
             context = RunContext(dataset=dataset, seed=seed, model=model_identity(client),
                                  daemon_version=client.status(timeout=60).version, commit=commit, dirty=dirty,
-                                 command=shlex.join(["strategyd-bench", *args.argv]), concurrency=args.concurrency)
+                                 command=shlex.join(["strategyd-bench", *args.argv]), concurrency=args.concurrency,
+                                 strategy_versions=versions)
             run_file.check_model(context.model)
             if args.retry_errors:
                 keys = {problem_key(context, spec, problem) for spec in specs for problem in problems}

@@ -85,9 +85,11 @@ def keep_first_success(by_key: Dict[str, Record], key: str, record: Record) -> N
         by_key[key] = record
 
 
-def condition_of(record: Record) -> Tuple[str, str, str, Any]:
-    """Strategy, params, budget and seed: records that share them are one row of the table."""
-    return (record["strategy"]["name"], json.dumps(record["params"], sort_keys=True),
+def condition_of(record: Record) -> Tuple[str, Optional[str], str, str, Any]:
+    """Strategy and its version, params, budget and seed: records that share them are one
+    row of the table. A new version of a plugin is a new condition: resuming solves its
+    problems again rather than mixing two versions' records in one row."""
+    return (record["strategy"]["name"], record["strategy"].get("version"), json.dumps(record["params"], sort_keys=True),
             json.dumps(record["budget"], sort_keys=True), record["seed"])
 
 
@@ -207,16 +209,23 @@ def summarize(records: Sequence[Record]) -> List[Row]:
     groups: Dict[Tuple[Any, ...], List[Record]] = defaultdict(list)
     for record in records:
         groups[(record["model"]["name"], record["dataset"], *condition_of(record))].append(record)
-    # The seed goes into the label only where one spec was run with several seeds.
+    # The seed and the strategy's version go into the label only where one spec was run
+    # with several of them.
     seeds_per_spec: Dict[Tuple[str, str, str], Set[Any]] = defaultdict(set)
+    versions_per_spec: Dict[Tuple[str, str, str], Set[Any]] = defaultdict(set)
     for group in groups.values():
-        seeds_per_spec[(group[0]["model"]["name"], group[0]["dataset"], group[0]["spec"])].add(group[0]["seed"])
+        spec = (group[0]["model"]["name"], group[0]["dataset"], group[0]["spec"])
+        seeds_per_spec[spec].add(group[0]["seed"])
+        versions_per_spec[spec].add(group[0]["strategy"].get("version"))
     rows = []
     for group in groups.values():
         first = group[0]
         graded = [record for record in group if record.get("error") is None]
         label = first["spec"]
-        if len(seeds_per_spec[(first["model"]["name"], first["dataset"], label)]) > 1:
+        spec = (first["model"]["name"], first["dataset"], label)
+        if len(versions_per_spec[spec]) > 1:
+            label += f" (version {first['strategy'].get('version')})"
+        if len(seeds_per_spec[spec]) > 1:
             label += f" (seed {first['seed']})"
         rows.append(Row(
             model=first["model"]["name"], dataset=first["dataset"], family=family_of(first), label=label,
