@@ -125,6 +125,9 @@ struct Status: ParsableCommand {
         print("model: \(model["name"]?.stringValue ?? "?") (\(model["description"]?.stringValue ?? "")), \(model["path"]?.stringValue ?? "")")
         print("plugins: \((status["plugins"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", "))")
         print("mixing heads from: \(model["heads_dir"]?.stringValue ?? "?")")
+        let backend = model["backend"] ?? [:]
+        print("llama.cpp: ggml \(backend["ggml_version"]?.stringValue ?? "?") (\(backend["ggml_commit"]?.stringValue ?? "?")),"
+              + " \(model["threads"]?.intValue ?? 0) threads; \(backend["system_info"]?.stringValue ?? "?")")
         print("in flight: \(status["solves_in_flight"]?.intValue ?? 0) solves, \(status["requests_in_flight"]?.intValue ?? 0) requests")
         print(String(format: "since start: %lld tokens evaluated, %.3e FLOPs", totals["evaluated_tokens"]?.intValue ?? 0,
                      totals["flops"]?.doubleValue ?? 0))

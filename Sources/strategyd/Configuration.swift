@@ -103,6 +103,9 @@ final class ModelInfo: @unchecked Sendable {
                 "context_size": JSON(engine.contextSize), "max_sequences": JSON(engine.maxSequences),
                 "hidden_states": .bool(engine.hiddenStates), "threads": JSON(engine.threads),
                 "heads_dir": .string(headsDirectory.path),
+                "backend": ["ggml_version": .string(Backend.current.ggmlVersion),
+                            "ggml_commit": .string(Backend.current.ggmlCommit),
+                            "system_info": .string(Backend.current.systemInfo)],
                 "flops_formula": "2*non_embedding_parameters + 2*layers*(position+1)*attention_width per evaluated token",
                 "reward_model": rewardModel.map { ["path": .string($0.path), "architecture": .string($0.architecture),
                                                    "parameters": JSON(Int($0.parameters))] } ?? .null]

@@ -45,6 +45,9 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(info["vocabulary_size"], 49152)
         XCTAssertEqual(info["name"], "smollm2-135m-instruct-q4_1")
         XCTAssertGreaterThan(info["non_embedding_parameters"]?.intValue ?? 0, 100_000_000)
+        // The build and kernels that computed the logits, for telling why seeded runs differ.
+        XCTAssertEqual(info["backend"]?["system_info"]?.stringValue?.hasPrefix("CPU : "), true)
+        XCTAssertEqual(info["backend"]?["ggml_version"]?.stringValue?.isEmpty, false)
     }
 
     func testSocketIsNotWorldWritable() throws {

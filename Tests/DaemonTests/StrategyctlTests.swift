@@ -52,6 +52,14 @@ final class StrategyctlTests: XCTestCase {
         XCTAssertGreaterThan(result["metrics"]?["flops"]?.doubleValue ?? 0, 0)
     }
 
+    func testStatusNamesTheModelAndTheBuildThatRunsIt() throws {
+        let run = try strategyctl(["status"])
+        XCTAssertEqual(run.status, 0, run.errors)
+        XCTAssertTrue(run.output.contains("model: smollm2-135m-instruct-q4_1"), run.output)
+        let backend = try XCTUnwrap(run.output.split(separator: "\n").first { $0.hasPrefix("llama.cpp: ggml ") }, run.output)
+        XCTAssertTrue(backend.contains(" threads; CPU : "), String(backend))
+    }
+
     func testExitCodesSayWhatWentWrong() throws {
         let unknown = try strategyctl(["solve", "-s", "no-such-plugin", "x"])
         XCTAssertEqual(unknown.status, 1, "the daemon answered with an error")
