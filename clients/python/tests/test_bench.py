@@ -449,7 +449,7 @@ def test_plot_files(tmp_path: Path) -> None:
 
 CONTEXT = RunContext(dataset="gsm8k-test", seed=0, model={"name": "m", "sha256": None}, daemon_version="0",
                      commit=None, dirty=None, command="test", concurrency=1,
-                     strategy_versions={"greedy": "1.0.0"})
+                     strategy_versions={"greedy": "1.0.0"}, backend={})
 
 
 class ScriptedClient:
@@ -566,6 +566,11 @@ def test_run_resumes_after_kill(daemon: Daemon, tmp_path: Path) -> None:
         assert r["model"]["name"] == "smollm2-135m-instruct-q4_1" and r["model"]["sha256"] and r["concurrency"] == 1
     assert {json.dumps(r["budget"]) for r in records} == {"{}", '{"max_tokens": 400}'}
     assert len({record_key(r) for r in records}) == len(records)
+    with Client(daemon.socket_path) as client:
+        info = client.models_info()
+    assert info.backend["system_info"].startswith("CPU : ")
+    assert {json.dumps(r["backend"], sort_keys=True) for r in records} == {
+        json.dumps({**info.backend, "threads": info.extra["threads"]}, sort_keys=True)}
 
     again = subprocess.run(command, env=bench_env(), capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr

@@ -350,6 +350,7 @@ class RunContext:
     command: str
     concurrency: int  # solves in flight at once: above 1 each wall time includes the others' steps
     strategy_versions: Dict[str, str]  # of the plugins the specs name, as loaded when the run started
+    backend: Dict[str, Any]  # llama.cpp build, CPU kernels, threads: seeded samples repeat only where all match
 
 
 def git_state(run_file: Optional[Path] = None) -> Tuple[Optional[str], Optional[bool]]:
@@ -391,6 +392,11 @@ def model_identity(client: Client) -> Dict[str, Optional[str]]:
         print("strategyd-bench: the daemon does not know its model's sha256 yet; records say null",
               file=sys.stderr)
     return {"name": info.name, "sha256": info.sha256}
+
+
+def backend_identity(client: Client) -> Dict[str, Any]:
+    info = client.models_info()
+    return {**info.backend, "threads": info.extra.get("threads")}
 
 
 def check_strategies(client: Client, specs: Sequence[Spec]) -> Dict[str, str]:
@@ -457,7 +463,7 @@ def solve_problem(client: Client, spec: Spec, problem: Problem, context: RunCont
         "dataset": context.dataset, "problem_id": problem.id, "source_id": problem.source_id,
         "spec": spec.label, "params": spec.params, "budget": spec.budget, "seed": context.seed,
         "gold": problem.gold, **outcome,
-        "model": context.model, "daemon_version": context.daemon_version,
+        "model": context.model, "backend": context.backend, "daemon_version": context.daemon_version,
         "commit": context.commit, "dirty": context.dirty, "command": context.command,
         "concurrency": context.concurrency, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -615,7 +621,7 @@ def command_run(args: argparse.Namespace) -> int:
             context = RunContext(dataset=dataset, seed=seed, model=model_identity(client),
                                  daemon_version=client.status(timeout=60).version, commit=commit, dirty=dirty,
                                  command=shlex.join(["strategyd-bench", *args.argv]), concurrency=args.concurrency,
-                                 strategy_versions=versions)
+                                 strategy_versions=versions, backend=backend_identity(client))
             run_file.check_model(context.model)
             if args.retry_errors:
                 keys = {problem_key(context, spec, problem) for spec in specs for problem in problems}

@@ -145,6 +145,7 @@ class ModelInfo:
     max_sequences: int
     hidden_states: bool
     flops_formula: str
+    backend: Dict[str, str] = field(default_factory=dict)  # the llama.cpp build and its CPU kernels
     extra: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod
