@@ -4,7 +4,7 @@ import Foundation
 /// The llama.cpp build that computes the logits and the CPU kernels compiled into it. A
 /// seeded solve reproduces token for token only on the same build and kernels: builds
 /// for other CPUs (scripts/setup builds for the CPU it runs on) round the logits'
-/// last bits differently, and a sampled token can follow.
+/// last bits differently, and with them, now and then, a sampled token.
 public struct Backend: Sendable, Equatable {
     public let ggmlVersion: String
     public let ggmlCommit: String
