@@ -661,6 +661,26 @@ def test_report_counts_vote_and_coverage_over_the_candidates() -> None:
     assert "## Candidates" not in markdown_report(records[-1:])
 
 
+def test_report_counts_what_best_of_n_s_two_selections_would_pick_over_scored_candidates() -> None:
+    # Gold is "1". Each problem: the candidates' (answer, score); None scores were never scored.
+    problems = [
+        [("2", 0.9), ("1", 0.6), ("1", 0.6)],        # max picks 2; weighted 1 (1.2 against 0.9)
+        [("1", 0.9), ("2", 0.5), ("2", 0.5)],        # max 1; weighted 2 (1.0 against 0.9)
+        [("2", 0.5), ("1", 1.0), ("1", None)],       # weighted ties 1.0 to 1.0 on sums; the higher single score, 1, wins
+        [("2", 0.5), ("1", 0.5), ("2", 0.5), ("1", 0.5)],  # all even: the earlier best-scored candidate, 2, for both
+        [("1", None), ("1", None), ("2", None)],     # nothing scored: both fall back to the vote, 1 (alone, a row with no scores: None)
+    ]
+    records = [record("best-of-n:n=4", problem, False) for problem in range(len(problems))]
+    for item, candidates in zip(records, problems):
+        item["candidates"] = [{"answer": answer, "score": score, "votes": None} for answer, score in candidates]
+    counts = summarize(records)[0].candidates
+    assert counts is not None and (counts.top_scored, counts.weighted) == (3, 3)
+    assert ("  - `best-of-n:n=4`: picked 0, vote 3, top-scored 3, score-weighted vote 3, coverage 5 of 5 "
+            "(3.2 candidates per problem)\n" in markdown_report(records))
+    per_problem = [summarize([records[problem]])[0].candidates for problem in range(len(problems))]
+    assert [(c.top_scored, c.weighted) for c in per_problem] == [(0, 1), (1, 0), (1, 1), (0, 0), (None, None)]
+
+
 def test_git_state_leaves_the_run_file_out_of_the_dirty_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def git(*args: str) -> None:
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,

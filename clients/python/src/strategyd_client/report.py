@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from .grading import is_correct
 
@@ -159,6 +159,10 @@ class CandidateCounts:
     voted: int    # problems a plain majority over the candidates' answers solves
     covered: int  # problems where some candidate's answer is right: no choice does better
     mean_candidates: float
+    # Problems best-of-n's two selections would solve over these candidates (select=max, the
+    # best-scored one; select=weighted); None where no candidate carries a score (self-consistency).
+    top_scored: Optional[int] = None
+    weighted: Optional[int] = None
 
 
 def vote(answers: Sequence[Optional[str]]) -> Optional[str]:
@@ -168,16 +172,50 @@ def vote(answers: Sequence[Optional[str]]) -> Optional[str]:
     return leader[0][0] if leader else None
 
 
+def top_scored(candidates: Sequence[Record]) -> Optional[str]:
+    """The best-scored candidate's answer, the first of equals: best-of-n's select=max. With
+    no scored candidate, a plain vote, as the plugin falls back to."""
+    scored = [candidate for candidate in candidates if candidate.get("score") is not None]
+    if not scored:
+        return vote([candidate.get("answer") for candidate in candidates])
+    return max(scored, key=lambda candidate: candidate["score"]).get("answer")
+
+
+def weighted_vote(candidates: Sequence[Record]) -> Optional[str]:
+    """The answer whose scored candidates' scores sum highest, ties to the higher single
+    score, then to the earlier best-scored candidate: best-of-n's select=weighted
+    (Plugins/best-of-n). With no scored candidate, a plain vote, as the plugin falls back to."""
+    sums: Dict[str, float] = {}
+    leaders: Dict[str, Tuple[float, int]] = {}  # answer: its best score, the first candidate with it
+    for index, candidate in enumerate(candidates):
+        answer, score = candidate.get("answer"), candidate.get("score")
+        if answer is None or score is None:
+            continue
+        sums[answer] = sums.get(answer, 0.0) + score
+        if answer not in leaders or score > leaders[answer][0]:
+            leaders[answer] = (score, index)
+    if not sums:
+        return vote([candidate.get("answer") for candidate in candidates])
+    return max(sums, key=lambda answer: (sums[answer], leaders[answer][0], -leaders[answer][1]))
+
+
 def candidate_counts(graded: Sequence[Record]) -> Optional[CandidateCounts]:
     """None where no solve returned more than one candidate: then picked, vote and coverage agree."""
-    lists = [[candidate.get("answer") for candidate in record.get("candidates") or []] for record in graded]
-    if not any(len(answers) > 1 for answers in lists):
+    lists = [record.get("candidates") or [] for record in graded]
+    if not any(len(candidates) > 1 for candidates in lists):
         return None
+
+    def solved_by(select: Callable[[Sequence[Record]], Optional[str]]) -> int:
+        return sum(1 for record, candidates in zip(graded, lists) if is_correct(select(candidates), record["gold"]))
+
+    scored = any(candidate.get("score") is not None for candidates in lists for candidate in candidates)
     return CandidateCounts(
-        voted=sum(1 for record, answers in zip(graded, lists) if is_correct(vote(answers), record["gold"])),
-        covered=sum(1 for record, answers in zip(graded, lists)
-                    if any(is_correct(answer, record["gold"]) for answer in answers)),
-        mean_candidates=sum(map(len, lists)) / len(lists))
+        voted=solved_by(lambda candidates: vote([candidate.get("answer") for candidate in candidates])),
+        covered=sum(1 for record, candidates in zip(graded, lists)
+                    if any(is_correct(candidate.get("answer"), record["gold"]) for candidate in candidates)),
+        mean_candidates=sum(map(len, lists)) / len(lists),
+        top_scored=solved_by(top_scored) if scored else None,
+        weighted=solved_by(weighted_vote) if scored else None)
 
 
 def family_of(record: Record) -> str:
@@ -385,8 +423,10 @@ def candidate_lines(rows: Sequence[Row]) -> List[str]:
         if counted:
             lines.append(f"- {model} on {dataset}:")
         for row, counts in counted:
-            lines.append(f"  - `{row.label}`: picked {row.correct}, vote {counts.voted}, coverage {counts.covered} "
-                         f"of {row.n} ({counts.mean_candidates:.1f} candidates per problem)")
+            scored = ("" if counts.weighted is None
+                      else f", top-scored {counts.top_scored}, score-weighted vote {counts.weighted}")
+            lines.append(f"  - `{row.label}`: picked {row.correct}, vote {counts.voted}{scored}, "
+                         f"coverage {counts.covered} of {row.n} ({counts.mean_candidates:.1f} candidates per problem)")
     return lines
 
 
@@ -461,7 +501,10 @@ def markdown_report(records: Sequence[Record], plots: Sequence[Path] = (), basel
             "", "## Candidates", "",
             "For the conditions whose solves return several candidates (one per finished solution): "
             "picked, the problems the strategy's chosen answer solved; vote, those a plain majority over "
-            "the candidates' answers would solve (a tie to the answer seen first); coverage, those where "
+            "the candidates' answers would solve (a tie to the answer seen first); where the candidates "
+            "carry scores, top-scored and score-weighted vote, those best-of-n's select=max and "
+            "select=weighted would solve (the best-scored candidate; the answer whose candidates' scores "
+            "sum highest); coverage, those where "
             "some candidate's answer is right, which no scorer or vote over the same candidates can "
             "beat. Picked well below coverage means the choice, not the sampling, loses the answers.",
             "", *candidate_section]
