@@ -260,6 +260,18 @@ def test_report_names_the_commits_each_row_was_solved_on() -> None:
     assert "- commit c0ffee (with uncommitted changes): `greedy` 1\n" in report
 
 
+def test_report_names_the_llama_cpp_build_each_row_was_solved_on() -> None:
+    # Another machine's build can sample another token from the same seed: the runs say which
+    # records share a build, and which were written before records named it.
+    records = [record("greedy", problem, True) for problem in range(3)]
+    backend = {"ggml_version": "0.25.3", "ggml_commit": "0c1e570", "threads": 2,
+               "system_info": "CPU : SSE3 = 1 | AVX = 1 | AVX512 = 0 | OPENMP = 1 | "}
+    records[0]["backend"] = records[1]["backend"] = backend
+    report = markdown_report(records)
+    assert "- llama.cpp ggml 0.25.3 (0c1e570), 2 threads, CPU SSE3 AVX OPENMP: `greedy` 2\n" in report
+    assert "- llama.cpp build not recorded (strategyd-bench before 257aa1a): `greedy` 1\n" in report
+
+
 def test_sign_test_known_values() -> None:
     assert sign_test(0, 6) == sign_test(6, 0) == pytest.approx(2 / 64)
     assert sign_test(1, 9) == pytest.approx(2 * (1 + 10) / 1024)

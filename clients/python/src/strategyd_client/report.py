@@ -439,13 +439,17 @@ def _by_model_and_dataset(rows: Iterable[Row]) -> Dict[Tuple[str, str], List[Row
 
 
 def provenance_lines(records: Sequence[Record]) -> List[str]:
-    """Models, commits (each with its records per spec), commands and the time the solves took."""
+    """Models, commits and llama.cpp builds (each with its records per spec), commands and
+    the time the solves took."""
     models = sorted({(r["model"]["name"], r["model"].get("sha256") or "unknown") for r in records})
-    # Which build made which rows: a row resumed over sittings can span several commits.
+    # Which build made which rows: a row resumed over sittings can span several commits, and
+    # several machines, whose llama.cpp builds (CPU kernels) now and then sample another token.
     specs_per_commit: Dict[str, Dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    specs_per_backend: Dict[str, Dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for r in records:
         commit = (r.get("commit") or "unknown") + (" (with uncommitted changes)" if r.get("dirty") else "")
         specs_per_commit[commit][r["spec"]] += 1
+        specs_per_backend[_backend_label(r.get("backend"))][r["spec"]] += 1
     commands = sorted({r["command"] for r in records if r.get("command")})
     builds = sorted({f"{r['strategy']['name']} {r['strategy']['version']}" for r in records
                      if r["strategy"].get("version")})
@@ -454,11 +458,23 @@ def provenance_lines(records: Sequence[Record]) -> List[str]:
     lines = [f"- model: {name} (sha256 {sha})" for name, sha in models]
     lines += [f"- commit {commit}: " + ", ".join(f"`{spec}` {count}" for spec, count in sorted(specs.items()))
               for commit, specs in sorted(specs_per_commit.items())]
+    lines += [f"- {backend}: " + ", ".join(f"`{spec}` {count}" for spec, count in sorted(specs.items()))
+              for backend, specs in sorted(specs_per_backend.items())]
     lines += [f"- strategies: {', '.join(builds)}"] if builds else []
     lines += [f"- command: `{command}`" for command in commands]
     lines.append(f"- solve wall time: {solve_seconds / 3600:.2f} h over {len(records)} records"
                  + (f", written from {times[0].isoformat()} to {times[-1].isoformat()}" if times else ""))
     return lines
+
+
+def _backend_label(backend: Optional[Record]) -> str:
+    if not backend:
+        return "llama.cpp build not recorded (strategyd-bench before 257aa1a)"
+    # llama_print_system_info(): "CPU : SSE3 = 1 | AVX = 1 | ...": the kernels compiled in.
+    features = " ".join(part.split(" = ")[0].split(":")[-1].strip()
+                        for part in backend.get("system_info", "").split("|") if part.strip().endswith("= 1"))
+    return (f"llama.cpp ggml {backend.get('ggml_version')} ({backend.get('ggml_commit')}), "
+            f"{backend.get('threads')} threads, CPU {features or 'unknown'}")
 
 
 def markdown_report(records: Sequence[Record], plots: Sequence[Path] = (), baseline: Optional[str] = None) -> str:
