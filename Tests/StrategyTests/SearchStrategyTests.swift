@@ -169,7 +169,8 @@ final class SearchStrategyTests: XCTestCase {
     func testAdaptiveBestOfNStopsAfterTheRoundWhereASampleReachesTheStopScore() throws {
         func adaptive(stopScore: Double) throws -> (result: JSON, texts: [String], scores: [Double]) {
             let result = try solve("best-of-n", ["n": 8, "max_tokens": 16, "temperature": 1.0, "adaptive": true, "round": 2,
-                                                 "stop_score": .double(stopScore), "scorer": .string(SearchStrategyTests.scorer)])
+                                                 "stop_score": .double(stopScore), "scorer": .string(SearchStrategyTests.scorer),
+                                                 "select": "max"])
             assertWellFormed(result)
             let texts = try XCTUnwrap(result["candidates"]?.arrayValue).map { $0["text"]?.stringValue ?? "" }
             return (result, texts, texts.map { SearchStrategyTests.fixtureScore($0) })
@@ -196,6 +197,42 @@ final class SearchStrategyTests: XCTestCase {
         XCTAssertNotEqual(Array(full.texts[0..<2]), Array(full.texts[2..<4]), "a round repeating the first one's seeds")
         XCTAssertLessThan(early.result["metrics"]?["generated_tokens"]?.intValue ?? .max,
                           full.result["metrics"]?["generated_tokens"]?.intValue ?? 0)
+    }
+
+    func testAdaptiveWeightedBestOfNStopsOnceNoSampleLeftCanOvertakeTheLeadingAnswer() throws {
+        func adaptive(stopScore: Double) throws -> (result: JSON, answers: [String?], scores: [Double]) {
+            let result = try solve("best-of-n", ["n": 8, "max_tokens": 16, "temperature": 1.0, "adaptive": true, "round": 2,
+                                                 "stop_score": .double(stopScore), "scorer": .string(SearchStrategyTests.scorer)])
+            assertWellFormed(result)
+            XCTAssertEqual(result["details"]?["select"], "weighted", "the default selection")
+            let candidates = try XCTUnwrap(result["candidates"]?.arrayValue)
+            return (result, candidates.map { $0["answer"]?.stringValue }, candidates.map { $0["score"]?.doubleValue ?? -1 })
+        }
+        // How far the best score sum leads the next (or a new answer's 0) after the first `drawn` samples.
+        func lead(_ answers: [String?], _ scores: [Double], drawn: Int) -> Double {
+            var sums: [String: Double] = [:]
+            for (answer, score) in zip(answers.prefix(drawn), scores.prefix(drawn)) { if let answer { sums[answer, default: 0] += score } }
+            let ranked = sums.values.sorted(by: >)
+            return ranked.isEmpty ? 0 : ranked[0] - max(ranked.dropFirst().first ?? 0, 0)
+        }
+        let stopScore = 0.05
+        let early = try adaptive(stopScore: stopScore)
+        // Rounds of two: the draw ends with the first round after which the lead exceeds
+        // stop_score for each sample left.
+        let settledAt = stride(from: 2, to: 8, by: 2).first { drawn in
+            lead(early.answers, early.scores, drawn: drawn) > Double(8 - drawn) * stopScore
+        } ?? 8
+        XCTAssertEqual(early.answers.count, settledAt, "\(early.answers) \(early.scores)")
+        XCTAssertLessThan(early.answers.count, 8, "the test means little unless the draw stops early (pick another stop_score)")
+        XCTAssertEqual(early.result["details"]?["stopped_early"], true)
+
+        // With stop_score at the top of the scorer's range (the fixture's scores lie in 0...1),
+        // the stop keeps the answer all 8 samples of the same seeds give.
+        let top = try adaptive(stopScore: 1)
+        let full = try adaptive(stopScore: 100)
+        XCTAssertEqual(full.answers.count, 8)
+        XCTAssertEqual(Array(full.answers.prefix(top.answers.count)), top.answers)
+        XCTAssertEqual(top.result["answer"], full.result["answer"])
     }
 
     // MARK: beam search
