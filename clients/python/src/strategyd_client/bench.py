@@ -83,8 +83,8 @@ PRESETS: Dict[str, Preset] = {
         "best-of-n:n=4,scorer=arith",
         "best-of-n:n=8,scorer=arith",
         # Stops at the first sample whose equations all hold: the pick n = 8 with select=max
-        # would make, for the samples it needed (docs/strategies.md). Before best-of-n 1.4.0
-        # max was the default, and these rows' records name no select.
+        # would make, for the samples it needed (docs/strategies.md). Up to best-of-n 1.3.0 max
+        # was the default: docs/results/paper's records of this row name no select.
         "best-of-n:n=8,scorer=arith,adaptive=true,select=max",
         "rebase:width=2,scorer=arith",
         "rebase:width=4,scorer=arith",
