@@ -10,13 +10,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "clients/python/src"))
 from strategyd_client.grading import is_correct  # noqa: E402
-from strategyd_client.report import read_run_file, sign_test, top_scored, vote, weighted_vote  # noqa: E402
+from strategyd_client.report import plain_vote, read_run_file, sign_test, top_scored, weighted_vote  # noqa: E402
 
 spec = sys.argv[2] if len(sys.argv) > 2 else "best-of-n:n=8,scorer=arith"
 records = [r for r in read_run_file(Path(sys.argv[1])) if r["spec"] == spec and r.get("error") is None]
 solved = {name: {r["problem_id"] for r in records if is_correct(select(r["candidates"]), r["gold"])}
-          for name, select in [("max", top_scored), ("weighted", weighted_vote),
-                               ("vote", lambda candidates: vote([c.get("answer") for c in candidates]))]}
+          for name, select in [("max", top_scored), ("weighted", weighted_vote), ("vote", plain_vote)]}
 covered = sum(1 for r in records if any(is_correct(c.get("answer"), r["gold"]) for c in r["candidates"]))
 print(f"{spec}: {len(records)} problems, coverage {covered}; solved by " +
       ", ".join(f"{name} {len(ids)}" for name, ids in solved.items()))

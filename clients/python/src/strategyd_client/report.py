@@ -172,12 +172,18 @@ def vote(answers: Sequence[Optional[str]]) -> Optional[str]:
     return leader[0][0] if leader else None
 
 
+def plain_vote(candidates: Sequence[Record]) -> Optional[str]:
+    """The vote over the candidates' answers: self-consistency's pick, and best-of-n's
+    with no candidate scored."""
+    return vote([candidate.get("answer") for candidate in candidates])
+
+
 def top_scored(candidates: Sequence[Record]) -> Optional[str]:
     """The best-scored candidate's answer, the first of equals: best-of-n's select=max. With
     no scored candidate, a plain vote, as the plugin falls back to."""
     scored = [candidate for candidate in candidates if candidate.get("score") is not None]
     if not scored:
-        return vote([candidate.get("answer") for candidate in candidates])
+        return plain_vote(candidates)
     return max(scored, key=lambda candidate: candidate["score"]).get("answer")
 
 
@@ -195,7 +201,7 @@ def weighted_vote(candidates: Sequence[Record]) -> Optional[str]:
         if answer not in leaders or score > leaders[answer][0]:
             leaders[answer] = (score, index)
     if not sums:
-        return vote([candidate.get("answer") for candidate in candidates])
+        return plain_vote(candidates)
     return max(sums, key=lambda answer: (sums[answer], leaders[answer][0], -leaders[answer][1]))
 
 
@@ -210,7 +216,7 @@ def candidate_counts(graded: Sequence[Record]) -> Optional[CandidateCounts]:
 
     scored = any(candidate.get("score") is not None for candidates in lists for candidate in candidates)
     return CandidateCounts(
-        voted=solved_by(lambda candidates: vote([candidate.get("answer") for candidate in candidates])),
+        voted=solved_by(plain_vote),
         covered=sum(1 for record, candidates in zip(graded, lists)
                     if any(is_correct(candidate.get("answer"), record["gold"]) for candidate in candidates)),
         mean_candidates=sum(map(len, lists)) / len(lists),
@@ -456,10 +462,9 @@ def provenance_lines(records: Sequence[Record]) -> List[str]:
     solve_seconds = sum(r["metrics"]["wall_s"] for r in records if r.get("error") is None)
     times = sorted(datetime.fromisoformat(r["time"]) for r in records if r.get("time"))
     lines = [f"- model: {name} (sha256 {sha})" for name, sha in models]
-    lines += [f"- commit {commit}: " + ", ".join(f"`{spec}` {count}" for spec, count in sorted(specs.items()))
-              for commit, specs in sorted(specs_per_commit.items())]
-    lines += [f"- {backend}: " + ", ".join(f"`{spec}` {count}" for spec, count in sorted(specs.items()))
-              for backend, specs in sorted(specs_per_backend.items())]
+    for prefix, specs_per_build in (("commit ", specs_per_commit), ("", specs_per_backend)):
+        lines += [f"- {prefix}{build}: " + ", ".join(f"`{spec}` {count}" for spec, count in sorted(specs.items()))
+                  for build, specs in sorted(specs_per_build.items())]
     lines += [f"- strategies: {', '.join(builds)}"] if builds else []
     lines += [f"- command: `{command}`" for command in commands]
     lines.append(f"- solve wall time: {solve_seconds / 3600:.2f} h over {len(records)} records"
