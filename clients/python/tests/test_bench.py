@@ -8,6 +8,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -26,8 +27,8 @@ from strategyd_client.bench import (PRESETS, Problem, RunContext, RunFile, Usage
                                     select_problems, solve_problem)
 from strategyd_client.grading import gsm8k_gold, is_correct, number_text, parse_number
 from strategyd_client.report import (PAPER_ROWS, CandidateCounts, RunFileError, UnknownBaseline, deduplicated,
-                                     markdown_report, read_run_file, record_key, sign_test, summarize,
-                                     wilson_interval, write_report)
+                                     markdown_report, plot_frontier, read_run_file, record_key, sign_test,
+                                     summarize, wilson_interval, write_report)
 
 SOURCE = Path(__file__).resolve().parents[1] / "src"
 Z = 1.959963984540054
@@ -454,6 +455,30 @@ def test_plot_files(tmp_path: Path) -> None:
     assert "<svg" in (out / "frontier-gsm8k-test.svg").read_text(encoding="utf-8")
     assert "![accuracy vs FLOPs](frontier-gsm8k-test.svg)" in (out / "report.md").read_text(encoding="utf-8")
     assert result.stdout == (out / "report.md").read_text(encoding="utf-8")
+
+
+def svg_texts(path: Path) -> List[str]:
+    """The texts of a matplotlib SVG: it draws each as paths after a comment that holds it."""
+    return re.findall(r"<!-- (.*?) -->", path.read_text(encoding="utf-8"))
+
+
+def test_plot_has_a_panel_per_model_and_marks_rows_on_fewer_problems(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    records = ([record("greedy", i, i < 2, 1e9, model="small") for i in range(4)]
+               + [record("rebase:width=4", i, i < 1, 4e9, model="small") for i in range(3)]
+               + [record("greedy", i, i < 3, 3e9, model="large") for i in range(4)])
+    stem = tmp_path / "frontier"
+    plot_frontier(summarize(records), "gsm8k-test", stem)
+    texts = svg_texts(stem.with_suffix(".svg"))
+    assert texts.count("small") == 1 and texts.count("large") == 1  # a panel title each
+    assert texts.count("REBASE-3") == 2  # the paper's points in both panels
+    # rebase ran on 3 of the small model's 4 problems: hollow, its n beside it, the key in the legend.
+    assert texts.count("n = 3") == 1 and "n = 4" not in texts
+    assert "fewer problems than the model's fullest row" in texts
+    assert texts.count("greedy") == 1 and texts.count("rebase") == 1  # one legend entry a strategy
+
+    plot_frontier(summarize(records[:4]), "gsm8k-test", stem)  # every row complete
+    assert "fewer problems than the model's fullest row" not in svg_texts(stem.with_suffix(".svg"))
 
 
 # --- solving, with a scripted client ------------------------------------------------------

@@ -538,63 +538,77 @@ class MissingMatplotlib(Exception):
 
 
 def plot_frontier(rows: Sequence[Row], dataset: str, stem: Path) -> List[Path]:
-    """The accuracy-vs-FLOPs plot of one data set as STEM.png and STEM.svg: one line per
-    strategy (and model) across its specs, the Pareto frontier dashed, the paper's points
-    as stars (GSM8K only)."""
+    """The accuracy-vs-FLOPs plot of one data set as STEM.png and STEM.svg: a panel per model
+    on shared axes, one line per strategy across its specs, the model's Pareto frontier
+    dashed, the paper's points as stars in every panel (GSM8K only). A row graded on fewer
+    problems than its model's fullest row is drawn hollow, its n beside it."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
     except ImportError as error:
         raise MissingMatplotlib("the plot needs matplotlib: `python3 -m pip install matplotlib` "
                                 "(or pass --no-plot)") from error
     matplotlib.rcParams["svg.hashsalt"] = "strategyd-bench"  # the same SVG for the same data
     ours = measured(row for row in rows if not row.from_paper and row.dataset == dataset)
+    paper = measured(PAPER_ROWS) if dataset.startswith("gsm8k") else []
     models = sorted({row.model for _, row in ours})
-    figure, axes = plt.subplots(figsize=(11, 5.5))
-    lines: Dict[Tuple[str, str], List[Point]] = defaultdict(list)
-    for flops, row in ours:
-        lines[(row.model, row.family)].append((flops, row))
-    # A strategy keeps its colour across models and a model its marker: the default colour
-    # cycle repeats after ten lines, and two models' strategies make more than ten.
-    families = sorted({family for _, family in lines})
+    figure, panels = plt.subplots(1, max(len(models), 1), figsize=(5.5 * max(len(models), 1) + 1, 5.5),
+                                  sharex=True, sharey=True, squeeze=False)
+    # A strategy keeps its colour in every panel: the legend is shared.
+    families = sorted({row.family for _, row in ours})
     palette = plt.get_cmap("tab10" if len(families) <= 10 else "tab20").colors
     colours = {family: palette[index % len(palette)] for index, family in enumerate(families)}
-    marker_cycle = "osD^v<>"
-    markers = {model: marker_cycle[index % len(marker_cycle)] for index, model in enumerate(models)}
-    for (model, family), points in sorted(lines.items()):
-        points.sort(key=lambda point: point[0])
-        accuracies = [100 * row.accuracy for _, row in points]
-        intervals = [wilson_interval(row.correct, row.n) for _, row in points]
-        axes.errorbar([flops for flops, _ in points], accuracies,
-                      yerr=[[a - 100 * low for a, (low, _) in zip(accuracies, intervals)],
-                            [100 * high - a for a, (_, high) in zip(accuracies, intervals)]],
-                      marker=markers[model], color=colours[family], capsize=3,
-                      label=f"{family} — {model}" if len(models) > 1 else family)
-    for model in models:
-        frontier = pareto_frontier(point for point in ours if point[1].model == model)
+    for axes, model in zip(panels[0], models):
+        points = [point for point in ours if point[1].model == model]
+        fullest = max(row.n for _, row in points)
+        for family in families:
+            line = sorted((point for point in points if point[1].family == family), key=lambda point: point[0])
+            if not line:
+                continue
+            flops = [flops for flops, _ in line]
+            accuracies = [100 * row.accuracy for _, row in line]
+            intervals = [wilson_interval(row.correct, row.n) for _, row in line]
+            axes.errorbar(flops, accuracies, color=colours[family], capsize=3, marker="none",
+                          yerr=[[a - 100 * low for a, (low, _) in zip(accuracies, intervals)],
+                                [100 * high - a for a, (_, high) in zip(accuracies, intervals)]])
+            for (x, row), y in zip(line, accuracies):
+                partial = row.n < fullest
+                axes.plot([x], [y], marker="o", markersize=6, color=colours[family],
+                          markerfacecolor="white" if partial else colours[family], zorder=4)
+                if partial:
+                    axes.annotate(f"n = {row.n}", (x, y), textcoords="offset points", xytext=(5, -10),
+                                  fontsize=7, color=colours[family])
+        frontier = pareto_frontier(points)
         axes.step([flops for flops, _ in frontier], [100 * row.accuracy for _, row in frontier],
-                  where="post", linestyle="--", color="0.55", linewidth=1,
-                  label="frontier" + (f" — {model}" if len(models) > 1 else ""))
-    if dataset.startswith("gsm8k"):
-        paper = measured(PAPER_ROWS)
-        axes.scatter([flops for flops, _ in paper], [100 * row.accuracy for _, row in paper], marker="*", s=180,
-                     color="black", zorder=5, label=f"{PAPER_MODEL}, 128 problems")
+                  where="post", linestyle="--", color="0.55", linewidth=1, zorder=1)
         for flops, row in paper:
-            axes.annotate(row.label, (flops, 100 * row.accuracy), textcoords="offset points", xytext=(6, 6),
-                          fontsize=8)
-    axes.set_xscale("log")
-    axes.set_xlabel("mean FLOPs per problem (log scale)")
-    axes.set_ylabel("accuracy (%), 95 % Wilson interval")
-    axes.set_ylim(bottom=0)
-    axes.set_title(f"Accuracy vs compute on {dataset}")
-    axes.grid(True, which="both", alpha=0.3)
-    # Beside the axes, not on them: with several models, no corner of the plot is free.
-    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+            axes.scatter([flops], [100 * row.accuracy], marker="*", s=160, color="black", zorder=5)
+            # Left of the star: the paper's Quiet-STaR is the costliest point, at the right edge.
+            axes.annotate(row.label, (flops, 100 * row.accuracy), textcoords="offset points", xytext=(-7, 5),
+                          ha="right", fontsize=8)
+        axes.set_title(model, fontsize=10)
+        axes.set_xscale("log")
+        axes.set_xlabel("mean FLOPs per problem (log scale)")
+        axes.grid(True, which="both", alpha=0.3)
+    panels[0][0].set_ylabel("accuracy (%), 95 % Wilson interval")
+    panels[0][0].set_ylim(bottom=0)
+    figure.suptitle(f"Accuracy vs compute on {dataset}")
+    handles = [Line2D([], [], color=colours[family], marker="o", label=family) for family in families]
+    handles.append(Line2D([], [], color="0.55", linestyle="--", label="the model's frontier"))
+    if any(row.n < max(other.n for _, other in ours if other.model == row.model) for _, row in ours):
+        handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="none",
+                              label="fewer problems than the model's fullest row"))
+    if paper:
+        handles.append(Line2D([], [], color="black", marker="*", markersize=10, linestyle="none",
+                              label=f"{PAPER_MODEL}, 128 problems"))
+    # Beside the panels, not on them: no corner of a panel is free.
+    figure.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 0.92), borderaxespad=0)
     figure.tight_layout()
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    figure.savefig(paths[0], dpi=150)
-    figure.savefig(paths[1], metadata={"Date": None})
+    figure.savefig(paths[0], dpi=150, bbox_inches="tight")
+    figure.savefig(paths[1], metadata={"Date": None}, bbox_inches="tight")
     plt.close(figure)
     return paths
 
