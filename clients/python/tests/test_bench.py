@@ -261,6 +261,20 @@ def test_report_names_the_commits_each_row_was_solved_on() -> None:
     assert "- commit c0ffee (with uncommitted changes): `greedy` 1\n" in report
 
 
+def test_report_lists_each_command_once_without_the_sitting_s_socket_and_run_file() -> None:
+    # Each sitting ran the same command on another temporary socket, into another checkout.
+    commands = ["strategyd-bench run --socket /tmp/a.sock --out /x/run.jsonl --sample 8 --strategy greedy",
+                "strategyd-bench run --socket=/tmp/b.sock --out=/y/run.jsonl --sample 8 --strategy greedy",
+                "strategyd-bench run --socket /tmp/c.sock --out /x/run.jsonl --sample 8 --strategy 'rebase:width=4'"]
+    records = [{**record("greedy", 0, True), "command": commands[0]}, {**record("greedy", 1, True), "command": commands[1]},
+               {**record("rebase:width=4", 0, True), "command": commands[2]}]
+    report = markdown_report(records)
+    assert ("- commands (their socket and run file left out), with the records each wrote:\n"
+            "  - `strategyd-bench run --sample 8 --strategy greedy`: 2\n"
+            "  - `strategyd-bench run --sample 8 --strategy rebase:width=4`: 1\n") in report
+    assert ".sock" not in report and "run.jsonl" not in report
+
+
 def test_report_names_the_llama_cpp_build_each_row_was_solved_on() -> None:
     # Another machine's build can sample another token from the same seed: the runs say which
     # records share a build, and which were written before records named it.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -445,8 +446,8 @@ def _by_model_and_dataset(rows: Iterable[Row]) -> Dict[Tuple[str, str], List[Row
 
 
 def provenance_lines(records: Sequence[Record]) -> List[str]:
-    """Models, commits and llama.cpp builds (each with its records per spec), commands and
-    the time the solves took."""
+    """Models, commits and llama.cpp builds (each with its records per spec), the commands
+    (with their records) and the time the solves took."""
     models = sorted({(r["model"]["name"], r["model"].get("sha256") or "unknown") for r in records})
     # Which build made which rows: a row resumed over sittings can span several commits, and
     # several machines, whose llama.cpp builds (CPU kernels) now and then sample another token.
@@ -456,7 +457,7 @@ def provenance_lines(records: Sequence[Record]) -> List[str]:
         commit = (r.get("commit") or "unknown") + (" (with uncommitted changes)" if r.get("dirty") else "")
         specs_per_commit[commit][r["spec"]] += 1
         specs_per_backend[_backend_label(r.get("backend"))][r["spec"]] += 1
-    commands = sorted({r["command"] for r in records if r.get("command")})
+    commands: Dict[str, int] = Counter(_command_as_run(r["command"]) for r in records if r.get("command"))
     builds = sorted({f"{r['strategy']['name']} {r['strategy']['version']}" for r in records
                      if r["strategy"].get("version")})
     solve_seconds = sum(r["metrics"]["wall_s"] for r in records if r.get("error") is None)
@@ -466,10 +467,31 @@ def provenance_lines(records: Sequence[Record]) -> List[str]:
         lines += [f"- {prefix}{build}: " + ", ".join(f"`{spec}` {count}" for spec, count in sorted(specs.items()))
                   for build, specs in sorted(specs_per_build.items())]
     lines += [f"- strategies: {', '.join(builds)}"] if builds else []
-    lines += [f"- command: `{command}`" for command in commands]
+    if commands:
+        lines.append("- commands (their socket and run file left out), with the records each wrote:")
+        lines += [f"  - `{command}`: {count}" for command, count in sorted(commands.items())]
     lines.append(f"- solve wall time: {solve_seconds / 3600:.2f} h over {len(records)} records"
                  + (f", written from {times[0].isoformat()} to {times[-1].isoformat()}" if times else ""))
     return lines
+
+
+def _command_as_run(command: str) -> str:
+    """The command without its --socket and --out values, which name a sitting's temporary
+    socket and checkout: what is left is what to type to solve the same problems again."""
+    try:
+        words = shlex.split(command)
+    except ValueError:  # not a command line this bench wrote: shown as it is
+        return command
+    kept: List[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word in ("--socket", "--out"):
+            skip = True
+        elif not word.startswith(("--socket=", "--out=")):
+            kept.append(word)
+    return shlex.join(kept)
 
 
 def _backend_label(backend: Optional[Record]) -> str:
