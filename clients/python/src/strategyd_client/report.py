@@ -576,6 +576,7 @@ def plot_frontier(rows: Sequence[Row], dataset: str, stem: Path) -> List[Path]:
     ours = measured(row for row in rows if not row.from_paper and row.dataset == dataset)
     paper = measured(PAPER_ROWS) if dataset.startswith("gsm8k") else []
     models = sorted({row.model for _, row in ours})
+    fullest = {model: max(row.n for _, row in ours if row.model == model) for model in models}
     figure, panels = plt.subplots(1, max(len(models), 1), figsize=(5.5 * max(len(models), 1) + 1, 5.5),
                                   sharex=True, sharey=True, squeeze=False)
     # A strategy keeps its colour in every panel: the legend is shared.
@@ -584,19 +585,17 @@ def plot_frontier(rows: Sequence[Row], dataset: str, stem: Path) -> List[Path]:
     colours = {family: palette[index % len(palette)] for index, family in enumerate(families)}
     for axes, model in zip(panels[0], models):
         points = [point for point in ours if point[1].model == model]
-        fullest = max(row.n for _, row in points)
         for family in families:
             line = sorted((point for point in points if point[1].family == family), key=lambda point: point[0])
             if not line:
                 continue
-            flops = [flops for flops, _ in line]
             accuracies = [100 * row.accuracy for _, row in line]
             intervals = [wilson_interval(row.correct, row.n) for _, row in line]
-            axes.errorbar(flops, accuracies, color=colours[family], capsize=3, marker="none",
+            axes.errorbar([flops for flops, _ in line], accuracies, color=colours[family], capsize=3, marker="none",
                           yerr=[[a - 100 * low for a, (low, _) in zip(accuracies, intervals)],
                                 [100 * high - a for a, (_, high) in zip(accuracies, intervals)]])
             for (x, row), y in zip(line, accuracies):
-                partial = row.n < fullest
+                partial = row.n < fullest[model]
                 axes.plot([x], [y], marker="o", markersize=6, color=colours[family],
                           markerfacecolor="white" if partial else colours[family], zorder=4)
                 if partial:
@@ -619,7 +618,7 @@ def plot_frontier(rows: Sequence[Row], dataset: str, stem: Path) -> List[Path]:
     figure.suptitle(f"Accuracy vs compute on {dataset}")
     handles = [Line2D([], [], color=colours[family], marker="o", label=family) for family in families]
     handles.append(Line2D([], [], color="0.55", linestyle="--", label="the model's frontier"))
-    if any(row.n < max(other.n for _, other in ours if other.model == row.model) for _, row in ours):
+    if any(row.n < fullest[row.model] for _, row in ours):
         handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="none",
                               label="fewer problems than the model's fullest row"))
     if paper:
