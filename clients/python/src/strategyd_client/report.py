@@ -573,18 +573,21 @@ def plot_frontier(rows: Sequence[Row], dataset: str, stem: Path) -> List[Path]:
         raise MissingMatplotlib("the plot needs matplotlib: `python3 -m pip install matplotlib` "
                                 "(or pass --no-plot)") from error
     matplotlib.rcParams["svg.hashsalt"] = "strategyd-bench"  # the same SVG for the same data
-    ours = measured(row for row in rows if not row.from_paper and row.dataset == dataset)
+    # A panel per model: the grouping the report's sections use, kept to the measured points.
+    panel_points = {model: measured(group) for (model, of_dataset), group in _by_model_and_dataset(rows).items()
+                    if of_dataset == dataset}
+    panel_points = {model: points for model, points in sorted(panel_points.items()) if points}
+    ours = [point for points in panel_points.values() for point in points]
     paper = measured(PAPER_ROWS) if dataset.startswith("gsm8k") else []
-    models = sorted({row.model for _, row in ours})
-    fullest = {model: max(row.n for _, row in ours if row.model == model) for model in models}
+    models = list(panel_points)
+    fullest = {model: max(row.n for _, row in points) for model, points in panel_points.items()}
     figure, panels = plt.subplots(1, max(len(models), 1), figsize=(5.5 * max(len(models), 1) + 1, 5.5),
                                   sharex=True, sharey=True, squeeze=False)
     # A strategy keeps its colour in every panel: the legend is shared.
     families = sorted({row.family for _, row in ours})
     palette = plt.get_cmap("tab10" if len(families) <= 10 else "tab20").colors
     colours = {family: palette[index % len(palette)] for index, family in enumerate(families)}
-    for axes, model in zip(panels[0], models):
-        points = [point for point in ours if point[1].model == model]
+    for axes, (model, points) in zip(panels[0], panel_points.items()):
         for family in families:
             line = sorted((point for point in points if point[1].family == family), key=lambda point: point[0])
             if not line:
