@@ -4,7 +4,8 @@
 //   Sources/Engine        the model, sequences, batched decoding, sampling, accounting
 //   Sources/PluginABI     the C header that is the whole plugin contract
 //   Sources/PluginHost    dlopen, ABI checks, hot-swap, the host table handed to plugins
-//   Sources/RPC           JSON-RPC 2.0 over a Unix socket (jansson)
+//   Sources/JSONValue     the JSON value type (jansson), shared by the host and the RPC layer
+//   Sources/RPC           JSON-RPC 2.0 over a Unix socket
 //   Sources/strategyd     the daemon;  Sources/strategyctl  the CLI
 //   Sources/StrategyKit   write a plugin in plain Swift;  Sources/Answers  answer parsing
 //   Plugins/NAME          one strategy or scorer plugin each (lib NAME.so)
@@ -52,8 +53,9 @@ var targets: [Target] = [
     .systemLibrary(name: "CJansson", path: "Sources/CJansson"),
     .target(name: "PluginABI", path: "Sources/PluginABI"),
     .target(name: "Engine", dependencies: ["CLlama"], linkerSettings: llamaRpath),
-    .target(name: "RPC", dependencies: ["CJansson"]),
-    .target(name: "PluginHost", dependencies: ["Engine", "RPC", "Answers", "PluginABI"], linkerSettings: llamaRpath),
+    .target(name: "JSONValue", dependencies: ["CJansson"]),
+    .target(name: "RPC", dependencies: ["JSONValue", "CJansson"]),
+    .target(name: "PluginHost", dependencies: ["Engine", "JSONValue", "Answers", "PluginABI"], linkerSettings: llamaRpath),
     .target(name: "StrategyKit", dependencies: ["PluginABI"]),
     .executableTarget(name: "strategyd", dependencies: [
         "Engine", "RPC", "PluginHost",
@@ -70,7 +72,7 @@ var targets: [Target] = [
     .testTarget(name: "EngineTests", dependencies: ["Engine", "TestSupport"], linkerSettings: llamaRpath),
     .testTarget(name: "AnswersTests", dependencies: ["Answers", "TestSupport"]),
     .testTarget(name: "DaemonTests", dependencies: ["RPC", "TestSupport"], exclude: ["Fixtures"]),
-    .testTarget(name: "StrategyTests", dependencies: ["RPC", "TestSupport", "StrategyKit"], exclude: ["Fixtures"]),
+    .testTarget(name: "StrategyTests", dependencies: ["RPC", "TestSupport", "StrategyKit", "Answers"], exclude: ["Fixtures"]),
 ]
 for plugin in plugins {
     products.append(.library(name: plugin.name, type: .dynamic, targets: [plugin.name]))

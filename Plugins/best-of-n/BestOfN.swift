@@ -81,11 +81,10 @@ struct BestOfN: Strategy {
         }
         if outputs.count < n { request.free(prompt) }
         let sums = Self.scoreSums(answers: answers, scores: scores)
-        let chosen = choose(select, scores: scores, answers: answers, sums: sums)
-        let votes = Dictionary(answers.compactMap { $0 }.map { ($0, 1) }, uniquingKeysWith: +)
+        let (chosen, vote) = try Self.choose(select, scores: scores, answers: answers, vote: request.voter)
         let candidates = outputs.indices.map { index in
             Solution.Candidate(text: outputs[index].text, answer: answers[index], score: scores[index],
-                               votes: answers[index].flatMap { votes[$0] } ?? 0)
+                               votes: vote.votes[index], voteWeight: vote.weights[index])
         }
         return Solution(text: outputs[chosen].text, answer: answers[chosen], candidates: candidates, details: [
             "select": select, "scorer": scorer, "chosen": chosen,
@@ -111,25 +110,28 @@ struct BestOfN: Strategy {
         return leader - max(ranked.dropFirst().first ?? 0, 0) > Double(samplesLeft) * topScore
     }
 
-    /// The index of the chosen sample. Unscored samples (the request stopped before they
-    /// were scored) are never chosen over scored ones; with nothing scored, the first
-    /// sample with the most common answer (self-consistency's pick).
-    private func choose(_ select: String, scores: [Double?], answers: [String?], sums: [String: Double]) -> Int {
+    /// The index of the chosen sample, and the vote whose tallies the candidates carry.
+    /// Only scored samples vote: a sample the request stopped before scoring is never
+    /// chosen over a scored one. With nothing scored, the plain vote over every sample
+    /// (self-consistency's pick). `max` takes the best-scored sample, the first of equals.
+    static func choose(_ select: String, scores: [Double?], answers: [String?], vote: Voter) throws -> (Int, VoteOutcome) {
         let scored = scores.indices.filter { scores[$0] != nil }
         guard !scored.isEmpty else {
-            return AnswerSelection.majority.choose(answers: answers, scores: answers.map { _ in 0 })!
+            let plain = try vote(answers, nil, .plain)
+            return (plain.chosen ?? 0, plain)
+        }
+        let weighted = try vote(scored.map { answers[$0] }, scored.map { scores[$0]! }, .weighted)
+        // Back to every sample's index; unscored samples voted for nothing.
+        var outcome = VoteOutcome(chosen: weighted.chosen.map { scored[$0] },
+                                  votes: Array(repeating: 0, count: answers.count),
+                                  weights: Array(repeating: 0, count: answers.count))
+        for (position, index) in scored.enumerated() {
+            outcome.votes[index] = weighted.votes[position]
+            outcome.weights[index] = weighted.weights[position]
         }
         // max(by:) keeps the first of equals: ties go to the earlier sample.
         let best = scored.max { scores[$0]! < scores[$1]! }!
-        guard select == "weighted" else { return best }
-        // Each answer's best-scored sample stands for it: it breaks ties and its text is returned.
-        var leaders: [String: Int] = [:]
-        for index in scored {
-            guard let answer = answers[index] else { continue }
-            if leaders[answer].map({ scores[index]! > scores[$0]! }) ?? true { leaders[answer] = index }
-        }
-        let winner = leaders.max { a, b in (sums[a.key]!, scores[a.value]!, -a.value) < (sums[b.key]!, scores[b.value]!, -b.value) }
-        return winner?.value ?? best
+        return (select == "weighted" ? outcome.chosen ?? best : best, outcome)
     }
 }
 

@@ -39,8 +39,8 @@ struct QuietStar: Strategy {
 
         let texts = generations.map(\.generated.text)
         let answers = texts.map(request.extractAnswer)
-        let chosen = AnswerSelection.majority.choose(answers: answers, scores: answers.map { _ in 1 })
-        let tally = Dictionary(answers.compactMap { $0 }.map { ($0, 1) }, uniquingKeysWith: +)
+        let vote = try request.vote(answers: answers, mode: .plain)
+        let chosen = vote.chosen
         var total = ThoughtStats()
         generations.forEach { total.add($0.stats) }
         var details = total.summary
@@ -49,7 +49,8 @@ struct QuietStar: Strategy {
         details["finish"] = generations.map { "\($0.generated.finish)" }
         if params.bool("trace") { details["trace"] = generations.map(\.stats.traceJSON) }
         return Solution(text: chosen.map { texts[$0] } ?? "", answer: chosen.flatMap { answers[$0] },
-                        candidates: zip(texts, answers).map { .init(text: $0, answer: $1, votes: $1.flatMap { tally[$0] }) },
+                        candidates: texts.indices.map { .init(text: texts[$0], answer: answers[$0], votes: vote.votes[$0],
+                                                              voteWeight: vote.weights[$0]) },
                         details: details)
     }
 

@@ -1,6 +1,6 @@
 /*
  * self-consistency: k sampled chains of thought, majority vote over their normalized
- * answers (Wang et al. 2022). Written in C against strategyd_plugin.h alone, with
+ * answers (Wang et al. 2022), by the host's vote. Written in C against strategyd_plugin.h alone, with
  * jansson for its params and result, to keep the plugin ABI honest.
  *
  * Adaptive mode draws samples in rounds and stops after a round once the leading answer
@@ -40,40 +40,32 @@ static const char PARAMS_SCHEMA[] =
 #define MAX_SAMPLES 64
 #define ANSWER_BYTES 128
 
+/* The host's vote over the samples drawn so far: the leader's index (-1 when no sample has
+   an answer), its votes, and the most votes any other answer has. */
 typedef struct {
-    char answer[ANSWER_BYTES];
-    int votes;
-    int first; /* index of the first sample with this answer */
-} tally;
+    int lead;
+    int lead_votes;
+    int second_votes;
+} standing;
 
-/* Adds an answer to the tally; returns the number of distinct answers. */
-static int count_vote(tally *tallies, int n, const char *answer, int sample) {
-    for (int i = 0; i < n; i++) {
-        if (strcmp(tallies[i].answer, answer) == 0) {
-            tallies[i].votes++;
-            return n;
+static standing count_votes(const sd_host *host, sd_request *r, char answers[][ANSWER_BYTES], int drawn,
+                            sd_vote_tally *tallies) {
+    const char *given[MAX_SAMPLES];
+    for (int i = 0; i < drawn; i++) given[i] = answers[i];
+    int32_t chosen = -1;
+    standing s = {-1, 0, 0};
+    if (host->vote(r, given, NULL, drawn, SD_VOTE_PLAIN, tallies, &chosen) != SD_OK || chosen < 0 ||
+        answers[chosen][0] == '\0') {
+        return s;
+    }
+    s.lead = chosen;
+    s.lead_votes = tallies[chosen].votes;
+    for (int i = 0; i < drawn; i++) {
+        if (answers[i][0] != '\0' && strcmp(answers[i], answers[chosen]) != 0 && tallies[i].votes > s.second_votes) {
+            s.second_votes = tallies[i].votes;
         }
     }
-    snprintf(tallies[n].answer, ANSWER_BYTES, "%s", answer);
-    tallies[n].votes = 1;
-    tallies[n].first = sample;
-    return n + 1;
-}
-
-/* The leader (most votes, earliest first on ties) and the runner-up's votes. */
-static int leader(const tally *tallies, int n, int *second_votes) {
-    int best = -1;
-    *second_votes = 0;
-    for (int i = 0; i < n; i++) {
-        if (best < 0 || tallies[i].votes > tallies[best].votes ||
-            (tallies[i].votes == tallies[best].votes && tallies[i].first < tallies[best].first)) {
-            best = i;
-        }
-    }
-    for (int i = 0; i < n; i++) {
-        if (i != best && tallies[i].votes > *second_votes) *second_votes = tallies[i].votes;
-    }
-    return best;
+    return s;
 }
 
 static int32_t solve(void *state, const sd_host *host, sd_request *r, const char *problem, const char *params_json) {
@@ -95,8 +87,9 @@ static int32_t solve(void *state, const sd_host *host, sd_request *r, const char
     if (status != SD_OK) return host->fail(r, "could not create the prompt sequence");
 
     char answers[MAX_SAMPLES][ANSWER_BYTES];
-    tally tallies[MAX_SAMPLES];
-    int distinct = 0, drawn = 0, stopped_early = 0, interrupted = 0;
+    sd_vote_tally tallies[MAX_SAMPLES];
+    standing vote = {-1, 0, 0};
+    int drawn = 0, stopped_early = 0, interrupted = 0;
     char *owned_texts[MAX_SAMPLES] = {0};
 
     while (drawn < k && !interrupted) {
@@ -124,46 +117,41 @@ static int32_t solve(void *state, const sd_host *host, sd_request *r, const char
             int index = drawn + i;
             owned_texts[index] = strdup(out[i].text ? out[i].text : "");
             if (host->extract_answer(r, owned_texts[index], answers[index], ANSWER_BYTES) <= 0) answers[index][0] = '\0';
-            if (answers[index][0] != '\0') distinct = count_vote(tallies, distinct, answers[index], index);
             host->seq_free(r, children[i]);
         }
         host->generations_free(r, out, n);
         drawn += n;
         interrupted = status == SD_ERR_STOPPED;
 
-        int second = 0;
-        int lead = distinct > 0 ? leader(tallies, distinct, &second) : -1;
+        vote = count_votes(host, r, answers, drawn, tallies);
         char event[256];
         snprintf(event, sizeof event, "{\"event\": \"step\", \"samples\": %d, \"leader\": \"%s\", \"leader_votes\": %d}",
-                 drawn, lead >= 0 ? tallies[lead].answer : "", lead >= 0 ? tallies[lead].votes : 0);
+                 drawn, vote.lead >= 0 ? answers[vote.lead] : "", vote.lead_votes);
         host->progress(r, event);
-        if (adaptive && lead >= 0 && drawn < k) {
+        if (adaptive && vote.lead >= 0 && drawn < k) {
             int remaining = k - drawn;
             /* Samples without an answer count against the leader's share. */
-            if (tallies[lead].votes > second + remaining || (double)tallies[lead].votes / drawn >= confidence) {
+            if (vote.lead_votes > vote.second_votes + remaining || (double)vote.lead_votes / drawn >= confidence) {
                 stopped_early = 1;
                 break;
             }
         }
     }
 
-    int second = 0;
-    int lead = distinct > 0 ? leader(tallies, distinct, &second) : -1;
     json_t *result = json_object();
     json_t *candidates = json_array();
-    const char *chosen_text = drawn > 0 ? owned_texts[0] : "";
+    int distinct = 0;
     for (int i = 0; i < drawn; i++) {
-        int votes = 0;
-        for (int t = 0; t < distinct; t++) {
-            if (answers[i][0] != '\0' && strcmp(tallies[t].answer, answers[i]) == 0) votes = tallies[t].votes;
-        }
-        if (lead >= 0 && i == tallies[lead].first) chosen_text = owned_texts[i];
-        json_t *candidate = json_pack("{s:s, s:o, s:i}", "text", owned_texts[i], "answer",
-                                      answers[i][0] ? json_string(answers[i]) : json_null(), "votes", votes);
+        int first = answers[i][0] != '\0';
+        for (int j = 0; first && j < i; j++) first = strcmp(answers[i], answers[j]) != 0;
+        distinct += first;
+        json_t *candidate = json_pack("{s:s, s:o, s:i, s:f}", "text", owned_texts[i], "answer",
+                                      answers[i][0] ? json_string(answers[i]) : json_null(), "votes",
+                                      (int)tallies[i].votes, "vote_weight", tallies[i].weight);
         json_array_append_new(candidates, candidate);
     }
-    json_object_set_new(result, "text", json_string(chosen_text));
-    json_object_set_new(result, "answer", lead >= 0 ? json_string(tallies[lead].answer) : json_null());
+    json_object_set_new(result, "text", json_string(vote.lead >= 0 ? owned_texts[vote.lead] : drawn > 0 ? owned_texts[0] : ""));
+    json_object_set_new(result, "answer", vote.lead >= 0 ? json_string(answers[vote.lead]) : json_null());
     json_object_set_new(result, "candidates", candidates);
     json_object_set_new(result, "details", json_pack("{s:i, s:i, s:b, s:i}", "samples", drawn, "samples_saved",
                                                      k - drawn, "stopped_early", stopped_early, "distinct_answers", distinct));
@@ -178,7 +166,7 @@ static int32_t solve(void *state, const sd_host *host, sd_request *r, const char
 
 static int32_t init(const sd_host *host, void **state) {
     (void)state;
-    if (host->abi_version != SD_PLUGIN_ABI_VERSION || host->size < sizeof(sd_host)) return SD_ERR_HOST_ABI;
+    if (host->abi_version != SD_PLUGIN_ABI_VERSION || !SD_HOST_HAS(host, vote)) return SD_ERR_HOST_ABI;
     return SD_OK;
 }
 

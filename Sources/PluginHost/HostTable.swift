@@ -2,7 +2,7 @@ import Answers
 import Engine
 import Foundation
 import PluginABI
-import RPC
+import JSONValue
 
 /// The sd_host table handed to every plugin: C entry points over the engine, each
 /// checking its arguments and the request's ownership of the sequences it names.
@@ -26,6 +26,8 @@ public enum HostTable {
     /// Scorers may score with other scorers (combine); a plugin that asks itself ends here
     /// with an error instead of the daemon's stack.
     static let maxScorerNesting = 8
+    /// sd_host.vote's documented bound on n.
+    static let maxVoteCandidates: Int32 = 65536
 
     static func status(of error: Error, in request: SolveRequest) -> Int32 {
         guard let error = error as? EngineError else { return engineFailure }
@@ -391,6 +393,26 @@ public enum HostTable {
         host.log = { _, level, message in
             guard let message = HostTable.string(message) else { return }
             PluginLog.emit(level: Int(level), message)
+        }
+
+        host.vote = { raw, answers, weights, count, mode, tallies, chosen in
+            guard SolveRequest.from(raw) != nil, let chosen, count >= 0, count <= HostTable.maxVoteCandidates,
+                  let mode = Vote.Mode(rawValue: mode), count == 0 || answers != nil else { return HostTable.invalid }
+            let n = Int(count)
+            let given = (0..<n).map { index in HostTable.string(answers![index]) }
+            var weightList: [Double]?
+            if let weights {
+                weightList = (0..<n).map { weights[$0] }
+                guard weightList!.allSatisfy(\.isFinite) else { return HostTable.invalid }
+            }
+            let outcome = Vote.count(answers: given, weights: weightList, mode: mode)
+            if let tallies {
+                for (index, tally) in outcome.tallies.enumerated() {
+                    tallies[index] = sd_vote_tally(votes: Int32(tally.votes), weight: tally.weight)
+                }
+            }
+            chosen.pointee = Int32(outcome.chosen)
+            return HostTable.ok
         }
         return host
     }

@@ -1,4 +1,4 @@
-import RPC
+import JSONValue
 
 /// A plugin's params schema (see sd_plugin.params_schema): each param's type, default,
 /// range and allowed values. The daemon checks requests against it, so plugins receive
@@ -42,21 +42,28 @@ public struct ParamsSchema: Sendable {
         json = parsed
     }
 
+    /// A params object that does not fit the schema: the offending key (`params.width`)
+    /// and what it must be.
+    public struct Mismatch: Error, Sendable, Equatable {
+        public let param: String
+        public let expected: String
+    }
+
     /// The request's params with defaults filled in, or the first offending key.
-    public func complete(_ given: JSON?) -> Result<JSON, RPCError> {
+    public func complete(_ given: JSON?) -> Result<JSON, Mismatch> {
         var result: [String: JSON] = params.mapValues(\.defaultValue)
         guard let given, given != .null else { return .success(.object(result)) }
         guard let members = given.objectValue else {
-            return .failure(.invalidParams("params", expected: "an object"))
+            return .failure(Mismatch(param: "params", expected: "an object"))
         }
         for (key, value) in members.sorted(by: { $0.key < $1.key }) {
             guard let param = params[key] else {
                 let known = params.keys.sorted().joined(separator: ", ")
-                return .failure(.invalidParams("params.\(key)", expected: "one of the plugin's params (\(known.isEmpty ? "none" : known))"))
+                return .failure(Mismatch(param: "params.\(key)", expected: "one of the plugin's params (\(known.isEmpty ? "none" : known))"))
             }
             switch ParamsSchema.check(value, against: param) {
             case .success(let normalized): result[key] = normalized
-            case .failure(let expected): return .failure(.invalidParams("params.\(key)", expected: expected.text))
+            case .failure(let expected): return .failure(Mismatch(param: "params.\(key)", expected: expected.text))
             }
         }
         return .success(.object(result))

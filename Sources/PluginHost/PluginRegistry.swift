@@ -1,6 +1,6 @@
 import Foundation
 import PluginABI
-import RPC
+import JSONValue
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,11 +26,13 @@ public struct PluginLoadError: Error, CustomStringConvertible, Sendable {
 
     public var description: String { "plugin '\(name)': \(message)" }
 
-    public var rpcError: RPCError {
+    /// What a client is told besides the message: the plugin, the reason and, for a
+    /// mismatch, what was expected and what was found.
+    public var data: JSON {
         var data: [String: JSON] = ["plugin": .string(name), "reason": .string(reason.rawValue)]
         if let expected { data["expected"] = .string(expected) }
         if let found { data["found"] = .string(found) }
-        return RPCError(RPCError.pluginLoadFailedCode, "Plugin load failed: \(description)", data: .object(data))
+        return .object(data)
     }
 }
 

@@ -2,7 +2,7 @@ import Answers
 import Engine
 import Foundation
 import PluginABI
-import RPC
+import JSONValue
 
 /// Limits on what one request may do; every one has a default and a maximum in the daemon.
 public struct RequestLimits: Sendable {
@@ -152,7 +152,11 @@ public final class SolveRequest: @unchecked Sendable {
 /// How a strategy run ended.
 public enum SolveOutcome: Sendable {
     case success(JSON)
-    case failure(RPCError)
+    case cancelled
+    /// llama.cpp failed under the request (the reason is the engine error's text).
+    case engineError(String)
+    /// The plugin failed or returned no result; `status` is what solve() returned.
+    case pluginFailed(plugin: String, message: String, status: Int32)
 }
 
 extension SolveRequest {
@@ -164,16 +168,14 @@ extension SolveRequest {
         }
         releaseSequences()
         if isCancelled {
-            return .failure(RPCError(RPCError.cancelledCode, "Cancelled"))
+            return .cancelled
         }
         guard status == 0, var object = result?.objectValue else {
             if let engineError {
-                return .failure(RPCError(RPCError.engineErrorCode, "Engine error: \(engineError)",
-                                         data: ["reason": .string("\(engineError)")]))
+                return .engineError("\(engineError)")
             }
             let message = failure ?? (status == 0 ? "the plugin returned no result" : "the plugin returned \(status)")
-            return .failure(RPCError(RPCError.pluginFailedCode, "Plugin failed: \(message)",
-                                     data: ["plugin": .string(strategy.name), "status": JSON(Int(status))]))
+            return .pluginFailed(plugin: strategy.name, message: message, status: status)
         }
         object["answer"] = SolveRequest.normalizedAnswer(object["answer"])
         if case .array(let candidates)? = object["candidates"] {

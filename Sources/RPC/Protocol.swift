@@ -1,3 +1,7 @@
+// Requests, responses and the handler API are written in JSON values: re-exported so
+// that users of RPC need not import the value module too.
+@_exported import JSONValue
+
 /// JSON-RPC 2.0 messages: parsing requests, building responses and notifications.
 /// The error codes are listed in docs/api.md.
 public struct RPCError: Error, Sendable, Equatable, CustomStringConvertible {

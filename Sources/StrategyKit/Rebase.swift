@@ -63,27 +63,20 @@ public enum AnswerSelection: String, CaseIterable, Sendable {
     /// The best-scored solution, answer or not.
     case bestOfN = "best_of_n"
 
-    /// The index of the chosen solution: for the majorities, the best-scored solution
-    /// giving the winning answer (ties go to the answer seen first); the best-scored
-    /// solution when no solution has an answer. Nil when there are no solutions.
-    public func choose(answers: [String?], scores: [Double]) -> Int? {
+    /// The host's vote over the solutions, scores as weights, and the index of the chosen
+    /// solution: for the majorities, the vote's pick (the best-scored solution giving the
+    /// winning answer); for best-of-n the best-scored solution, the first of equals. The
+    /// vote's tallies are returned for every selection, so candidates carry them.
+    public func choose(answers: [String?], scores: [Double], vote: Voter) throws -> VoteOutcome {
         precondition(answers.count == scores.count)
-        // Strictly greater wins, so ties go to the first seen.
-        func best(_ indices: [Int]) -> Int? {
-            indices.reduce(nil) { best, index in best.map { scores[index] > scores[$0] ? index : $0 } ?? index }
+        var outcome = try vote(answers, scores, self == .majority ? .plain : .weighted)
+        if self == .bestOfN {
+            // Strictly greater wins, so ties go to the first seen.
+            outcome.chosen = scores.indices.reduce(nil) { best, index in
+                best.map { scores[index] > scores[$0] ? index : $0 } ?? index
+            }
         }
-        guard self != .bestOfN else { return best(Array(scores.indices)) }
-        var order: [String] = []
-        var weights: [String: Double] = [:]
-        for (index, answer) in answers.enumerated() {
-            guard let answer else { continue }
-            if weights[answer] == nil { order.append(answer) }
-            weights[answer, default: 0] += self == .majority ? 1 : scores[index]
-        }
-        let winner = order.reduce(nil) { winner, answer in
-            winner.map { weights[answer]! > weights[$0]! ? answer : $0 } ?? answer
-        }
-        return best(answers.indices.filter { winner == nil || answers[$0] == winner })
+        return outcome
     }
 }
 

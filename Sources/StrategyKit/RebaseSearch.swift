@@ -101,25 +101,25 @@ public enum RebaseSearch {
                               "finished": tree.finished.count, "best_score": tree.rounds[depth].bestScore ?? NSNull()])
         }
         tree.live.forEach { request.free($0.handle) }
-        return result(of: tree, aggregate: aggregate, selection: selection, anchorWeight: anchorWeight,
-                      extract: request.extractAnswer)
+        return try result(of: tree, aggregate: aggregate, selection: selection, anchorWeight: anchorWeight,
+                          extract: request.extractAnswer, vote: request.voter)
     }
 
     private static func result(of tree: RebaseTree<Sequence>, aggregate: StepAggregate, selection: AnswerSelection,
-                               anchorWeight: Double, extract: (String) -> String?) -> Solution {
+                               anchorWeight: Double, extract: (String) -> String?, vote: Voter) throws -> Solution {
         let (solutions, partial) = tree.solutions
         let nodes = solutions.filter(\.anchored) + solutions.filter { !$0.anchored }
         let answers = nodes.map { extract($0.text) }
         let scores = nodes.map { aggregate($0.stepScores) }
-        let votes = Dictionary(answers.compactMap { $0 }.map { ($0, 1) }, uniquingKeysWith: +)
-        let candidates = nodes.indices.sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }.map { index in
-            Solution.Candidate(text: nodes[index].text, answer: answers[index], score: scores[index],
-                               votes: answers[index].flatMap { votes[$0] })
-        }
         let anchorFinished = nodes.first?.anchored == true
         var votingScores = scores
         if anchorFinished { votingScores[0] *= anchorWeight }
-        let chosen = selection.choose(answers: answers, scores: votingScores)
+        let outcome = try selection.choose(answers: answers, scores: votingScores, vote: vote)
+        let chosen = outcome.chosen
+        let candidates = nodes.indices.sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }.map { index in
+            Solution.Candidate(text: nodes[index].text, answer: answers[index], score: scores[index],
+                               votes: outcome.votes[index], voteWeight: outcome.weights[index])
+        }
         var details: [String: Any] = [
             "depths": tree.rounds.count, "width": tree.width, "finished": tree.finished.count, "partial": partial,
             "nodes_expanded": tree.rounds.map(\.expanded).reduce(0, +), "rounds": tree.rounds.map(\.summary),

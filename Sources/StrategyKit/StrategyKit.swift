@@ -96,12 +96,15 @@ public struct Solution {
         public var text: String
         public var answer: String?
         public var score: Double?
+        /// The candidate's answer's tally in the strategy's vote (VoteOutcome).
         public var votes: Int?
-        public init(text: String, answer: String?, score: Double? = nil, votes: Int? = nil) {
+        public var voteWeight: Double?
+        public init(text: String, answer: String?, score: Double? = nil, votes: Int? = nil, voteWeight: Double? = nil) {
             self.text = text
             self.answer = answer
             self.score = score
             self.votes = votes
+            self.voteWeight = voteWeight
         }
     }
 
@@ -124,6 +127,7 @@ public struct Solution {
             var entry: [String: Any] = ["text": candidate.text, "answer": candidate.answer ?? NSNull()]
             if let score = candidate.score { entry["score"] = score }
             if let votes = candidate.votes { entry["votes"] = votes }
+            if let voteWeight = candidate.voteWeight { entry["vote_weight"] = voteWeight }
             return entry
         }
         return jsonText(object)

@@ -102,7 +102,7 @@ final class Methods: RPCHandler, @unchecked Sendable {
         let pluginParams: JSON
         switch strategy.schema.complete(parsed.params) {
         case .success(let value): pluginParams = value
-        case .failure(let error): return reply(.failure(error))
+        case .failure(let mismatch): return reply(.failure(RPCError(mismatch)))
         }
         let id = request.id ?? .null
         var progress: (@Sendable (JSON) -> Void)?
@@ -150,7 +150,8 @@ final class Methods: RPCHandler, @unchecked Sendable {
                     "strategy": "\(strategy.name)", "answer": "\(result["answer"]?.stringValue ?? "null")",
                     "tokens": "\(solveRequest.usage.evaluatedTokens)", "wall_s": "\(String(format: "%.2f", solveRequest.wallSeconds))"])
                 reply(.success(result))
-            case .failure(let error):
+            default:
+                let error = RPCError(outcome)
                 logger.info("solve ended without a result", metadata: ["error": "\(error)"])
                 reply(.failure(error))
             }
@@ -203,7 +204,7 @@ final class Methods: RPCHandler, @unchecked Sendable {
             return .success(loaded.json)
         } catch let error as PluginLoadError {
             logger.warning("plugin refused", metadata: ["plugin": "\(name)", "error": "\(error)"])
-            return .failure(error.rpcError)
+            return .failure(RPCError(error))
         } catch {
             return .failure(.internalError("\(error)"))
         }

@@ -1,3 +1,4 @@
+import Answers
 import Foundation
 import RPC
 import StrategyKit
@@ -142,17 +143,25 @@ final class RebaseTests: XCTestCase {
         for aggregate in StepAggregate.allCases { XCTAssertEqual(aggregate([]), 0) }
     }
 
-    func testAnswerSelection() {
+    func testAnswerSelection() throws {
+        func choose(_ selection: AnswerSelection, _ answers: [String?], _ scores: [Double]) throws -> Int? {
+            try selection.choose(answers: answers, scores: scores, vote: hostVote).chosen
+        }
         let answers: [String?] = ["3", "5", "3", nil, "5"]
         let scores = [0.2, 0.9, 0.3, 0.95, 0.4]
         // "5" weighs 1.3 against 0.5; its best-scored solution is the second.
-        XCTAssertEqual(AnswerSelection.weightedMajority.choose(answers: answers, scores: scores), 1)
-        // Two votes each: the answer seen first wins, through its best-scored solution.
-        XCTAssertEqual(AnswerSelection.majority.choose(answers: answers, scores: scores), 2)
-        XCTAssertEqual(AnswerSelection.bestOfN.choose(answers: answers, scores: scores), 3)
-        XCTAssertEqual(AnswerSelection.majority.choose(answers: ["7", "8", "8"], scores: [0.9, 0.1, 0.2]), 2)
-        XCTAssertEqual(AnswerSelection.weightedMajority.choose(answers: [nil, nil], scores: [0.1, 0.6]), 1)
-        for selection in AnswerSelection.allCases { XCTAssertNil(selection.choose(answers: [], scores: [])) }
+        XCTAssertEqual(try choose(.weightedMajority, answers, scores), 1)
+        // Two votes each: the answer with the better best-scored solution wins through it.
+        XCTAssertEqual(try choose(.majority, answers, scores), 1)
+        XCTAssertEqual(try choose(.majority, ["3", "5", "3", "5"], [0.5, 0.5, 0.5, 0.5]), 0)
+        XCTAssertEqual(try choose(.bestOfN, answers, scores), 3)
+        XCTAssertEqual(try choose(.majority, ["7", "8", "8"], [0.9, 0.1, 0.2]), 2)
+        XCTAssertEqual(try choose(.weightedMajority, [nil, nil], [0.1, 0.6]), 1)
+        for selection in AnswerSelection.allCases { XCTAssertNil(try choose(selection, [], [])) }
+        // Candidates carry their answer's tally whatever the selection.
+        let outcome = try AnswerSelection.bestOfN.choose(answers: answers, scores: scores, vote: hostVote)
+        XCTAssertEqual(outcome.votes, [2, 2, 2, 0, 2])
+        XCTAssertEqual(outcome.weights[1], 1.3, accuracy: 1e-12)
     }
 
     func testFinishedPaths() {
@@ -340,4 +349,11 @@ final class RebaseTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("no-such-scorer"), "\(error)")
         }
     }
+}
+
+/// The host's vote (Answers.Vote, what sd_host.vote runs) for strategy code tested without a daemon.
+func hostVote(_ answers: [String?], _ weights: [Double]?, _ mode: VoteMode) -> VoteOutcome {
+    let outcome = Vote.count(answers: answers, weights: weights, mode: Vote.Mode(rawValue: mode.rawValue)!)
+    return VoteOutcome(chosen: outcome.chosen >= 0 ? outcome.chosen : nil, votes: outcome.tallies.map(\.votes),
+                       weights: outcome.tallies.map(\.weight))
 }

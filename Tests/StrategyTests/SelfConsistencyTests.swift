@@ -18,8 +18,16 @@ final class SelfConsistencyTests: XCTestCase {
                                                  "params": ["k": 4, "max_tokens": 16]])
         let candidates = try XCTUnwrap(result["candidates"]?.arrayValue)
         XCTAssertEqual(candidates.count, 4)
-        // The chosen answer has the most votes.
+        // Each candidate carries its answer's tally from the host's vote: a plain vote, so
+        // the weight is the count, and candidates sharing an answer share a tally.
         let votes = candidates.compactMap { $0["votes"]?.intValue }
+        XCTAssertEqual(votes.count, 4)
+        for candidate in candidates {
+            XCTAssertEqual(candidate["vote_weight"]?.doubleValue, candidate["votes"]?.doubleValue)
+            let same = candidates.filter { $0["answer"] != .null && $0["answer"] == candidate["answer"] }.count
+            XCTAssertEqual(candidate["votes"]?.intValue, Int64(same))
+        }
+        // The chosen answer has the most votes.
         if let answer = result["answer"]?.stringValue {
             let chosen = candidates.first { $0["answer"]?.stringValue == answer }
             XCTAssertEqual(chosen?["votes"]?.intValue, votes.max())

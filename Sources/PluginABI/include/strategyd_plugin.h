@@ -11,7 +11,8 @@
  * smaller than SD_PLUGIN_MIN_SIZE, or whose name differs from its file name -- each with
  * its own message naming what was expected and what was found -- and carries on. Fields
  * added to ABI 1 later are appended after that size, and read only when `size` covers
- * them; functions added to sd_host are appended too, and a plugin checks host->size.
+ * them; functions added to sd_host are appended too, and a plugin checks that host->size
+ * covers one (SD_HOST_HAS) before calling it.
  *
  * The daemon calls the plugin with an sd_host: a table of functions over the resident
  * model (sequences, batched generation, logits, scoring, progress, accounting). Only C
@@ -77,6 +78,18 @@ enum sd_model {
     SD_MODEL_POLICY = 0,  /* the resident model strategies generate with       */
     SD_MODEL_REWARD = 1,  /* the daemon's reward model (--prm-model), if loaded */
 };
+
+/* How sd_host.vote tallies an answer. */
+enum sd_vote_mode {
+    SD_VOTE_PLAIN = 0,     /* each candidate giving it counts one   */
+    SD_VOTE_WEIGHTED = 1,  /* each candidate giving it counts its weight */
+};
+
+/* What a candidate's answer gathered in a vote. */
+typedef struct sd_vote_tally {
+    int32_t votes;   /* candidates giving this answer; 0 for a candidate without one */
+    double weight;   /* the sum of their weights                                    */
+} sd_vote_tally;
 
 /* A sequence of tokens in the shared KV cache, owned by one request. */
 typedef int32_t sd_seq;
@@ -212,7 +225,8 @@ typedef struct sd_host {
     void (*progress)(sd_request * r, const char * json_object);
     void (*usage)(sd_request * r, sd_usage * out);
     /* The request's result, a JSON object: {"text": ..., "answer": ... or null,
-       "candidates": [{"text", "answer", "score"?, "votes"?}...], "details": {...}}.
+       "candidates": [{"text", "answer", "score"?, "votes"?, "vote_weight"?}...],
+       "details": {...}}; votes and vote_weight are the candidate's tally from vote().
        Required once from a strategy's solve(). */
     int32_t (*set_result)(sd_request * r, const char * json_object);
     /* Records why the plugin failed; returns SD_ERR_PLUGIN for `return host->fail(...)`. */
@@ -236,7 +250,25 @@ typedef struct sd_host {
        with logprobs if so. False for an unknown scorer or invalid params (score() then
        says why). */
     bool (*scorer_reads_logprobs)(sd_request * r, const char * scorer, const char * params_json);
+
+    /* -- added to ABI 1 later: call only when SD_HOST_HAS(host, member) -- */
+
+    /* The vote over n candidates, the one rule every strategy's final answer uses.
+       answers[i]: a normalized answer (extract_answer), NULL or "" for none (it does not
+       vote). weights: NULL for all 1, else n finite numbers. The winning answer has the
+       largest tally (a count for SD_VOTE_PLAIN, a weight sum for SD_VOTE_WEIGHTED); ties go
+       to the answer with the larger best single weight, then to the answer seen first.
+       *chosen: among the candidates giving the winner, the one with the largest weight
+       (the first on ties); when no candidate has an answer, the candidate with the largest
+       weight; -1 for n = 0. tallies: NULL, or n entries receiving each candidate's
+       answer's count and weight sum. n in [0, 65536]. Evaluates nothing. */
+    int32_t (*vote)(sd_request * r, const char * const * answers, const double * weights, int32_t n,
+                    int32_t mode, sd_vote_tally * tallies, int32_t * chosen);
 } sd_host;
+
+/* Whether a host table has a function appended to ABI 1 after its first release. */
+#define SD_HOST_HAS(host, member) \
+    ((host)->size >= offsetof(sd_host, member) + sizeof(((sd_host *)0)->member))
 
 typedef struct sd_plugin {
     uint32_t abi_version;      /* SD_PLUGIN_ABI_VERSION                                */

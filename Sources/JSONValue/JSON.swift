@@ -2,6 +2,8 @@ import CJansson
 import Foundation
 
 /// A JSON value. Text is parsed and written by jansson; Swift code works on this enum.
+/// A module of its own so that the plugin host and the RPC layer share it without the
+/// host depending on the protocol.
 public enum JSON: Sendable, Equatable {
     case null
     case bool(Bool)
