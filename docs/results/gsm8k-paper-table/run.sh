@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The paper's table (arXiv 2412.16260) on our models: GSM8K test, the seeded 128-problem
+# subset, the `paper` preset of strategyd-bench. Each call appends to the run file of its
+# model in this folder and skips what that file already holds (keyed by spec, problem and
+# plugin version): stop it at any time and run it again. It sets up the model and a release
+# build of this checkout (scripts/setup), starts its own daemon on a private socket and
+# stops it at the end; the records carry the checkout's commit. Nothing else should run on
+# the cores meanwhile: llama.cpp's threads spin, and a second busy process slows a solve
+# many times over.
+#
+#   docs/results/gsm8k-paper-table/run.sh 0.5b [SPEC...]
+#       the paper preset on its 128 problems, or only the SPECs given
+#   docs/results/gsm8k-paper-table/run.sh 1.5b [SPEC...]
+#       the default model: greedy, self-consistency and rebase on the 128, quiet-star and
+#       quiet-rebase on the first 32; or only the SPECs given, on the 128
+#   docs/results/gsm8k-paper-table/run.sh 0.5b|1.5b --limit N SPEC...
+#       those SPECs on the first N of the 128
+#   docs/results/gsm8k-paper-table/run.sh report
+#       report.md and the plots, from both run files
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../../.." && pwd)
+. "$repo/scripts/env.sh"
+export PYTHONPATH="$repo/clients/bench/src:$repo/clients/python/src${PYTHONPATH:+:$PYTHONPATH}"
+
+small=qwen2.5-coder-0.5b-instruct-q4_k_m
+default=qwen2.5-coder-1.5b-instruct-q4_k_m
+which=${1:-}
+shift || true
+limit=()
+if [ "${1:-}" = --limit ]; then
+  [ $# -ge 3 ] || { echo "usage: $0 0.5b|1.5b --limit N SPEC..." >&2; exit 2; }
+  limit=(--limit "$2"); shift 2
+fi
+case "$which" in
+  0.5b) model=$small ;;
+  1.5b) model=$default ;;
+  report)
+    runs=()
+    for model in $small $default; do [ -f "$here/$model.jsonl" ] && runs+=("$here/$model.jsonl"); done
+    exec python3 -m strategyd_bench report "${runs[@]}" --out-dir "$here" ;;
+  *) echo "usage: $0 0.5b|1.5b [--limit N] [SPEC...] | report" >&2; exit 2 ;;
+esac
+
+"$repo/scripts/setup" --models "$model"
+bin="$repo/.build/release"
+socket=$(mktemp -u "${TMPDIR:-/tmp}/strategyd-paper.XXXXXX.sock")
+"$bin/strategyd" --model "$model" --socket "$socket" --plugin-dir "$bin" --threads "$(nproc)" \
+  --log-level warning > "$STRATEGYD_CACHE/paper-$which.log" 2>&1 &
+daemon=$!
+trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null' EXIT
+for _ in $(seq 1 600); do "$bin/strategyctl" ping --socket "$socket" >/dev/null 2>&1 && break; sleep 0.5; done
+
+out="$here/$model.jsonl"
+run() { python3 -m strategyd_bench run --socket "$socket" --out "$out" "$@"; }
+if [ $# -gt 0 ]; then
+  for spec in "$@"; do run --dataset gsm8k-test --sample 128 --seed 0 "${limit[@]}" --strategy "$spec"; done
+elif [ "$which" = 0.5b ]; then
+  run --preset paper
+else
+  # The cheap rows first, so that a short run still completes some.
+  run --preset paper --only greedy --only self-consistency --only rebase
+  run --preset paper --only quiet-star --only quiet-rebase --limit 32
+fi
