@@ -71,6 +71,7 @@ var targets: [Target] = [
     .executableTarget(name: "BenchDaemon", dependencies: ["RPC"]),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "TestSupport"], linkerSettings: llamaRpath),
     .testTarget(name: "AnswersTests", dependencies: ["Answers", "TestSupport"]),
+    .testTarget(name: "PluginHostTests", dependencies: ["PluginHost", "JSONValue"], linkerSettings: llamaRpath),
     .testTarget(name: "DaemonTests", dependencies: ["RPC", "TestSupport"], exclude: ["Fixtures"]),
     .testTarget(name: "StrategyTests", dependencies: ["RPC", "TestSupport", "StrategyKit", "Answers"], exclude: ["Fixtures"]),
 ]

@@ -1,27 +1,30 @@
 import Foundation
 import StrategyKit
 
-/// Step-level beam search with a scorer (as in search-and-learn and REBASE). Each round
-/// forks every live beam `expansions` times, generates one step for all the children in
-/// one batched generate call, scores each child's solution so far and keeps the best.
-/// Width is conserved as in REBASE: a finished solution takes one of the beam_width
-/// slots, so live + finished never exceeds beam_width.
+/// Step-level beam search with a scorer (as in Snell et al. 2024, "Scaling LLM Test-Time
+/// Compute Optimally can be More Effective than Scaling Model Parameters", arXiv
+/// 2408.03314, and in REBASE, Wu et al. 2024). Each round forks every live beam
+/// `expansions` times, generates one step for all the children in one batched generate
+/// call, scores each child's solution so far and keeps the best.
+/// Width is conserved as in REBASE: a finished solution takes one of the width
+/// slots, so live + finished never exceeds the width.
 struct BeamSearch: Strategy {
     static let name = "beam-search"
     static let version = "1.2.1"
     static let description = "Step-level beam search: beams forked and extended one step at a time, pruned by a scorer plugin"
     static let params: [Param] = [
-        .integer("beam_width", 4, 1...16, "beams kept at each depth, and the finished solutions that end the search"),
+        .integer("width", 4, 1...16, "beams kept at each depth, and the finished solutions that end the search")
+            .aliased("beam_width"),
         .integer("expansions", 4, 1...16,
-                 "children of each beam per depth (beam_width × expansions + 1 sequences must fit the daemon's --max-width)"),
+                 "children of each beam per depth (width × expansions + 1 sequences must fit the daemon's --max-width)"),
         .integer("max_depth", 25, 1...100, "steps along a path at most"),
         .integer("max_tokens", 1024, 1...16384, "tokens along a path at most; a path that reaches it is finished"),
         .integer("max_step_tokens", 256, 1...4096, "tokens of one step at most"),
-        .string("step_delimiter", "\n\n", "the text that ends a step"),
+        .string("stop", "\n\n", "the text that ends a step").aliased("step_delimiter"),
         .number("temperature", 0.8, 0.01...2, "sampling temperature of each step"),
         .number("top_p", 1.0, 0.01...1, "nucleus sampling mass of each step"),
         .string("scorer", "arith", "the scorer plugin that scores each partial solution (arith: measured best on GSM8K train, docs/strategies.md)"),
-        .string("scorer_params", "{}", "the scorer's params: a JSON object, written as a string"),
+        .object("scorer_params", "the scorer's params"),
     ]
 
     init() {}
@@ -38,10 +41,10 @@ struct BeamSearch: Strategy {
     }
 
     func solve(_ request: Request, problem: String, params: Params) throws -> Solution {
-        let width = params.int("beam_width"), expansions = params.int("expansions")
+        let width = params.int("width"), expansions = params.int("expansions")
         let maxTokens = params.int("max_tokens")
         let scorer = params.string("scorer")
-        let scorerParams = try params.jsonObject("scorer_params")
+        let scorerParams = params.object("scorer_params")
         let logprobs = request.scorerReadsLogprobs(scorer, params: scorerParams)
         let sampling = Sampling(temperature: Float(params.double("temperature")), topP: Float(params.double("top_p")))
 
@@ -55,14 +58,14 @@ struct BeamSearch: Strategy {
             // Cut the step at the room the fullest path has left, so no path passes max_tokens.
             let stepTokens = min(params.int("max_step_tokens"), beams.map { maxTokens - $0.path.tokens }.min()!)
             let expanded = beams.count
-            // The prompt stands for beam_width identical beams, so the first depth is as wide as the rest.
+            // The prompt stands for `width` identical beams, so the first depth is as wide as the rest.
             let perBeam = depth == 1 ? width * expansions : expansions
             // Every beam's last sampled token in one batch, rather than one decode per fork.
             try request.evaluate(beams.map(\.sequence))
             var children: [Beam] = []
             for beam in beams {
                 let forks = try request.fork(beam.sequence, count: perBeam,
-                                     needing: "beam_width × expansions + 1 = \(width * expansions + 1) sequences")
+                                     needing: "width × expansions + 1 = \(width * expansions + 1) sequences")
                 children += forks.map { Beam(sequence: $0, path: beam.path) }
                 request.free(beam.sequence)  // its children hold its cells
             }
@@ -71,7 +74,7 @@ struct BeamSearch: Strategy {
             stepSampling.seed = UInt32(sampled)
             sampled += children.count
             let outputs = try request.generate(children.map(\.sequence), maxTokens: stepTokens,
-                                               stop: [params.string("step_delimiter")], sampling: stepSampling,
+                                               stop: [params.string("stop")], sampling: stepSampling,
                                                logprobs: logprobs)
 
             var done: [Path] = [], open: [Beam] = []

@@ -2,11 +2,11 @@ import Foundation
 import StrategyKit
 
 /// Best-of-n: n samples forked from one prompt and drawn in one batched generate call,
-/// each scored by a scorer plugin. `select` = weighted (the default since 1.4.0) takes the
-/// answer whose samples' scores sum highest (a score-weighted majority vote); max takes the
+/// each scored by a scorer plugin. `select` = weighted (the default) takes the answer
+/// whose samples' scores sum highest (a score-weighted majority vote); max takes the
 /// best-scored sample. Weighted is the default because it solved more on GSM8K train
-/// (docs/results/session21): where the scorer gives many samples its top score, max takes
-/// the first of them, whatever the others say.
+/// (docs/results/answer-selection-gsm8k-train): where the scorer gives many samples its
+/// top score, max takes the first of them, whatever the others say.
 ///
 /// Adaptive mode draws the samples in rounds and stops after the round that settles the
 /// pick the full n would make, given `stop_score`, the top of the scorer's range. With
@@ -24,7 +24,7 @@ struct BestOfN: Strategy {
         .number("top_p", 0.95, 0.01...1, "nucleus sampling mass"),
         .integer("max_tokens", 512, 1...4096, "tokens per sample"),
         .string("scorer", "arith", "the scorer plugin that scores each sample (arith: measured best on GSM8K train, docs/strategies.md)"),
-        .string("scorer_params", "{}", "the scorer's params: a JSON object, written as a string"),
+        .object("scorer_params", "the scorer's params"),
         .choice("select", "weighted", ["weighted", "max"],
                 "weighted: the answer with the largest sum of scores (ties to the higher single score); max: the best-scored sample"),
         .boolean("adaptive", false, "draw in rounds and stop once the samples drawn settle the pick all n would make"),
@@ -37,7 +37,7 @@ struct BestOfN: Strategy {
 
     func solve(_ request: Request, problem: String, params: Params) throws -> Solution {
         let scorer = params.string("scorer")
-        let scorerParams = try params.jsonObject("scorer_params")
+        let scorerParams = params.object("scorer_params")
         let n = params.int("n")
         let adaptive = params.bool("adaptive")
         let roundSize = adaptive ? params.int("round") : n

@@ -1,18 +1,20 @@
 import Foundation
 import StrategyKit
 
-/// REBASE whose steps are decoded with Quiet-STaR thought mixing: the paper's combined
-/// condition (variant "faithful": thoughts wherever `when` says, every path of every depth).
+/// REBASE whose steps are decoded with Quiet-STaR thought mixing: the combined condition
+/// of arXiv 2412.16260 (variant "faithful": thoughts wherever `when` says, every path of
+/// every depth).
 ///
-/// The paper found the combination worse than either part. Mixing at every token perturbs
+/// That paper found the combination worse than either part. Mixing at every token perturbs
 /// tokens the model was already sure of (digits, the arithmetic it copies along) with an
 /// untrained head, the scorer then ranks those noisier steps, and REBASE's pruning discards
 /// the paths that could have recovered — while every thought multiplies the cost of every
 /// child. Variant "gated" keeps the thoughts where the model hesitates: only at positions
 /// whose base next-token entropy exceeds `entropy_threshold`, with w rising with that
 /// entropy (the entropy head, `weight` at most). Measured on GSM8K train it still degrades
-/// (docs/strategies.md): steps sampled at temperature 1 cross the gate about three times as
-/// often as a greedy decoding does, and the mixed, sampled tokens push paths to answer early.
+/// (docs/results/thought-mixing-gsm8k-train): steps sampled at temperature 1 cross the
+/// gate about three times as often as a greedy decoding does, and the mixed, sampled
+/// tokens push paths to answer early.
 ///
 /// Variant "anchored" takes the thinking budget from the width instead. One path of the
 /// width, the anchor, is decoded as the measured-best quiet-star decodes: argmax of the
@@ -54,7 +56,7 @@ struct QuietRebase: Strategy {
         }
         var solution: Solution
         if variant == "anchored" {
-            let logprobs = request.scorerReadsLogprobs(params.string("scorer"), params: try params.jsonObject("scorer_params"))
+            let logprobs = request.scorerReadsLogprobs(params.string("scorer"), params: params.object("scorer_params"))
             let anchorSteps: RebaseSearch.StepGenerator = { sequences, maxTokens, stop, sampling in
                 var argmax = sampling
                 argmax.temperature = 0

@@ -12,7 +12,7 @@ struct Rebase: Strategy {
     init() {}
 
     func solve(_ request: Request, problem: String, params: Params) throws -> Solution {
-        let logprobs = request.scorerReadsLogprobs(params.string("scorer"), params: try params.jsonObject("scorer_params"))
+        let logprobs = request.scorerReadsLogprobs(params.string("scorer"), params: params.object("scorer_params"))
         return try RebaseSearch.solve(request, problem: problem, params: params) { sequences, maxTokens, stop, sampling in
             try request.generate(sequences, maxTokens: maxTokens, stop: stop, sampling: sampling, logprobs: logprobs)
         }

@@ -21,7 +21,7 @@ static const char SYSTEM_PROMPT[] =
 
 static const char PARAMS_SCHEMA[] =
     "{"
-    "\"k\": {\"type\": \"integer\", \"default\": 8, \"minimum\": 1, \"maximum\": 64,"
+    "\"n\": {\"type\": \"integer\", \"default\": 8, \"minimum\": 1, \"maximum\": 64, \"aliases\": [\"k\"],"
     " \"description\": \"samples to draw (at most)\"},"
     "\"temperature\": {\"type\": \"number\", \"default\": 0.7, \"minimum\": 0.01, \"maximum\": 2,"
     " \"description\": \"sampling temperature\"},"
@@ -73,7 +73,7 @@ static int32_t solve(void *state, const sd_host *host, sd_request *r, const char
     json_error_t error;
     json_t *params = json_loads(params_json, 0, &error);
     if (!params) return host->fail(r, "params are not JSON");
-    int k = (int)json_integer_value(json_object_get(params, "k"));
+    int k = (int)json_integer_value(json_object_get(params, "n"));
     double temperature = json_number_value(json_object_get(params, "temperature"));
     double top_p = json_number_value(json_object_get(params, "top_p"));
     int max_tokens = (int)json_integer_value(json_object_get(params, "max_tokens"));

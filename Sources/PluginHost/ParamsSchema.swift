@@ -2,10 +2,11 @@ import JSONValue
 
 /// A plugin's params schema (see sd_plugin.params_schema): each param's type, default,
 /// range and allowed values. The daemon checks requests against it, so plugins receive
-/// a complete, well-typed params object.
+/// a complete, well-typed params object, under each param's own name whichever alias
+/// the request used.
 public struct ParamsSchema: Sendable {
     public struct Param: Sendable {
-        public enum Kind: String, Sendable { case integer, number, boolean, string }
+        public enum Kind: String, Sendable { case integer, number, boolean, string, object }
         public var kind: Kind
         public var defaultValue: JSON
         public var minimum: Double?
@@ -14,6 +15,8 @@ public struct ParamsSchema: Sendable {
     }
 
     public let params: [String: Param]
+    /// Other accepted names -> the param's own name.
+    public let aliases: [String: String]
     /// The schema as the plugin declared it, for plugins.list.
     public let json: JSON
 
@@ -28,7 +31,7 @@ public struct ParamsSchema: Sendable {
         var params: [String: Param] = [:]
         for (name, spec) in members {
             guard let kindName = spec["type"]?.stringValue, let kind = Param.Kind(rawValue: kindName) else {
-                throw Invalid(description: "param '\(name)': type must be integer, number, boolean or string")
+                throw Invalid(description: "param '\(name)': type must be integer, number, boolean, string or object")
             }
             guard let defaultValue = spec["default"] else { throw Invalid(description: "param '\(name)' has no default") }
             let param = Param(kind: kind, defaultValue: defaultValue, minimum: spec["minimum"]?.doubleValue,
@@ -38,7 +41,21 @@ public struct ParamsSchema: Sendable {
             }
             params[name] = param
         }
+        var aliases: [String: String] = [:]
+        for (name, spec) in members {
+            guard let names = spec["aliases"] else { continue }
+            guard let list = names.arrayValue?.compactMap(\.stringValue), list.count == names.arrayValue?.count else {
+                throw Invalid(description: "param '\(name)': aliases must be an array of strings")
+            }
+            for alias in list {
+                guard params[alias] == nil, aliases[alias] == nil else {
+                    throw Invalid(description: "param '\(name)': alias '\(alias)' is already a param or an alias")
+                }
+                aliases[alias] = name
+            }
+        }
         self.params = params
+        self.aliases = aliases
         json = parsed
     }
 
@@ -56,14 +73,20 @@ public struct ParamsSchema: Sendable {
         guard let members = given.objectValue else {
             return .failure(Mismatch(param: "params", expected: "an object"))
         }
-        for (key, value) in members.sorted(by: { $0.key < $1.key }) {
+        var named: [String: String] = [:]
+        for (given, value) in members.sorted(by: { $0.key < $1.key }) {
+            let key = aliases[given] ?? given
+            if let other = named[key] {
+                return .failure(Mismatch(param: "params.\(given)", expected: "absent: '\(other)' already gives the same param, '\(key)'"))
+            }
+            named[key] = given
             guard let param = params[key] else {
                 let known = params.keys.sorted().joined(separator: ", ")
                 return .failure(Mismatch(param: "params.\(key)", expected: "one of the plugin's params (\(known.isEmpty ? "none" : known))"))
             }
             switch ParamsSchema.check(value, against: param) {
             case .success(let normalized): result[key] = normalized
-            case .failure(let expected): return .failure(Mismatch(param: "params.\(key)", expected: expected.text))
+            case .failure(let expected): return .failure(Mismatch(param: "params.\(given)", expected: expected.text))
             }
         }
         return .success(.object(result))
@@ -76,7 +99,7 @@ public struct ParamsSchema: Sendable {
 
     static func check(_ value: JSON, against param: Param) -> Result<JSON, Expected> {
         var normalized = value
-        var described = "a \(param.kind.rawValue)"
+        var described = (param.kind == .integer ? "an " : "a ") + param.kind.rawValue
         switch param.kind {
         case .integer:
             guard let integer = value.intValue else { return .failure(Expected(text: described + rangeText(param))) }
@@ -87,6 +110,18 @@ public struct ParamsSchema: Sendable {
             guard value.boolValue != nil else { return .failure(Expected(text: described)) }
         case .string:
             guard value.stringValue != nil else { return .failure(Expected(text: described)) }
+        case .object:
+            described = "a JSON object"
+            switch value {
+            case .object: break
+            // The older form, an object written as a string, is still read.
+            case .string(let text):
+                guard let object = try? JSON.parse(text), object.objectValue != nil else {
+                    return .failure(Expected(text: described + " (or one written as a string)"))
+                }
+                normalized = object
+            default: return .failure(Expected(text: described))
+            }
         }
         if let number = normalized.doubleValue {
             if let minimum = param.minimum, number < minimum { return .failure(Expected(text: described + rangeText(param))) }

@@ -7,12 +7,15 @@ private enum Exported {
     nonisolated(unsafe) static var strategy: (any Strategy)?
     nonisolated(unsafe) static var scorer: (any Scorer)?
     nonisolated(unsafe) static var descriptor: UnsafeMutablePointer<sd_plugin>?
+    /// The declared params, which every Params read is checked against.
+    nonisolated(unsafe) static var params: [Param] = []
 }
 
 /// The sd_plugin of a Swift strategy: return it from `strategyd_plugin_entry`.
 public func export<S: Strategy>(_ type: S.Type) -> UnsafePointer<sd_plugin> {
     if Exported.descriptor == nil {
         Exported.strategy = S()
+        Exported.params = S.params
         Exported.descriptor = descriptor(S.self, kind: SD_KIND_STRATEGY)
         Exported.descriptor!.pointee.solve = { _, host, raw, problem, params in
             guard let host, let problem, let params, let strategy = Exported.strategy else {
@@ -21,7 +24,7 @@ public func export<S: Strategy>(_ type: S.Type) -> UnsafePointer<sd_plugin> {
             let request = Request(host: host, raw: raw)
             do {
                 let solution = try strategy.solve(request, problem: String(cString: problem),
-                                                  params: Params(json: String(cString: params)))
+                                                  params: Params(json: String(cString: params), declared: Exported.params))
                 return host.pointee.set_result(raw, solution.json)
             } catch {
                 return report(error, host: host, raw: raw)
@@ -35,6 +38,7 @@ public func export<S: Strategy>(_ type: S.Type) -> UnsafePointer<sd_plugin> {
 public func export<S: Scorer>(_ type: S.Type) -> UnsafePointer<sd_plugin> {
     if Exported.descriptor == nil {
         Exported.scorer = S()
+        Exported.params = S.params
         Exported.descriptor = descriptor(S.self, kind: SD_KIND_SCORER)
         Exported.descriptor!.pointee.score = { _, host, raw, problem, solution, params, out in
             guard let host, let problem, let solution, let params, let out, let scorer = Exported.scorer else {
@@ -42,7 +46,7 @@ public func export<S: Scorer>(_ type: S.Type) -> UnsafePointer<sd_plugin> {
             }
             do {
                 out.pointee = try scorer.score(Request(host: host, raw: raw), problem: String(cString: problem),
-                                               solution: String(cString: solution), params: Params(json: String(cString: params)))
+                                               solution: String(cString: solution), params: Params(json: String(cString: params), declared: Exported.params))
                 return Int32(SD_OK.rawValue)
             } catch {
                 return report(error, host: host, raw: raw)
@@ -50,7 +54,7 @@ public func export<S: Scorer>(_ type: S.Type) -> UnsafePointer<sd_plugin> {
         }
         Exported.descriptor!.pointee.reads_logprobs = { _, host, raw, params in
             guard let host, let params, let scorer = Exported.scorer else { return false }
-            return scorer.readsLogprobs(Request(host: host, raw: raw), params: Params(json: String(cString: params)))
+            return scorer.readsLogprobs(Request(host: host, raw: raw), params: Params(json: String(cString: params), declared: Exported.params))
         }
     }
     return UnsafePointer(Exported.descriptor!)

@@ -17,11 +17,11 @@ public enum RebaseSearch {
         .integer("max_depth", 25, 1...25, "steps one path may take"),
         .string("stop", "\n\n", "where a step ends (included in the step); empty: steps end at max_step_tokens"),
         .string("scorer", "arith", "the scorer plugin that scores every step (arith: measured best on GSM8K train, docs/strategies.md)"),
-        .string("scorer_params", "{}", "the scorer's params, a JSON object"),
+        .object("scorer_params", "the scorer's params"),
         .choice("aggregate", StepAggregate.last.rawValue, StepAggregate.allCases.map(\.rawValue),
                 "how a solution's step scores become its score"),
-        .choice("selection", AnswerSelection.weightedMajority.rawValue, AnswerSelection.allCases.map(\.rawValue),
-                "how the final answer is chosen among the finished solutions"),
+        .choice("select", AnswerSelection.weightedMajority.rawValue, AnswerSelection.allCases.map(\.rawValue),
+                "how the final answer is chosen among the finished solutions").aliased("selection"),
     ]
 
     /// Generates one step on each sequence, together: (sequences, max tokens, stop strings,
@@ -38,11 +38,11 @@ public enum RebaseSearch {
         let maxTokens = params.int("max_tokens")
         let maxStepTokens = params.int("max_step_tokens")
         let scorer = params.string("scorer")
-        let scorerParams = try params.jsonObject("scorer_params")
+        let scorerParams = params.object("scorer_params")
         let stop = params.string("stop").isEmpty ? [] : [params.string("stop")]
         let ratio = params.double("truncation_ratio")
         let aggregate = StepAggregate(rawValue: params.string("aggregate"))!
-        let selection = AnswerSelection(rawValue: params.string("selection"))!
+        let selection = AnswerSelection(rawValue: params.string("select"))!
 
         var tree = RebaseTree(width: width, root: try request.chat(system: Prompts.system, user: problem),
                               anchored: anchorSteps != nil)

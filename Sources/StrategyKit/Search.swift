@@ -26,14 +26,3 @@ extension Request {
         }
     }
 }
-
-extension Params {
-    /// A string param holding a JSON object (such as `scorer_params`).
-    public func jsonObject(_ key: String) throws -> [String: Any] {
-        let text = string(key)
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else {
-            throw PluginFailure("\(key) must hold a JSON object, not \(text)", status: Int32(SD_ERR_INVALID_ARGUMENT.rawValue))
-        }
-        return object
-    }
-}

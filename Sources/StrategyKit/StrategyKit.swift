@@ -41,7 +41,7 @@ extension Scorer {
 
 /// A declared parameter: the daemon validates requests against these and fills defaults.
 public struct Param: Sendable {
-    public enum Kind: String, Sendable { case integer, number, boolean, string }
+    public enum Kind: String, Sendable { case integer, number, boolean, string, object }
     public var name: String
     public var kind: Kind
     public var defaultValue: any Sendable
@@ -49,6 +49,16 @@ public struct Param: Sendable {
     public var maximum: Double?
     public var allowed: [String]?
     public var help: String
+    /// Other names the daemon accepts for this param (the name another strategy gives the
+    /// same idea); the plugin always reads `name`.
+    public var aliases: [String] = []
+
+    /// The same param, also accepted under `names`.
+    public func aliased(_ names: String...) -> Param {
+        var param = self
+        param.aliases += names
+        return param
+    }
 
     public static func integer(_ name: String, _ value: Int, _ range: ClosedRange<Int>, _ help: String) -> Param {
         Param(name: name, kind: .integer, defaultValue: value, minimum: Double(range.lowerBound),
@@ -66,28 +76,55 @@ public struct Param: Sendable {
     public static func string(_ name: String, _ value: String, _ help: String) -> Param {
         Param(name: name, kind: .string, defaultValue: value, help: help)
     }
+    /// A JSON object (a scorer's params, say); the daemon also accepts it written as a string.
+    public static func object(_ name: String, _ help: String) -> Param {
+        Param(name: name, kind: .object, defaultValue: [String: String](), help: help)
+    }
 
     var schemaEntry: [String: Any] {
         var entry: [String: Any] = ["type": kind.rawValue, "default": defaultValue, "description": help]
         if let minimum { entry["minimum"] = minimum }
         if let maximum { entry["maximum"] = maximum }
         if let allowed { entry["enum"] = allowed }
+        if !aliases.isEmpty { entry["aliases"] = aliases }
         return entry
     }
 }
 
 /// The complete params of a request (the daemon has filled defaults and checked types).
+///
+/// Reads are checked against the plugin's declared params: reading a key the plugin did not
+/// declare, or as another type, is a programming error (a trap in debug builds, which the
+/// tests run; the declared default in release).
 public struct Params: @unchecked Sendable {
     public let values: [String: Any]
+    let declared: [String: Param]
 
-    init(json: String) {
+    init(json: String, declared: [Param]) {
         values = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] ?? [:]
+        self.declared = Dictionary(declared.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
-    public func int(_ key: String) -> Int { (values[key] as? NSNumber)?.intValue ?? 0 }
-    public func double(_ key: String) -> Double { (values[key] as? NSNumber)?.doubleValue ?? 0 }
-    public func bool(_ key: String) -> Bool { (values[key] as? NSNumber)?.boolValue ?? false }
-    public func string(_ key: String) -> String { values[key] as? String ?? "" }
+    /// The value of a declared param read as one of `kinds`.
+    private func value(_ key: String, as kinds: Param.Kind...) -> Any? {
+        guard let param = declared[key] else {
+            assertionFailure("params: '\(key)' is not declared (declared: \(declared.keys.sorted().joined(separator: ", ")))")
+            return nil
+        }
+        guard kinds.contains(param.kind) else {
+            assertionFailure("params: '\(key)' is declared as \(param.kind.rawValue), read as \(kinds.map(\.rawValue))")
+            return param.defaultValue
+        }
+        return values[key] ?? param.defaultValue
+    }
+
+    public func int(_ key: String) -> Int { (value(key, as: .integer) as? NSNumber)?.intValue ?? 0 }
+    public func double(_ key: String) -> Double {
+        (value(key, as: .number, .integer) as? NSNumber)?.doubleValue ?? (value(key, as: .number, .integer) as? Double ?? 0)
+    }
+    public func bool(_ key: String) -> Bool { (value(key, as: .boolean) as? NSNumber)?.boolValue ?? (value(key, as: .boolean) as? Bool ?? false) }
+    public func string(_ key: String) -> String { value(key, as: .string) as? String ?? "" }
+    public func object(_ key: String) -> [String: Any] { value(key, as: .object) as? [String: Any] ?? [:] }
 }
 
 /// What a strategy returns.
