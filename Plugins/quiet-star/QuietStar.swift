@@ -5,7 +5,7 @@ import StrategyKit
 /// before each answer token the model thinks (text between configurable markers, in a
 /// forked sequence whose KV is dropped afterwards), and the next token is drawn from a
 /// mixture of the base and post-thought distributions. `votes` runs sample together and a
-/// majority picks the answer, as the reference's evaluation does. With `teacher`, the
+/// majority picks the answer, as in the paper's majority-vote evaluation. With `teacher`, the
 /// plugin decodes that text instead (teacher forcing) and returns per-position features:
 /// the training data of the learned mixing head (strategyd-train-head).
 struct QuietStar: Strategy {

@@ -114,7 +114,7 @@ public struct ParamsSchema: Sendable {
             described = "a JSON object"
             switch value {
             case .object: break
-            // The older form, an object written as a string, is still read.
+            // An object written as a string is read too, so clients that send it as text keep working.
             case .string(let text):
                 guard let object = try? JSON.parse(text), object.objectValue != nil else {
                     return .failure(Expected(text: described + " (or one written as a string)"))

@@ -1,12 +1,13 @@
 import Foundation
 
-/// REBASE (Wu et al. 2024, "Inference Scaling Laws"; reference thu-wyz/inference_scaling,
-/// rebase.py): the parts that need no model, so they can be tested on their own.
+/// REBASE (Wu et al. 2024, "Inference Scaling Laws: An Empirical Analysis of Compute-Optimal
+/// Inference for Problem-Solving with Language Models", arXiv 2408.00724): the parts that
+/// need no model, so they can be tested on their own.
 
 public enum RebaseAllocation {
-    /// The reference's select_softmax: how many children each candidate gets, aligned with
+    /// REBASE's softmax allocation: how many children each candidate gets, aligned with
     /// `rewards`. Candidates are walked by reward, highest first (ties in input order, as
-    /// Python's stable sort does), each taking ceil(W_left * e_i / sum_left) of the width
+    /// a stable sort leaves them), each taking ceil(W_left * e_i / sum_left) of the width
     /// left, with e_i = exp(R_i / T). The counts always sum to `width`.
     /// `truncationRatio` keeps only the top ceil(count * ratio) candidates (at least one).
     public static func allocate(rewards: [Double], width: Int, temperature: Double,
@@ -38,11 +39,11 @@ public enum RebaseAllocation {
     }
 }
 
-/// How a path's step scores become one score (the reference's agg_last/min/mean/prod).
+/// How a path's step scores become one score: the last, the lowest, the mean or the product.
 public enum StepAggregate: String, CaseIterable, Sendable {
     case last, min, mean, prod
 
-    /// 0 for a path with no scored step, as in the reference.
+    /// 0 for a path with no scored step.
     public func callAsFunction(_ scores: [Double]) -> Double {
         guard let last = scores.last else { return 0 }
         switch self {
@@ -114,7 +115,7 @@ public struct RebaseTree<Handle> {
             self.anchored = anchored
         }
 
-        /// What the allocation ranks by: the last step's score; the root's is 1, as in the reference.
+        /// What the allocation ranks by: the last step's score; the root's is 1.
         public var reward: Double { stepScores.last ?? 1 }
     }
 

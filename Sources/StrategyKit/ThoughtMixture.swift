@@ -1,16 +1,17 @@
 import Foundation
 
-/// Quiet-STaR's mixture (Zelikman et al. 2024; reference ezelikman/quiet-star): the next
-/// token is drawn from lm_head((1 - w) h_base + w h_thought). The output head of our
-/// models is linear without bias, so that is exactly (1 - w) logits_base + w logits_thought
-/// (REFERENCE.md section 3): mixing logits is the reference's mixture, not an approximation.
+/// Quiet-STaR's mixture (Zelikman et al. 2024, "Quiet-STaR: Language Models Can Teach
+/// Themselves to Think Before Speaking", arXiv 2403.09629): the next token is drawn from
+/// lm_head((1 - w) h_base + w h_thought). The output head of our models is linear without
+/// bias, so that is exactly (1 - w) logits_base + w logits_thought: mixing logits is
+/// Quiet-STaR's mixture, not an approximation.
 /// With several thoughts, the n mixed hidden states are averaged, which is again linear:
 /// logits = mean_j [(1 - w_j) logits_base + w_j logits_thought_j].
 ///
 /// The learned head is trained on log-probabilities of the true token only (full logit
 /// vectors of a 150k vocabulary per position are too big to collect), so it mixes in
-/// probability space: p = mean_j [(1 - w_j) p_base + w_j p_thought_j], the documented
-/// equivalent the issue allows where the hidden-state mixture cannot be trained.
+/// probability space: p = mean_j [(1 - w_j) p_base + w_j p_thought_j], the equivalent used
+/// where the hidden-state mixture cannot be trained (docs/strategies.md, mixing heads).
 public enum ThoughtMixture {
     public enum Space: String, Sendable {
         case logits, probabilities
@@ -81,7 +82,7 @@ public enum MixingHead: Sendable {
     /// in nats: a model that is sure of its next token keeps it; where it hesitates, the
     /// thought gets up to `weight`.
     case entropyGated(weight: Double, low: Double, high: Double)
-    /// The reference's talk head: an MLP over [h_base ; h_thought], trained here.
+    /// Quiet-STaR's mixing head: an MLP over [h_base ; h_thought], trained here.
     case learned(LearnedMixingHead)
 
     public var needsHiddenStates: Bool {

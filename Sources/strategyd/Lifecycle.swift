@@ -70,7 +70,7 @@ final class ServiceGroup: @unchecked Sendable {
     /// Blocks SIGTERM, SIGINT and SIGHUP in this thread and every thread it later starts
     /// (llama.cpp's, Dispatch's), so they stay pending until the signal thread takes them:
     /// a signal sent while the model loads, or just after READY, is never lost. (A
-    /// DispatchSource registers asynchronously; a SIGTERM in that window was dropped.)
+    /// DispatchSource registers asynchronously; a SIGTERM in that window would be dropped.)
     static func blockSignals() {
         var set = handledSet
         pthread_sigmask(SIG_BLOCK, &set, nil)
