@@ -12,6 +12,7 @@ struct QuietStar: Strategy {
     static let name = "quiet-star"
     static let version = "1.0.0"
     static let description = "Quiet-STaR thought mixing: think before each token, mix the post-thought distribution in"
+    static let settings = ThoughtSettings.settings
     static let params: [Param] = ThoughtSettings.params + [
         .integer("votes", 1, 1...64, "runs sampled together; the majority answer wins"),
         .number("temperature", 0, 0...5, "sampling temperature of answer tokens (the reference votes at 0.9)"),

@@ -1,3 +1,4 @@
+import Foundation
 import JSONValue
 
 /// A plugin's params schema (see sd_plugin.params_schema): each param's type, default,
@@ -6,7 +7,8 @@ import JSONValue
 /// the request used.
 public struct ParamsSchema: Sendable {
     public struct Param: Sendable {
-        public enum Kind: String, Sendable { case integer, number, boolean, string, object }
+        /// `path` is for a plugin's settings only: clients never name paths.
+        public enum Kind: String, Sendable { case integer, number, boolean, string, object, path }
         public var kind: Kind
         public var defaultValue: JSON
         public var minimum: Double?
@@ -24,7 +26,9 @@ public struct ParamsSchema: Sendable {
         public let description: String
     }
 
-    public init(parsing text: String) throws {
+    /// `allowPaths`: whether params of type path are allowed (a plugin's settings), or
+    /// refused as a bad schema (request params).
+    public init(parsing text: String, allowPaths: Bool = false) throws {
         let parsed: JSON
         do { parsed = try JSON.parse(text) } catch { throw Invalid(description: "params_schema is not JSON: \(error)") }
         guard let members = parsed.objectValue else { throw Invalid(description: "params_schema must be a JSON object") }
@@ -32,6 +36,9 @@ public struct ParamsSchema: Sendable {
         for (name, spec) in members {
             guard let kindName = spec["type"]?.stringValue, let kind = Param.Kind(rawValue: kindName) else {
                 throw Invalid(description: "param '\(name)': type must be integer, number, boolean, string or object")
+            }
+            guard kind != .path || allowPaths else {
+                throw Invalid(description: "param '\(name)': type path is for settings: a request never names a path")
             }
             guard let defaultValue = spec["default"] else { throw Invalid(description: "param '\(name)' has no default") }
             let param = Param(kind: kind, defaultValue: defaultValue, minimum: spec["minimum"]?.doubleValue,
@@ -66,10 +73,19 @@ public struct ParamsSchema: Sendable {
         public let expected: String
     }
 
-    /// The request's params with defaults filled in, or the first offending key.
-    public func complete(_ given: JSON?) -> Result<JSON, Mismatch> {
+    /// The request's params with defaults filled in, or the first offending key. Relative
+    /// paths are taken from `base`.
+    public func complete(_ given: JSON?, base: URL? = nil) -> Result<JSON, Mismatch> {
         var result: [String: JSON] = params.mapValues(\.defaultValue)
-        guard let given, given != .null else { return .success(.object(result)) }
+        func resolvePaths() -> [String: JSON] {
+            var resolved = result
+            for (key, value) in result where params[key]?.kind == .path {
+                guard let base, let path = value.stringValue, !path.hasPrefix("/") else { continue }
+                resolved[key] = .string(base.appendingPathComponent(path).standardizedFileURL.path)
+            }
+            return resolved
+        }
+        guard let given, given != .null else { return .success(.object(resolvePaths())) }
         guard let members = given.objectValue else {
             return .failure(Mismatch(param: "params", expected: "an object"))
         }
@@ -89,7 +105,7 @@ public struct ParamsSchema: Sendable {
             case .failure(let expected): return .failure(Mismatch(param: "params.\(given)", expected: expected.text))
             }
         }
-        return .success(.object(result))
+        return .success(.object(resolvePaths()))
     }
 
     /// The value, normalized (an integral number for an integer param), or what was expected.
@@ -110,6 +126,10 @@ public struct ParamsSchema: Sendable {
             guard value.boolValue != nil else { return .failure(Expected(text: described)) }
         case .string:
             guard value.stringValue != nil else { return .failure(Expected(text: described)) }
+        case .path:
+            guard let path = value.stringValue, !path.isEmpty, !path.utf8.contains(0) else {
+                return .failure(Expected(text: "a path (a non-empty string)"))
+            }
         case .object:
             described = "a JSON object"
             switch value {

@@ -16,6 +16,7 @@ public struct PluginLoadError: Error, CustomStringConvertible, Sendable {
         case abiVersion = "abi_version", structSize = "struct_size", nameMismatch = "name_mismatch"
         case badKind = "bad_kind", badSchema = "bad_schema", missingFunction = "missing_function"
         case initFailed = "init_failed", hostABI = "host_abi"
+        case badSettings = "bad_settings", configureFailed = "configure_failed"
     }
 
     public let name: String
@@ -45,6 +46,9 @@ public final class PluginGeneration: @unchecked Sendable {
     public let kind: PluginKind
     public let description: String
     public let schema: ParamsSchema
+    /// The plugin's settings as it was configured with them (an empty object when it takes none).
+    public let settings: JSON
+    public let settingsSchema: JSON?
     public let file: String
     public let generation: Int
     public let loadedAt: Date
@@ -62,7 +66,8 @@ public final class PluginGeneration: @unchecked Sendable {
     private let inFlightLock = NSLock()
     private var inFlightCount = 0
 
-    init(name: String, version: String, kind: PluginKind, description: String, schema: ParamsSchema, file: String,
+    init(name: String, version: String, kind: PluginKind, description: String, schema: ParamsSchema,
+         settings: JSON, settingsSchema: JSON?, file: String,
          generation: Int, fileModified: Date?, plugin: UnsafePointer<sd_plugin>, state: UnsafeMutableRawPointer?,
          readsLogprobs: ReadsLogprobs?, handle: UnsafeMutableRawPointer, unmappable: Bool) {
         self.name = name
@@ -70,6 +75,8 @@ public final class PluginGeneration: @unchecked Sendable {
         self.kind = kind
         self.description = description
         self.schema = schema
+        self.settings = settings
+        self.settingsSchema = settingsSchema
         self.file = file
         self.generation = generation
         self.loadedAt = Date()
@@ -101,13 +108,16 @@ public final class PluginGeneration: @unchecked Sendable {
         return ["name": .string(name), "kind": .string(kind.rawValue), "version": .string(version),
                 "abi": JSON(Int(SD_PLUGIN_ABI_VERSION)), "file": .string(file), "generation": JSON(generation),
                 "loaded_at": .string(formatter.string(from: loadedAt)), "description": .string(description),
-                "params_schema": schema.json, "in_flight": JSON(inFlight)]
+                "params_schema": schema.json, "settings": settings, "settings_schema": settingsSchema ?? .null,
+                "in_flight": JSON(inFlight)]
     }
 }
 
 /// The plugins of one daemon: loaded only from the configured directory, by name.
 public final class PluginRegistry: @unchecked Sendable {
     public let directory: URL
+    /// The administrator's settings, a section (a JSON object) per plugin name.
+    public let settings: [String: JSON]
     private let host: UnsafePointer<sd_host>
     private let lock = NSLock()
     private var current: [String: PluginGeneration] = [:]
@@ -119,8 +129,9 @@ public final class PluginRegistry: @unchecked Sendable {
     /// file never changes code that is mapped, and every generation has its own path.
     private let copies: URL
 
-    public init(directory: URL, host: UnsafePointer<sd_host>) throws {
+    public init(directory: URL, host: UnsafePointer<sd_host>, settings: [String: JSON] = [:]) throws {
         self.directory = directory.standardizedFileURL
+        self.settings = settings
         self.host = host
         let template = FileManager.default.temporaryDirectory.appendingPathComponent("strategyd-plugins.XXXXXX").path
         var buffer = Array(template.utf8CString)
@@ -284,13 +295,57 @@ public final class PluginRegistry: @unchecked Sendable {
             }
             guard status == 0 else { throw refuse(name, .initFailed, "init() returned \(status)", found: String(status)) }
         }
+        let configured: (settings: JSON, schema: JSON?)
+        do {
+            configured = try configure(name, plugin, size: size, state: state)
+        } catch {
+            plugin.pointee.deinit?(state)
+            throw error
+        }
         keepHandle = true
         return PluginGeneration(
             name: name, version: plugin.pointee.version.map { String(cString: $0) } ?? "0",
             kind: kind, description: plugin.pointee.description.map { String(cString: $0) } ?? "",
-            schema: schema, file: original.path, generation: generation, fileModified: modified, plugin: plugin, state: state,
+            schema: schema, settings: configured.settings, settingsSchema: configured.schema,
+            file: original.path, generation: generation, fileModified: modified, plugin: plugin, state: state,
             readsLogprobs: PluginRegistry.covers(size, \.reads_logprobs) ? plugin.pointee.reads_logprobs : nil,
             handle: handle, unmappable: !containsSwift)
+    }
+
+    /// Checks the administrator's section for `name` against the plugin's settings schema and
+    /// hands the complete settings to configure(). Returns them, with the schema, for plugins.list.
+    private func configure(_ name: String, _ plugin: UnsafePointer<sd_plugin>, size: Int,
+                           state: UnsafeMutableRawPointer?) throws -> (settings: JSON, schema: JSON?) {
+        let section = settings[name]
+        let schemaText = PluginRegistry.covers(size, \.settings_schema) ? plugin.pointee.settings_schema.map { String(cString: $0) } : nil
+        guard let schemaText else {
+            if let section, section != [:] {
+                throw refuse(name, .badSettings, "the configuration has settings for it, but it takes none",
+                             expected: "no settings", found: section.serialized())
+            }
+            return ([:], nil)
+        }
+        let schema: ParamsSchema
+        do {
+            schema = try ParamsSchema(parsing: schemaText, allowPaths: true)
+        } catch {
+            throw refuse(name, .badSchema, "settings_schema: \(error)")
+        }
+        let complete: JSON
+        switch schema.complete(section, base: directory) {
+        case .success(let value): complete = value
+        case .failure(let mismatch):
+            let setting = "\(name)." + mismatch.param.replacingOccurrences(of: "params.", with: "")
+            throw refuse(name, .badSettings, "setting \(setting) must be \(mismatch.expected)",
+                         expected: mismatch.expected, found: section.map { $0.serialized() } ?? "nothing")
+        }
+        if PluginRegistry.covers(size, \.configure), let configure = plugin.pointee.configure {
+            let status = configure(state, host, complete.serialized())
+            guard status == 0 else {
+                throw refuse(name, .configureFailed, "configure() returned \(status)", found: String(status))
+            }
+        }
+        return (complete, schema.json)
     }
 
     /// SD_PLUGIN_MIN_SIZE: the fields every ABI 1 plugin has; later ones are optional.

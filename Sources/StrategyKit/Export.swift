@@ -9,6 +9,13 @@ private enum Exported {
     nonisolated(unsafe) static var descriptor: UnsafeMutablePointer<sd_plugin>?
     /// The declared params, which every Params read is checked against.
     nonisolated(unsafe) static var params: [Param] = []
+    /// The settings configure() was called with; written once, before any request.
+    nonisolated(unsafe) static var settings = Params(json: "{}", declared: [])
+}
+
+extension Request {
+    /// The plugin's settings, as the daemon's administrator gave them (defaults filled in).
+    public var settings: Params { Exported.settings }
 }
 
 /// The sd_plugin of a Swift strategy: return it from `strategyd_plugin_entry`.
@@ -71,6 +78,16 @@ private func descriptor<P: PluginMetadata>(_ type: P.Type, kind: sd_plugin_kind)
     plugin.kind = Int32(kind.rawValue)
     plugin.description = UnsafePointer(strdup(P.description))
     plugin.params_schema = UnsafePointer(strdup(jsonText(schema)))
+    if !P.settings.isEmpty {
+        let settings = Dictionary(uniqueKeysWithValues: P.settings.map { ($0.name, $0.schemaEntry) })
+        plugin.settings_schema = UnsafePointer(strdup(jsonText(settings)))
+        Exported.settings = Params(json: "{}", declared: P.settings)
+        plugin.configure = { _, _, settings in
+            guard let settings else { return Int32(SD_ERR_INVALID_ARGUMENT.rawValue) }
+            Exported.settings = Params(json: String(cString: settings), declared: Exported.settings.declaredParams)
+            return Int32(SD_OK.rawValue)
+        }
+    }
     plugin.`init` = { host, _ in
         guard let host, host.pointee.abi_version == UInt32(SD_PLUGIN_ABI_VERSION),
               host.pointee.size >= UInt32(MemoryLayout<sd_host>.size) else { return Int32(SD_ERR_HOST_ABI.rawValue) }

@@ -35,7 +35,12 @@ public struct ThoughtSettings: Sendable {
         .number("weight", 0.3, 0...1, "w of the constant head; the largest w of the entropy head"),
         .number("entropy_low", 0.5, 0...20, "mixing=entropy: w is 0 at or below this base entropy (nats)"),
         .number("entropy_high", 3, 0...20, "mixing=entropy: w reaches `weight` at this base entropy (nats)"),
-        .string("head", "", "mixing=learned: file name of a head strategyd-train-head wrote, in the daemon's --heads-dir"),
+        .string("head", "", "mixing=learned: file name of a head strategyd-train-head wrote, in the heads_dir setting's folder"),
+    ]
+
+    /// The settings of every plugin that mixes thoughts.
+    public static let settings: [Param] = [
+        .path("heads_dir", "heads", "the folder mixing heads are read from (relative: in the plugin directory)"),
     ]
 
     public init(params: Params, request: Request) throws {
@@ -57,7 +62,8 @@ public struct ThoughtSettings: Sendable {
                                     status: Int32(SD_ERR_INVALID_ARGUMENT.rawValue))
             }
             do {
-                head = .learned(try LearnedMixingHead(named: params.string("head"), modelInfo: request.modelInfo))
+                head = .learned(try LearnedMixingHead(named: params.string("head"), in: request.settings.string("heads_dir"),
+                                                                modelInfo: request.modelInfo))
             } catch let error as LearnedMixingHead.FileError {
                 throw PluginFailure(error.description, status: Int32(SD_ERR_INVALID_ARGUMENT.rawValue))
             }

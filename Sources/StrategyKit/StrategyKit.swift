@@ -19,7 +19,15 @@ public protocol PluginMetadata {
     static var version: String { get }
     static var description: String { get }
     static var params: [Param] { get }
+    /// What the daemon's administrator may set for this plugin (sd_plugin.settings_schema);
+    /// read them with `request.settings`.
+    static var settings: [Param] { get }
     init()
+}
+
+extension PluginMetadata {
+    /// Most plugins take no settings.
+    public static var settings: [Param] { [] }
 }
 
 public protocol Strategy: PluginMetadata, Sendable {
@@ -41,7 +49,8 @@ extension Scorer {
 
 /// A declared parameter: the daemon validates requests against these and fills defaults.
 public struct Param: Sendable {
-    public enum Kind: String, Sendable { case integer, number, boolean, string, object }
+    /// `path` is for settings only: the daemon makes it absolute from the plugin directory.
+    public enum Kind: String, Sendable { case integer, number, boolean, string, object, path }
     public var name: String
     public var kind: Kind
     public var defaultValue: any Sendable
@@ -76,6 +85,10 @@ public struct Param: Sendable {
     public static func string(_ name: String, _ value: String, _ help: String) -> Param {
         Param(name: name, kind: .string, defaultValue: value, help: help)
     }
+    /// A folder or file the administrator names in the plugin's settings.
+    public static func path(_ name: String, _ value: String, _ help: String) -> Param {
+        Param(name: name, kind: .path, defaultValue: value, help: help)
+    }
     /// A JSON object (a scorer's params, say); the daemon also accepts it written as a string.
     public static func object(_ name: String, _ help: String) -> Param {
         Param(name: name, kind: .object, defaultValue: [String: String](), help: help)
@@ -99,6 +112,7 @@ public struct Param: Sendable {
 public struct Params: @unchecked Sendable {
     public let values: [String: Any]
     let declared: [String: Param]
+    var declaredParams: [Param] { Array(declared.values) }
 
     init(json: String, declared: [Param]) {
         values = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] ?? [:]
@@ -123,7 +137,7 @@ public struct Params: @unchecked Sendable {
         (value(key, as: .number, .integer) as? NSNumber)?.doubleValue ?? (value(key, as: .number, .integer) as? Double ?? 0)
     }
     public func bool(_ key: String) -> Bool { (value(key, as: .boolean) as? NSNumber)?.boolValue ?? (value(key, as: .boolean) as? Bool ?? false) }
-    public func string(_ key: String) -> String { value(key, as: .string) as? String ?? "" }
+    public func string(_ key: String) -> String { value(key, as: .string, .path) as? String ?? "" }
     public func object(_ key: String) -> [String: Any] { value(key, as: .object) as? [String: Any] ?? [:] }
 }
 

@@ -158,14 +158,13 @@ public struct LearnedMixingHead: @unchecked Sendable {
     /// Heads are small (two hidden layers over two hidden states): a cap on what is read.
     public static let maxFileBytes = 64 << 20
 
-    /// The head file `name` in the daemon's heads directory (model info "heads_dir"). A
-    /// client names a file there, never a path: what the daemon reads is the admin's choice.
-    public init(named name: String, modelInfo: [String: Any]) throws {
+    /// The head file `name` in `folder`, the plugin's heads_dir setting. A client names a
+    /// file there, never a path: what the daemon reads is the administrator's choice.
+    public init(named name: String, in folder: String, modelInfo: [String: Any]) throws {
         guard name.range(of: #"^[A-Za-z0-9][A-Za-z0-9._-]*\.json$"#, options: .regularExpression) != nil else {
             throw FileError(description: "mixing head '\(name)': expected the file name of a .json head in the daemon's heads "
                 + "directory (letters, digits, '.', '_', '-'; no path)")
         }
-        let folder = modelInfo["heads_dir"] as? String ?? ""
         try self.init(path: URL(fileURLWithPath: folder).appendingPathComponent(name).path, modelInfo: modelInfo)
     }
 

@@ -124,7 +124,6 @@ struct Status: ParsableCommand {
         print("strategyd \(status["version"]?.stringValue ?? "?"), up \(String(format: "%.0f", status["uptime_s"]?.doubleValue ?? 0)) s")
         print("model: \(model["name"]?.stringValue ?? "?") (\(model["description"]?.stringValue ?? "")), \(model["path"]?.stringValue ?? "")")
         print("plugins: \((status["plugins"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", "))")
-        print("mixing heads from: \(model["heads_dir"]?.stringValue ?? "?")")
         let backend = model["backend"] ?? [:]
         print("llama.cpp: ggml \(backend["ggml_version"]?.stringValue ?? "?") (\(backend["ggml_commit"]?.stringValue ?? "?")),"
               + " \(model["threads"]?.intValue ?? 0) threads; \(backend["system_info"]?.stringValue ?? "?")")
@@ -157,6 +156,9 @@ struct Plugins: ParsableCommand {
             if connection.json { return connection.printJSON(plugins) }
             for plugin in plugins.arrayValue ?? [] {
                 print("\(plugin["name"]?.stringValue ?? "?") \(plugin["version"]?.stringValue ?? "?") [\(plugin["kind"]?.stringValue ?? "?")] generation \(plugin["generation"]?.intValue ?? 0): \(plugin["description"]?.stringValue ?? "")")
+                for (key, value) in (plugin["settings"]?.objectValue ?? [:]).sorted(by: { $0.key < $1.key }) {
+                    print("    setting \(key) = \(value.stringValue ?? value.serialized())")
+                }
             }
         }
     }

@@ -30,8 +30,8 @@ struct Configuration: Sendable {
     var socketMode: mode_t
     var inheritedSocket: Int32?
     var pluginDirectory: URL
-    /// Where mixing heads are read from: a client names a file here, never a path.
-    var headsDirectory: URL
+    /// The administrator's settings, a section per plugin.
+    var pluginSettings: [String: JSON]
     var watchPlugins: Bool
     var threads: Int
     var contextSize: Int
@@ -92,7 +92,7 @@ final class ModelInfo: @unchecked Sendable {
     private let lock = NSLock()
     private var sha256: String?
 
-    init(name: String, facts: ModelFacts, engine: EngineOptions, rewardModel: ModelFacts?, headsDirectory: URL) {
+    init(name: String, facts: ModelFacts, engine: EngineOptions, rewardModel: ModelFacts?) {
         base = ["name": .string(name), "path": .string(facts.path), "architecture": .string(facts.architecture),
                 "description": .string(facts.description), "parameters": JSON(Int(facts.parameters)),
                 "non_embedding_parameters": JSON(Int(facts.nonEmbeddingParameters)), "layers": JSON(facts.layers),
@@ -102,7 +102,6 @@ final class ModelInfo: @unchecked Sendable {
                 "tied_embeddings": .bool(facts.tiedEmbeddings), "chat_template": JSON(facts.chatTemplate),
                 "context_size": JSON(engine.contextSize), "max_sequences": JSON(engine.maxSequences),
                 "hidden_states": .bool(engine.hiddenStates), "threads": JSON(engine.threads),
-                "heads_dir": .string(headsDirectory.path),
                 "backend": ["ggml_version": .string(Backend.current.ggmlVersion),
                             "ggml_commit": .string(Backend.current.ggmlCommit),
                             "system_info": .string(Backend.current.systemInfo)],
@@ -131,5 +130,55 @@ final class ModelInfo: @unchecked Sendable {
             let digest = String(decoding: data, as: UTF8.self).split(separator: " ").first.map(String.init)
             if process.terminationStatus == 0, let digest, digest.count == 64 { lock.withLock { sha256 = digest } }
         }
+    }
+}
+
+/// Plugin settings as the administrator writes them: a JSON file's "plugins" object, and
+/// NAME.SETTING=VALUE assignments. Each plugin checks its own section at load.
+enum PluginSettings {
+    struct Invalid: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// A configuration file's sections; only "plugins" is read from it.
+    static func read(file: String) throws -> [String: JSON] {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw Invalid(description: "--config \(file): no such readable file")
+        }
+        let parsed: JSON
+        do {
+            parsed = try data.withUnsafeBytes { try JSON.parse($0) }
+        } catch {
+            throw Invalid(description: "--config \(file): not JSON: \(error)")
+        }
+        guard let members = parsed.objectValue, Set(members.keys).isSubset(of: ["plugins"]) else {
+            throw Invalid(description: "--config \(file): expected {\"plugins\": {NAME: {SETTING: VALUE}}}")
+        }
+        guard let plugins = members["plugins"] else { return [:] }
+        guard let sections = plugins.objectValue, sections.values.allSatisfy({ $0.objectValue != nil }) else {
+            throw Invalid(description: "--config \(file): \"plugins\" must map each plugin name to an object of settings")
+        }
+        for name in sections.keys where !PluginRegistry.isValidName(name) {
+            throw Invalid(description: "--config \(file): '\(name)' is not a plugin name ([a-z0-9-]+)")
+        }
+        return sections
+    }
+
+    /// NAME.SETTING=VALUE into `sections`; VALUE is read as JSON when it is, else as a string.
+    static func apply(_ assignment: String, to sections: inout [String: JSON]) throws {
+        guard let equals = assignment.firstIndex(of: "="),
+              let dot = assignment[..<equals].firstIndex(of: ".") else {
+            throw Invalid(description: "--plugin-config \(assignment): expected NAME.SETTING=VALUE")
+        }
+        let name = String(assignment[..<dot])
+        let key = String(assignment[assignment.index(after: dot)..<equals])
+        let text = String(assignment[assignment.index(after: equals)...])
+        guard PluginRegistry.isValidName(name), !key.isEmpty else {
+            throw Invalid(description: "--plugin-config \(assignment): expected NAME.SETTING=VALUE with NAME a plugin name")
+        }
+        let value = (try? JSON.parse(text)) ?? .string(text)
+        var section = sections[name]?.objectValue ?? [:]
+        section[key] = value
+        sections[name] = .object(section)
     }
 }

@@ -30,7 +30,14 @@ struct StrategyDaemon: ParsableCommand {
     @Option(help: "Folder of plugin libraries (lib<name>.so). Default: $STRATEGYD_PLUGIN_DIR, else the folder of this executable.")
     var pluginDir: String?
 
-    @Option(help: "Folder of quiet-star mixing heads, named by the param `head`. Default: heads/ in the plugin folder.")
+    @Option(help: "A JSON configuration file: {\"plugins\": {\"NAME\": {\"SETTING\": VALUE, ...}}}, each plugin's settings (plugins.list shows what each takes).")
+    var config: String?
+
+    @Option(name: .customLong("plugin-config"), parsing: .singleValue,
+            help: "A plugin's setting, NAME.SETTING=VALUE (repeatable; over the file's). VALUE is JSON, else a string.")
+    var pluginConfig: [String] = []
+
+    @Option(help: .hidden)
     var headsDir: String?
 
     @Flag(help: "Reload a plugin when its file changes.")
@@ -88,6 +95,27 @@ struct StrategyDaemon: ParsableCommand {
             throw ValidationError("--socket-mode must be octal permission bits that are not world-writable, got \(socketMode)")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level \(logLevel)") }
+        _ = try pluginSettings()
+    }
+
+    /// Each plugin's section: the file's, then --plugin-config over it, then the replaced
+    /// --heads-dir where neither names heads_dir.
+    func pluginSettings() throws -> [String: JSON] {
+        var sections: [String: JSON] = [:]
+        if let config {
+            sections = try PluginSettings.read(file: config)
+        }
+        for assignment in pluginConfig {
+            try PluginSettings.apply(assignment, to: &sections)
+        }
+        if let headsDir {
+            for plugin in ["quiet-star", "quiet-rebase"] where sections[plugin]?["heads_dir"] == nil {
+                var section = sections[plugin]?.objectValue ?? [:]
+                section["heads_dir"] = .string(headsDir)
+                sections[plugin] = .object(section)
+            }
+        }
+        return sections
     }
 
     func run() throws {
@@ -104,12 +132,15 @@ struct StrategyDaemon: ParsableCommand {
         let executableFolder = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
         let pluginDirectory = pluginDir.map { URL(fileURLWithPath: $0) }
             ?? environment["STRATEGYD_PLUGIN_DIR"].map { URL(fileURLWithPath: $0) } ?? executableFolder
+        if headsDir != nil {
+            logger.warning("--heads-dir is replaced by the heads_dir setting of quiet-star and quiet-rebase (--plugin-config quiet-star.heads_dir=DIR); this release reads it as that")
+        }
         let configuration = Configuration(
             modelPath: modelPath, modelName: modelName,
             socketPath: SocketPath.resolve(socket), socketMode: mode_t(socketMode, radix: 8)!,
             inheritedSocket: SystemdNotifier.inheritedSocket(),
             pluginDirectory: pluginDirectory,
-            headsDirectory: headsDir.map { URL(fileURLWithPath: $0) } ?? pluginDirectory.appendingPathComponent("heads"),
+            pluginSettings: try pluginSettings(),
             watchPlugins: watch, threads: threads, contextSize: contextSize, hiddenStates: hiddenStates,
             maxRequestBytes: maxRequestBytes, maxConcurrentSolves: maxConcurrentSolves, maxTokens: maxTokens,
             maxTimeoutSeconds: maxTimeout, maxWidth: maxWidth, maxTokensPerCall: maxTokensPerCall,
@@ -145,15 +176,19 @@ struct StrategyDaemon: ParsableCommand {
             }
         }
         let modelInfo = ModelInfo(name: configuration.modelName, facts: model.facts, engine: configuration.engineOptions,
-                                  rewardModel: rewardEngine?.model.facts, headsDirectory: configuration.headsDirectory)
+                                  rewardModel: rewardEngine?.model.facts)
         modelInfo.computeHash(path: configuration.modelPath)
         HostTable.modelInfo = strdup(modelInfo.json.serialized())
         logger.info("model resident", metadata: [
             "architecture": "\(model.facts.architecture)", "parameters": "\(model.facts.parameters)",
             "seconds": "\(String(format: "%.1f", Date().timeIntervalSince(loadStarted)))"])
 
-        let registry = try PluginRegistry(directory: configuration.pluginDirectory, host: HostTable.pointer)
+        let registry = try PluginRegistry(directory: configuration.pluginDirectory, host: HostTable.pointer,
+                                          settings: configuration.pluginSettings)
         for refusal in registry.loadAll() { logger.warning("plugin refused", metadata: ["error": "\(refusal)"]) }
+        for name in configuration.pluginSettings.keys.sorted() where registry.get(name) == nil && registry.available().contains(name) == false {
+            logger.warning("settings for a plugin that is not in the plugin directory", metadata: ["plugin": "\(name)"])
+        }
         logger.info("plugins", metadata: ["directory": "\(configuration.pluginDirectory.path)",
                                           "loaded": "\(registry.all.map { "\($0.name) \($0.version)" }.joined(separator: ", "))"])
         PluginLog.sink = { level, message in

@@ -206,10 +206,11 @@ final class QuietStarTests: XCTestCase {
             case nil: break
             }
         }
-        // Heads are read from the daemon's heads directory only (default: heads/ in the plugin folder).
+        // Heads are read from the plugin's heads_dir setting only (default: heads/ in the plugin folder).
         let heads = try daemon().pluginDirectory.appendingPathComponent("heads")
         try FileManager.default.createDirectory(at: heads, withIntermediateDirectories: true)
-        XCTAssertEqual(info["heads_dir"]?.stringValue, heads.path)
+        let quietStar = try daemon().call("plugins.list").arrayValue?.first { $0["name"] == "quiet-star" }
+        XCTAssertEqual(quietStar?["settings"]?["heads_dir"]?.stringValue, heads.path)
         func install(_ head: LearnedMixingHead, as name: String) throws {
             try JSONSerialization.data(withJSONObject: head.json).write(to: heads.appendingPathComponent(name))
         }

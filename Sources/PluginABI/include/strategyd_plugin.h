@@ -309,6 +309,18 @@ typedef struct sd_plugin {
        costs the strategy a pass over the vocabulary per sampled token: a scorer that reads
        only text leaves this NULL. */
     bool (*reads_logprobs)(void * state, const sd_host * host, sd_request * r, const char * params_json);
+
+    /* The plugin's own settings, given by the daemon's administrator in a section per
+       plugin (the configuration file's "plugins" object, or --plugin-config NAME.KEY=VALUE)
+       and never by clients: params_schema's format, plus type "path" (a string; a relative
+       path is taken from the plugin directory). NULL: the plugin takes none, and a section
+       naming it is refused. The daemon checks the section at load and refuses the load
+       naming the setting; plugins.list shows the values. */
+    const char * settings_schema;
+    /* Called once after init(), before any request, with the complete settings (a JSON
+       object, defaults filled in, paths made absolute); a non-zero return refuses the load.
+       NULL when the plugin reads its settings no other way than through this call. */
+    int32_t (*configure)(void * state, const sd_host * host, const char * settings_json);
 } sd_plugin;
 
 /* The smallest sd_plugin the daemon loads: everything before the optional fields. */
