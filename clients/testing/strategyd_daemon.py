@@ -1,6 +1,12 @@
-"""Starts a real strategyd on the test model for the whole session (and more on demand)."""
+"""Starts a real strategyd on the test model, for the client's and the harness's tests.
+
+A plain module, not a conftest: each test folder's conftest imports the fixtures from it
+(and test modules its constants), so that both folders share one daemon setup and one
+`conftest` name never stands for two files.
+"""
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -12,10 +18,20 @@ import pytest
 
 from strategyd_client import Client, StrategydError
 
-REPO = Path(__file__).resolve().parents[3]
-CACHE = Path(os.environ.get("STRATEGYD_CACHE")
-             or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "strategyd")
-MODEL = CACHE / "models" / "smollm2-135m-instruct-q4_1.gguf"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cache_rule():
+    """The cache layout, loaded by path from the harness (the one place that states it):
+    the client's tests do not import the harness package."""
+    path = REPO / "clients" / "bench" / "src" / "strategyd_bench" / "cache.py"
+    spec = importlib.util.spec_from_file_location("strategyd_cache_rule", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+MODEL = _cache_rule().model_path("smollm2-135m-instruct-q4_1")
 STARTUP_TIMEOUT = 60.0
 # status can take seconds to answer while solves run (more on a loaded machine).
 STATUS_TIMEOUT = 60.0

@@ -2,9 +2,11 @@
 """Run a strategy over a JSONL file of problems and write one result line per problem.
 
 Input lines: {"question" or "problem": ..., "answer"?: ...} (GSM8K's "... #### 18" answers
-are reduced to "18"). Output lines, in input order: the problem, the expected and given
-answer, whether they match, the solution text, metrics; or the error of that problem.
-Several solves run at once on one connection (--concurrency).
+are reduced to "18", numbers written as the daemon writes them). Output lines, in input
+order: the problem, the expected and given answer, whether they match (graded as
+strategyd-bench grades), the solution text, metrics; or the error of that problem.
+Several solves run at once on one connection (--concurrency). For a benchmark, with
+resume, seeded samples and a report, use strategyd-bench run.
 
     python3 solve_jsonl.py gsm8k-test.jsonl results.jsonl --limit 20 --params '{"max_tokens": 256}'
 """
@@ -17,15 +19,19 @@ import json
 import sys
 from typing import Any, Dict, List, Optional
 
+from strategyd_bench.grading import gsm8k_gold, is_correct, number_text
 from strategyd_client import AsyncClient, Budget, RPCError
 
 
 def expected_answer(row: Dict[str, Any]) -> Optional[str]:
+    """The gold answer by the harness's rule: after GSM8K's "####", thousands commas dropped;
+    a number (SVAMP's 3.0) as the daemon writes it."""
     answer = row.get("answer")
     if answer is None:
         return None
-    text = str(answer).split("####")[-1].strip().replace(",", "")
-    return text[:-2] if text.endswith(".0") else text
+    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+        return number_text(answer)
+    return gsm8k_gold(str(answer))
 
 
 async def solve_row(client: AsyncClient, index: int, row: Dict[str, Any], args: argparse.Namespace,
@@ -42,7 +48,7 @@ async def solve_row(client: AsyncClient, index: int, row: Dict[str, Any], args: 
         except RPCError as error:  # this problem failed; the others go on
             out["error"] = {"code": error.code, "message": error.message, "data": error.data}
             return out
-    out.update(answer=result.answer, correct=(result.answer == out["expected"]) if out["expected"] else None,
+    out.update(answer=result.answer, correct=is_correct(result.answer, out["expected"]) if out["expected"] else None,
                text=result.text, budget_exhausted=result.budget_exhausted,
                strategy=dataclasses.asdict(result.strategy), metrics=dataclasses.asdict(result.metrics))
     return out

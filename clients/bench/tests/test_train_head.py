@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from strategyd_client import train_head
+from strategyd_bench import train_head
 
 np = pytest.importorskip("numpy")
 

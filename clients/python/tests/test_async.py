@@ -6,7 +6,7 @@ import time
 from typing import Any, Awaitable, Callable, List, Mapping, Optional, Tuple, TypeVar, Union
 
 import pytest
-from conftest import STATUS_TIMEOUT, LONG_PARAMS, LONG_PROBLEM, SHORT_PARAMS, SHORT_PROBLEM, Daemon
+from strategyd_daemon import STATUS_TIMEOUT, LONG_PARAMS, LONG_PROBLEM, SHORT_PARAMS, SHORT_PROBLEM, Daemon
 
 from strategyd_client import (AsyncClient, Cancelled, MethodNotFound, Progress, RequestTimeout,
                               SolveResult, UnknownPlugin)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator, List, Union
 
 import pytest
-from conftest import STATUS_TIMEOUT, LONG_PARAMS, LONG_PROBLEM, MODEL, SHORT_PARAMS, SHORT_PROBLEM, Daemon
+from strategyd_daemon import STATUS_TIMEOUT, LONG_PARAMS, LONG_PROBLEM, MODEL, SHORT_PARAMS, SHORT_PROBLEM, Daemon
 
 from strategyd_client import (Budget, Cancelled, Client, DaemonNotRunning, Progress, ProtocolError,
                               RequestTimeout, SolveResult, _protocol, default_socket_path)

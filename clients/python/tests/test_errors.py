@@ -11,7 +11,7 @@ import time
 from typing import Any, Callable, Dict, List, Type
 
 import pytest
-from conftest import LONG_PARAMS, LONG_PROBLEM, SHORT_PARAMS, SHORT_PROBLEM, Daemon
+from strategyd_daemon import LONG_PARAMS, LONG_PROBLEM, SHORT_PARAMS, SHORT_PROBLEM, Daemon
 
 from strategyd_client import (AsyncClient, Busy, Cancelled, Client, ConnectionLost, EngineError, InternalError,
                               InvalidParams, InvalidRequest, MethodNotFound, NotPermitted, ParseError,

@@ -1,118 +1,33 @@
-"""Reading strategyd-bench run files and reporting them: the paper's table beside our own
-rows, the compute-optimal frontier, the accuracy-vs-FLOPs plot, every condition against
-a baseline problem by problem, and, where solves return several candidates, what a vote
-over them would solve and how often one of them is right.
+"""Reporting strategyd-bench run files: the paper's table beside our own rows, the
+compute-optimal frontier, every condition against a baseline problem by problem, and,
+where solves return several candidates, what a vote over them would solve and how often
+one of them is right. The plot is plot.py's.
 
 Accuracy counts the graded records of a condition; records whose solve failed are counted
-apart ("errors") and left out of n. matplotlib is imported only to draw the plot.
+apart ("errors") and left out of n.
 """
 from __future__ import annotations
 
 import json
 import math
 import shlex
-import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+from .errors import UnknownBaseline
 from .grading import is_correct
-
-Record = Dict[str, Any]
-
-Z_95 = 1.959963984540054  # the standard normal quantile of 0.975
+from .paper import PAPER_FIGURES, PAPER_MODEL
+from .runfile import Record, condition_of, keep_first_success, read_run_file, record_key
+from .stats import sign_test, wilson_interval
 
 # The table's order of strategies (the paper's conditions and their relatives); others follow by name.
 STRATEGY_ORDER = ("greedy", "self-consistency", "best-of-n", "beam-search", "rebase", "quiet-star", "quiet-rebase")
 
 TOKENS_NOTE = ("evaluated tokens: every token llama.cpp evaluated for the solve (prompt, generated, "
                "thought and scorer tokens), a prefix shared by forks counted once")
-
-
-class UnknownBaseline(Exception):
-    """The report was asked to compare with a condition no run file holds."""
-
-
-class RunFileError(Exception):
-    """A run file that cannot be read: missing, unreadable, or a broken line that is not its last."""
-
-
-def read_run_file(path: Path, repair: bool = False) -> List[Record]:
-    """The records of a run file. A broken last line (a run killed mid-write) is skipped
-    with a warning, and with `repair` cut from the file, so appends start on a fresh line."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:  # a mistyped path must not report nothing
-        raise RunFileError(f"{path}: {error.strerror or error}") from None
-    records: List[Record] = []
-    offset = 0  # where the current line starts
-    lines = data.split(b"\n")
-    complete = lines[:-1]  # the piece after the last newline is empty or a truncated line
-    for number, line in enumerate(lines, 1):
-        is_last = number == len(complete) + (1 if lines[-1] else 0)
-        if line.strip():
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise ValueError("not a JSON object")
-            except ValueError:
-                if not is_last:
-                    raise RunFileError(f"{path}:{number}: not a JSON record; only a last line may be broken")
-                print(f"{path}:{number}: dropping a truncated last line (an interrupted run)", file=sys.stderr)
-                if repair:
-                    with open(path, "r+b") as file:
-                        file.truncate(offset)
-                return records
-            records.append(record)
-        offset += len(line) + 1
-    if repair and data and not data.endswith(b"\n"):
-        with open(path, "ab") as file:  # a whole last record without its newline
-            file.write(b"\n")
-    return records
-
-
-def record_key(record: Record) -> str:
-    """What a record is the result of: one problem under one condition. A run (of one
-    model) holds at most one record per key; resuming skips the keys already there."""
-    return json.dumps([record["dataset"], record["problem_id"], *condition_of(record)], sort_keys=True)
-
-
-def keep_first_success(by_key: Dict[str, Record], key: str, record: Record) -> None:
-    """Keeps under `key` the first record of a solve that succeeded, else the first failure."""
-    kept = by_key.get(key)
-    if kept is None or (kept.get("error") is not None and record.get("error") is None):
-        by_key[key] = record
-
-
-def condition_of(record: Record) -> Tuple[str, Optional[str], str, str, Any]:
-    """Strategy and its version, params, budget and seed: records that share them are one
-    row of the table. A new version of a plugin is a new condition: resuming solves its
-    problems again rather than mixing two versions' records in one row."""
-    return (record["strategy"]["name"], record["strategy"].get("version"), json.dumps(record["params"], sort_keys=True),
-            json.dumps(record["budget"], sort_keys=True), record["seed"])
-
-
-def wilson_interval(successes: int, trials: int, z: float = Z_95) -> Tuple[float, float]:
-    """The Wilson score interval of a binomial proportion (95 % by default)."""
-    if trials <= 0:
-        raise ValueError("the Wilson interval needs at least one trial")
-    p = successes / trials
-    shrink = 1 + z * z / trials
-    center = (p + z * z / (2 * trials)) / shrink
-    half_width = z / shrink * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
-    # The interval always holds p; at 0 or n successes rounding can put a bound a hair past it.
-    return max(0.0, min(p, center - half_width)), min(1.0, max(p, center + half_width))
-
-
-def sign_test(wins: int, losses: int) -> float:
-    """The exact two-sided sign test of a paired comparison (McNemar's exact test): were the
-    two conditions equally accurate, the chance that the problems only one of them solved
-    split at least this unevenly."""
-    disagreements = wins + losses
-    tail = sum(math.comb(disagreements, i) for i in range(min(wins, losses) + 1))
-    return min(1.0, 2 * tail / 2 ** disagreements)
 
 
 @dataclass(frozen=True)
@@ -143,14 +58,8 @@ class Row:
         return self.correct / self.n
 
 
-PAPER_MODEL = "Mistral-7B (paper)"
-# arXiv 2412.16260 on a 128-problem GSM8K subset (REFERENCE.md section 1): accuracies are
-# 41, 14 and 12 of 128; the paper gives no FLOPs for the combination, nor token counts.
-PAPER_ROWS = (
-    Row(PAPER_MODEL, "gsm8k-test", "quiet-star", "Quiet-STaR", 128, 41, 0, 12.73e12, 554.66, None, True),
-    Row(PAPER_MODEL, "gsm8k-test", "rebase", "REBASE-3", 128, 14, 0, 2.35e12, 8.47, None, True),
-    Row(PAPER_MODEL, "gsm8k-test", "quiet-rebase", "Quiet-STaR + REBASE-3", 128, 12, 0, None, 143.66, None, True),
-)
+PAPER_ROWS = tuple(Row(PAPER_MODEL, figure.dataset, figure.family, figure.label, figure.n, figure.correct, 0,
+                       figure.mean_flops, figure.mean_wall_s, None, True) for figure in PAPER_FIGURES)
 
 
 @dataclass(frozen=True)
@@ -164,7 +73,6 @@ class CandidateCounts:
     # best-scored one; select=weighted); None where no candidate carries a score (self-consistency).
     top_scored: Optional[int] = None
     weighted: Optional[int] = None
-
 
 def vote(answers: Sequence[Optional[str]]) -> Optional[str]:
     """The most frequent answer, a tie to the one seen first (as the strategies break ties)."""
@@ -364,7 +272,7 @@ def markdown_table(rows: Sequence[Row]) -> str:
 def frontier_lines(rows: Sequence[Row]) -> List[str]:
     """Per model and data set: which condition is optimal from which FLOPs per problem on."""
     lines = []
-    for (model, dataset), group in _by_model_and_dataset(rows).items():
+    for (model, dataset), group in by_model_and_dataset(rows).items():
         frontier = pareto_frontier(measured(group))
         if not frontier:
             continue
@@ -402,7 +310,7 @@ def paired_lines(rows: Sequence[Row], baseline_label: Optional[str]) -> List[str
     """Per model and data set, every condition against the baseline (the named condition, or
     else greedy), problem by problem."""
     lines = []
-    for (model, dataset), group in _by_model_and_dataset(rows).items():
+    for (model, dataset), group in by_model_and_dataset(rows).items():
         if baseline_label is None:
             baseline = next((row for row in group if row.family == "greedy"), None)
         else:
@@ -425,7 +333,7 @@ def candidate_lines(rows: Sequence[Row]) -> List[str]:
     """Per model and data set, the rows whose solves returned several candidates: what the
     strategy picked beside a vote over, and the coverage of, the same candidates."""
     lines = []
-    for (model, dataset), group in _by_model_and_dataset(rows).items():
+    for (model, dataset), group in by_model_and_dataset(rows).items():
         counted = [(row, row.candidates) for row in group if row.candidates is not None]
         if counted:
             lines.append(f"- {model} on {dataset}:")
@@ -437,7 +345,7 @@ def candidate_lines(rows: Sequence[Row]) -> List[str]:
     return lines
 
 
-def _by_model_and_dataset(rows: Iterable[Row]) -> Dict[Tuple[str, str], List[Row]]:
+def by_model_and_dataset(rows: Iterable[Row]) -> Dict[Tuple[str, str], List[Row]]:
     groups: Dict[Tuple[str, str], List[Row]] = defaultdict(list)
     for row in rows:
         if not row.from_paper:
@@ -449,7 +357,7 @@ def provenance_lines(records: Sequence[Record]) -> List[str]:
     """Models, commits and llama.cpp builds (each with its records per spec), the commands
     (with their records) and the time the solves took."""
     models = sorted({(r["model"]["name"], r["model"].get("sha256") or "unknown") for r in records})
-    # Which build made which rows: a row resumed over sittings can span several commits, and
+    # Which build made which rows: a row resumed over several runs can span several commits, and
     # several machines, whose llama.cpp builds (CPU kernels) now and then sample another token.
     specs_per_commit: Dict[str, Dict[str, int]] = defaultdict(lambda: defaultdict(int))
     specs_per_backend: Dict[str, Dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -476,7 +384,7 @@ def provenance_lines(records: Sequence[Record]) -> List[str]:
 
 
 def _command_as_run(command: str) -> str:
-    """The command without its --socket and --out values, which name a sitting's temporary
+    """The command without its --socket and --out values, which name one run's temporary
     socket and checkout: what is left is what to type to solve the same problems again."""
     try:
         words = shlex.split(command)
@@ -555,88 +463,6 @@ def markdown_report(records: Sequence[Record], plots: Sequence[Path] = (), basel
     return "\n".join(parts)
 
 
-class MissingMatplotlib(Exception):
-    """The plot was asked for, and matplotlib is not installed."""
-
-
-def plot_frontier(rows: Sequence[Row], dataset: str, stem: Path) -> List[Path]:
-    """The accuracy-vs-FLOPs plot of one data set as STEM.png and STEM.svg: a panel per model
-    on shared axes, one line per strategy across its specs, the model's Pareto frontier
-    dashed, the paper's points as stars in every panel (GSM8K only). A row graded on fewer
-    problems than its model's fullest row is drawn hollow, its n beside it."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.lines import Line2D
-    except ImportError as error:
-        raise MissingMatplotlib("the plot needs matplotlib: `python3 -m pip install matplotlib` "
-                                "(or pass --no-plot)") from error
-    matplotlib.rcParams["svg.hashsalt"] = "strategyd-bench"  # the same SVG for the same data
-    # A panel per model: the grouping the report's sections use, kept to the measured points.
-    panel_points = {model: measured(group) for (model, of_dataset), group in _by_model_and_dataset(rows).items()
-                    if of_dataset == dataset}
-    panel_points = {model: points for model, points in sorted(panel_points.items()) if points}
-    ours = [point for points in panel_points.values() for point in points]
-    paper = measured(PAPER_ROWS) if dataset.startswith("gsm8k") else []
-    models = list(panel_points)
-    fullest = {model: max(row.n for _, row in points) for model, points in panel_points.items()}
-    figure, panels = plt.subplots(1, max(len(models), 1), figsize=(5.5 * max(len(models), 1) + 1, 5.5),
-                                  sharex=True, sharey=True, squeeze=False)
-    # A strategy keeps its colour in every panel: the legend is shared.
-    families = sorted({row.family for _, row in ours})
-    palette = plt.get_cmap("tab10" if len(families) <= 10 else "tab20").colors
-    colours = {family: palette[index % len(palette)] for index, family in enumerate(families)}
-    for axes, (model, points) in zip(panels[0], panel_points.items()):
-        for family in families:
-            line = sorted((point for point in points if point[1].family == family), key=lambda point: point[0])
-            if not line:
-                continue
-            accuracies = [100 * row.accuracy for _, row in line]
-            intervals = [wilson_interval(row.correct, row.n) for _, row in line]
-            axes.errorbar([flops for flops, _ in line], accuracies, color=colours[family], capsize=3, marker="none",
-                          yerr=[[a - 100 * low for a, (low, _) in zip(accuracies, intervals)],
-                                [100 * high - a for a, (_, high) in zip(accuracies, intervals)]])
-            for (x, row), y in zip(line, accuracies):
-                partial = row.n < fullest[model]
-                axes.plot([x], [y], marker="o", markersize=6, color=colours[family],
-                          markerfacecolor="white" if partial else colours[family], zorder=4)
-                if partial:
-                    axes.annotate(f"n = {row.n}", (x, y), textcoords="offset points", xytext=(5, -10),
-                                  fontsize=7, color=colours[family])
-        frontier = pareto_frontier(points)
-        axes.step([flops for flops, _ in frontier], [100 * row.accuracy for _, row in frontier],
-                  where="post", linestyle="--", color="0.55", linewidth=1, zorder=1)
-        for flops, row in paper:
-            axes.scatter([flops], [100 * row.accuracy], marker="*", s=160, color="black", zorder=5)
-            # Left of the star: the paper's Quiet-STaR is the costliest point, at the right edge.
-            axes.annotate(row.label, (flops, 100 * row.accuracy), textcoords="offset points", xytext=(-7, 5),
-                          ha="right", fontsize=8)
-        axes.set_title(model, fontsize=10)
-        axes.set_xscale("log")
-        axes.set_xlabel("mean FLOPs per problem (log scale)")
-        axes.grid(True, which="both", alpha=0.3)
-    panels[0][0].set_ylabel("accuracy (%), 95 % Wilson interval")
-    panels[0][0].set_ylim(bottom=0)
-    figure.suptitle(f"Accuracy vs compute on {dataset}")
-    handles = [Line2D([], [], color=colours[family], marker="o", label=family) for family in families]
-    handles.append(Line2D([], [], color="0.55", linestyle="--", label="the model's frontier"))
-    if any(row.n < fullest[row.model] for _, row in ours):
-        handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="none",
-                              label="fewer problems than the model's fullest row"))
-    if paper:
-        handles.append(Line2D([], [], color="black", marker="*", markersize=10, linestyle="none",
-                              label=f"{PAPER_MODEL}, 128 problems"))
-    # Beside the panels, not on them: no corner of a panel is free.
-    figure.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 0.92), borderaxespad=0)
-    figure.tight_layout()
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    figure.savefig(paths[0], dpi=150, bbox_inches="tight")
-    figure.savefig(paths[1], metadata={"Date": None}, bbox_inches="tight")
-    plt.close(figure)
-    return paths
-
-
 def write_report(run_files: Sequence[Path], out_dir: Optional[Path], plot: bool = True,
                  baseline: Optional[str] = None) -> str:
     """The Markdown report of the run files (`baseline` as in markdown_report); with `out_dir`,
@@ -647,6 +473,7 @@ def write_report(run_files: Sequence[Path], out_dir: Optional[Path], plot: bool 
     # The report first: what it refuses (an unknown baseline) leaves no file behind.
     report = markdown_report(records, [Path(f"frontier-{dataset}.svg") for dataset in datasets], baseline)
     if out_dir is not None:
+        from .plot import plot_frontier  # here, not at the top: plot.py imports this module
         out_dir.mkdir(parents=True, exist_ok=True)
         for dataset in datasets:
             plot_frontier(rows, dataset, out_dir / f"frontier-{dataset}")

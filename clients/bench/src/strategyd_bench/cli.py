@@ -1,0 +1,185 @@
+"""strategyd-bench: runs inference strategies over a maths data set through strategyd, grades
+every answer and reports accuracy per FLOP.
+
+    strategyd-bench run --dataset gsm8k-test --sample 128 --seed 0 \\
+        --strategy greedy --strategy 'rebase:width=8,scorer=arith' --out runs/1.5b.jsonl
+    strategyd-bench run --preset paper --out runs/paper.jsonl [--only rebase] [--limit 32]
+    strategyd-bench report runs/paper.jsonl --out-dir runs/paper
+
+A strategy spec is NAME[:KEY=VALUE,...][@BUDGET]. Values read as integers, numbers,
+true/false, else strings; a "quoted" value is a JSON string ("\\n\\n", " ки"); a {...} value
+is passed on as the JSON text it is (scorer_params={"neutral":0.4}; commas inside braces
+or quotes do not split). BUDGET is max_tokens=N,max_flops=F,timeout_s=T (any of them) and
+replaces --budget for that spec.
+
+Each (spec, problem) gives one JSONL record in --out, written and fsync'd as soon as it is
+known. Running the same command again resumes: problems already recorded are skipped,
+unless the strategy's plugin has a new version since (then they are solved again, a row
+of their own in the report).
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from strategyd_client import Client, DaemonNotRunning, StrategydError
+
+from .data import DATA_PACKAGE, DATASETS, default_data_dir, load_dataset, select_problems
+from .errors import MissingMatplotlib, RunFileError, UnknownBaseline, UsageError
+from .presets import PRESETS
+from .report import write_report
+from .run import (RunContext, backend_identity, check_strategies, git_state, model_identity, problem_key,
+                  run_spec)
+from .runfile import RunFile
+from .specs import Spec, parse_spec
+
+
+def resolve_specs(args: argparse.Namespace) -> List[Spec]:
+    if args.preset and args.strategy:
+        raise UsageError("give --preset or --strategy, not both")
+    texts = PRESETS[args.preset].specs if args.preset else args.strategy
+    if not texts:
+        raise UsageError("give at least one --strategy SPEC, or --preset paper")
+    specs = [parse_spec(text, args.budget or "") for text in texts]
+    if args.only:
+        unknown = sorted(set(args.only) - {spec.strategy for spec in specs})
+        if unknown:
+            raise UsageError(f"--only {', '.join(unknown)}: not among the strategies "
+                             f"{', '.join(sorted({spec.strategy for spec in specs}))}")
+        specs = [spec for spec in specs if spec.strategy in args.only]
+    return specs
+
+
+def command_run(args: argparse.Namespace) -> int:
+    preset = PRESETS[args.preset] if args.preset else None
+    dataset = args.dataset or (preset.dataset if preset else "gsm8k-test")
+    sample = args.sample if args.sample is not None or preset is None else preset.sample
+    specs = resolve_specs(args)
+    problems = select_problems(load_dataset(dataset, Path(args.data_dir) if args.data_dir else default_data_dir()),
+                               sample, args.seed, args.offset, args.limit)
+    seed = args.solve_seed if args.solve_seed is not None else args.seed
+    run_file = RunFile(Path(args.out))
+    try:
+        with Client(args.socket) as client:
+            versions = check_strategies(client, specs)
+            commit, dirty = git_state(Path(args.out))
+            status = client.status(timeout=60)
+            context = RunContext(dataset=dataset, seed=seed, model=model_identity(client),
+                                 daemon_version=status.version, commit=commit, dirty=dirty,
+                                 command=shlex.join(["strategyd-bench", *args.argv]), concurrency=args.concurrency,
+                                 strategy_versions=versions, backend=backend_identity(status.model))
+            run_file.check_model(context.model)
+            if args.retry_errors:
+                keys = {problem_key(context, spec, problem) for spec in specs for problem in problems}
+                print(f"strategyd-bench: {run_file.drop_errors(keys)} failed records removed, to run again",
+                      file=sys.stderr)
+            for number, spec in enumerate(specs, 1):
+                run_spec(client, spec, problems, run_file, context, f"[{number}/{len(specs)}] {spec.label}",
+                         args.concurrency, args.timeout)
+    finally:
+        run_file.close()
+    return 0
+
+
+def command_report(args: argparse.Namespace) -> int:
+    out_dir = Path(args.out_dir) if args.out_dir else None
+    print(write_report([Path(path) for path in args.runs], out_dir, plot=not args.no_plot, baseline=args.baseline),
+          end="")
+    if out_dir is not None:
+        print(f"strategyd-bench: wrote {out_dir / 'report.md'}" + ("" if args.no_plot else " and the plots"),
+              file=sys.stderr)
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="strategyd-bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="solve a data set's problems with strategies, one JSONL record each",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.set_defaults(handler=command_run)
+    run.add_argument("--out", required=True, metavar="FILE.jsonl",
+                     help="the JSONL run file: appended to, and resumed from")
+    run.add_argument("--strategy", action="append", default=[], metavar="SPEC",
+                     help="NAME[:KEY=VALUE,...][@BUDGET], repeatable (see above)")
+    run.add_argument("--preset", choices=sorted(PRESETS),
+                     help="a set of specs: paper = greedy, self-consistency, rebase, quiet-star and quiet-rebase "
+                          "(faithful and anchored) at several budgets, on --sample 128 of gsm8k-test by default")
+    run.add_argument("--only", action="append", default=[], metavar="NAME",
+                     help="run only the specs of this strategy (repeatable)")
+    run.add_argument("--dataset", choices=DATASETS, help="default: gsm8k-test (or the preset's)")
+    run.add_argument("--data-dir", metavar="DIR",
+                     help=f"where DATASET.jsonl is (default: the strategyd cache's data/{DATA_PACKAGE})")
+    run.add_argument("--sample", type=_positive, metavar="N", help="a seeded sample of N problems (by --seed)")
+    run.add_argument("--seed", type=_non_negative, default=0, metavar="S",
+                     help="seed of the sample and of every solve (default 0)")
+    run.add_argument("--solve-seed", type=_non_negative, metavar="S", help="seed of the solves, if not --seed")
+    run.add_argument("--offset", type=_non_negative, default=0, metavar="N",
+                     help="skip the first N problems (of the sample)")
+    run.add_argument("--limit", type=_positive, metavar="N", help="then take at most N problems")
+    run.add_argument("--budget", metavar="BUDGET",
+                     help="max_tokens=N,max_flops=F,timeout_s=T for every spec without its own @BUDGET")
+    run.add_argument("--timeout", type=float, metavar="SECONDS",
+                     help="seconds to wait for one solve; then it is cancelled and recorded as failed "
+                          "(default: no limit)")
+    run.add_argument("--concurrency", type=_positive, default=1, metavar="N",
+                     help="solves in flight at once (default 1); the daemon batches their steps together, "
+                          "for more problems per hour, but each solve's wall time then includes the others' steps"
+                          " (the report marks such rows)")
+    run.add_argument("--retry-errors", action="store_true", help="run again the problems whose solve failed")
+    run.add_argument("--socket", help="the daemon's socket (default: STRATEGYD_SOCKET, then the standard path)")
+
+    report = commands.add_parser("report", help="the Markdown table, frontier and plot of run files")
+    report.set_defaults(handler=command_report)
+    report.add_argument("runs", nargs="+", metavar="RUN.jsonl")
+    report.add_argument("--out-dir", metavar="DIR", help="write report.md and frontier-DATASET.png/.svg there")
+    report.add_argument("--no-plot", action="store_true", help="no plot (matplotlib not needed)")
+    report.add_argument("--baseline", metavar="SPEC",
+                        help="compare every condition with this one problem by problem (its spec as in the table; "
+                             "default: greedy)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(arguments)
+    args.argv = arguments
+    try:
+        return int(args.handler(args))
+    except (UsageError, RunFileError, MissingMatplotlib, UnknownBaseline) as error:
+        print(f"strategyd-bench: {error}", file=sys.stderr)
+        return 2
+    except DaemonNotRunning as error:
+        print(f"strategyd-bench: {error.hint}", file=sys.stderr)
+        return 1
+    except StrategydError as error:
+        print(f"strategyd-bench: stopped: {error}. Finished problems are recorded; "
+              "run the same command again to resume.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstrategyd-bench: interrupted. Finished problems are recorded; "
+              "run the same command again to resume.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,14 @@
+"""The client's tests run against a real strategyd on the test model (clients/testing)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+CLIENTS = Path(__file__).resolve().parents[2]
+# The package from its source tree (no install needed) and the shared daemon fixtures,
+# whichever folder pytest took its configuration from.
+for folder in (CLIENTS / "python" / "src", CLIENTS / "testing"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+from strategyd_daemon import client, daemon, leaves_daemon_idle, spare_daemon  # noqa: E402,F401
