@@ -1,7 +1,11 @@
-"""Grading: answers against gold answers, and gold answers read from the data sets."""
+"""Grading: the Python grader's own cases, and the answer cases it shares with the daemon's
+extractor (Tests/cases/answers.json)."""
 from __future__ import annotations
 
-from typing import Optional
+import json
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Dict, Optional
 
 import pytest
 
@@ -52,3 +56,68 @@ def test_gold_extraction() -> None:
     assert parse_number("3/0") is None and parse_number("1, 2") is None and parse_number("x") is None
     assert parse_number("1" * 1000) == int("1" * 1000)
     assert parse_number("1" * 1001) is None and parse_number("0." + "3" * 5000) is None
+
+
+# --- the answer cases shared with the daemon's extractor ----------------------------------
+# Python grades; it does not extract a final answer from a solution (the daemon does). So
+# it is held to the cases where it does the same work: reading one answer as a number,
+# reading GSM8K's gold, and reading back the canonical answer text the daemon sends.
+
+CASES = json.loads((Path(__file__).resolve().parents[3] / "Tests" / "cases" / "answers.json").read_text("utf-8"))
+
+# Cases the daemon reads and the grader, on purpose, does not: the grader reads gold
+# answers, which are one number, not a mixed number among words.
+PARSED_ONLY_BY_THE_DAEMON = {"1 1/2 cups"}
+
+
+def canonical(value: Fraction) -> str:
+    """A number as the daemon writes answers (Answers.NumericAnswer.description): an
+    integer, else a decimal where one ends, else numerator/denominator."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    rest, places = value.denominator, 0
+    for prime in (2, 5):
+        count = 0
+        while rest % prime == 0:
+            rest //= prime
+            count += 1
+        places = max(places, count)
+    if rest != 1:
+        return f"{value.numerator}/{value.denominator}"
+    digits = str(abs(value.numerator) * 10 ** places // value.denominator).rjust(places + 1, "0")
+    return ("-" if value < 0 else "") + digits[:-places] + "." + digits[-places:]
+
+
+def test_canonical_form() -> None:
+    assert [canonical(Fraction(n, d)) for n, d in ((72, 1), (-1, 8), (1, 3), (-2, 6), (0, 7), (1, 100))] == [
+        "72", "-0.125", "1/3", "-1/3", "0", "0.01"]
+
+
+@pytest.mark.parametrize("case", CASES["extract"] + CASES["parse"], ids=lambda case: case["text"])
+def test_the_daemon_s_answers_read_back_as_the_same_number(case: Dict[str, Any]) -> None:
+    # What the daemon sends ("0.5", "1/3") the grader reads as that very number.
+    if case["answer"] is not None:
+        value = parse_number(case["answer"])
+        assert value is not None and canonical(value) == case["answer"]
+        assert is_correct(case["answer"], case["answer"])
+
+
+@pytest.mark.parametrize("case", [case for case in CASES["parse"] if case["text"] not in PARSED_ONLY_BY_THE_DAEMON],
+                         ids=lambda case: case["text"])
+def test_parse_number_reads_answers_as_the_daemon_does(case: Dict[str, Any]) -> None:
+    value = parse_number(case["text"])
+    if case["answer"] is None:
+        assert value is None
+    else:
+        assert value is not None and canonical(value) == case["answer"]
+
+
+@pytest.mark.parametrize("case", CASES["gsm8k_gold"], ids=lambda case: case["gold_field"])
+def test_gsm8k_gold_as_the_daemon_reads_it(case: Dict[str, Any]) -> None:
+    # The grader keeps the gold's text, commas dropped; what counts is the number it reads.
+    value = parse_number(gsm8k_gold(case["gold_field"]))
+    if case["gold"] is None:
+        assert value is None
+    else:
+        assert value is not None and canonical(value) == case["gold"]
+        assert is_correct(case["gold"], gsm8k_gold(case["gold_field"]))

@@ -247,7 +247,7 @@ def test_report_counts_what_best_of_n_s_two_selections_would_pick_over_scored_ca
         [("2", 0.9), ("1", 0.6), ("1", 0.6)],        # max picks 2; weighted 1 (1.2 against 0.9)
         [("1", 0.9), ("2", 0.5), ("2", 0.5)],        # max 1; weighted 2 (1.0 against 0.9)
         [("2", 0.5), ("1", 1.0), ("1", None)],       # weighted ties 1.0 to 1.0 on sums; the higher single score, 1, wins
-        [("2", 0.5), ("1", 0.5), ("2", 0.5), ("1", 0.5)],  # all even: the earlier best-scored candidate, 2, for both
+        [("2", 0.5), ("1", 0.5), ("2", 0.5), ("1", 0.5)],  # all even: the first candidate, 2, for both
         [("1", None), ("1", None), ("2", None)],     # nothing scored: both fall back to the vote, 1 (alone, a row with no scores: None)
     ]
     records = [record("best-of-n:n=4", problem, False) for problem in range(len(problems))]

@@ -22,6 +22,7 @@ from .grading import is_correct
 from .paper import PAPER_FIGURES, PAPER_MODEL
 from .runfile import Record, condition_of, keep_first_success, read_run_file, record_key
 from .stats import sign_test, wilson_interval
+from .vote import Tally, choose, vote
 
 # The table's order of strategies (the paper's conditions and their relatives); others follow by name.
 STRATEGY_ORDER = ("greedy", "self-consistency", "best-of-n", "beam-search", "rebase", "quiet-star", "quiet-rebase")
@@ -74,17 +75,33 @@ class CandidateCounts:
     top_scored: Optional[int] = None
     weighted: Optional[int] = None
 
-def vote(answers: Sequence[Optional[str]]) -> Optional[str]:
-    """The most frequent answer, a tie to the one seen first (as the strategies break ties)."""
-    # most_common sorts stably, and a Counter keeps the order answers were first seen in.
-    leader = Counter(answer for answer in answers if answer is not None).most_common(1)
-    return leader[0][0] if leader else None
+def recorded_tallies(candidates: Sequence[Record]) -> Optional[List[Tally]]:
+    """The tallies the daemon's vote gave the candidates (votes, vote_weight), when every
+    one of them carries both; None otherwise, for records written before candidates did,
+    which are voted on again by the same rule."""
+    tallies: List[Tally] = []
+    for candidate in candidates:
+        votes, weight = candidate.get("votes"), candidate.get("vote_weight")
+        if (isinstance(votes, bool) or not isinstance(votes, int)
+                or isinstance(weight, bool) or not isinstance(weight, (int, float))):
+            return None
+        tallies.append((votes, float(weight)))
+    return tallies
+
+
+def _voted(candidates: Sequence[Record], weights: Sequence[float], mode: str) -> Optional[str]:
+    """The answer of the vote's chosen candidate, from the recorded tallies where the
+    candidates carry them; None when no candidate has an answer."""
+    answers = [candidate.get("answer") for candidate in candidates]
+    tallies = recorded_tallies(candidates)
+    chosen = vote(answers, weights, mode)[0] if tallies is None else choose(answers, weights, tallies, mode)
+    return (answers[chosen] or None) if chosen >= 0 else None
 
 
 def plain_vote(candidates: Sequence[Record]) -> Optional[str]:
-    """The vote over the candidates' answers: self-consistency's pick, and best-of-n's
-    with no candidate scored."""
-    return vote([candidate.get("answer") for candidate in candidates])
+    """The vote over the candidates' answers (vote.py): self-consistency's pick, and
+    best-of-n's with no candidate scored."""
+    return _voted(candidates, [1.0] * len(candidates), "plain")
 
 
 def top_scored(candidates: Sequence[Record]) -> Optional[str]:
@@ -97,21 +114,14 @@ def top_scored(candidates: Sequence[Record]) -> Optional[str]:
 
 
 def weighted_vote(candidates: Sequence[Record]) -> Optional[str]:
-    """The answer whose scored candidates' scores sum highest, ties to the higher single
-    score, then to the earlier best-scored candidate: best-of-n's select=weighted
-    (Plugins/best-of-n). With no scored candidate, a plain vote, as the plugin falls back to."""
-    sums: Dict[str, float] = {}
-    leaders: Dict[str, Tuple[float, int]] = {}  # answer: its best score, the first candidate with it
-    for index, candidate in enumerate(candidates):
-        answer, score = candidate.get("answer"), candidate.get("score")
-        if answer is None or score is None:
-            continue
-        sums[answer] = sums.get(answer, 0.0) + score
-        if answer not in leaders or score > leaders[answer][0]:
-            leaders[answer] = (score, index)
-    if not sums:
+    """Best-of-n's select=weighted: the weighted vote (vote.py) over the scored candidates,
+    each weighing its score; the recorded vote_weight is that vote's tally wherever the
+    strategy weighs candidates by their scores. With no scored candidate, a plain vote over
+    all, as the plugin falls back to."""
+    scored = [candidate for candidate in candidates if candidate.get("score") is not None]
+    if not scored:
         return plain_vote(candidates)
-    return max(sums, key=lambda answer: (sums[answer], leaders[answer][0], -leaders[answer][1]))
+    return _voted(scored, [candidate["score"] for candidate in scored], "weighted")
 
 
 def candidate_counts(graded: Sequence[Record]) -> Optional[CandidateCounts]:

@@ -124,7 +124,9 @@ def _solved(result: SolveResult, spec: Spec, gold: str) -> Record:
         "answer": result.answer, "correct": correct,
         "budget_exhausted": result.budget_exhausted, "stopped_by": result.stopped_by,
         "metrics": {**metrics, **result.metrics.extra},
-        "candidates": [{"answer": c.answer, "score": c.score, "votes": c.votes} for c in result.candidates],
+        # Each candidate's tally in the daemon's vote, so that the report need not vote again.
+        "candidates": [{"answer": c.answer, "score": c.score, "votes": c.votes, "vote_weight": c.vote_weight}
+                       for c in result.candidates],
         "text": result.text,
         "error": None,
     }

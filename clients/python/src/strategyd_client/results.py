@@ -55,10 +55,14 @@ class Metrics:
 
 @dataclass(frozen=True)
 class Candidate:
+    """One solution a strategy considered. `votes` and `vote_weight` are its answer's tally
+    in the strategy's vote: how many candidates give that answer, and the sum of their
+    weights (0 for a candidate without an answer)."""
     text: str
     answer: Optional[str] = None
     score: Optional[float] = None
     votes: Optional[int] = None
+    vote_weight: Optional[float] = None
     extra: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod
