@@ -30,7 +30,7 @@ from strategyd_bench.run import RunContext, check_strategies, run_spec, solve_pr
 from strategyd_bench.runfile import RunFile, read_run_file, record_key
 from strategyd_bench.report import deduplicated
 from strategyd_bench.specs import parse_spec
-from strategyd_client import Client, ConnectionLost, SolveResult
+from strategyd_client import Client, ConnectionLost, PluginInfo, SolveResult
 
 
 # --- specs, presets and data sets ---------------------------------------------------------
@@ -65,6 +65,20 @@ def test_paper_preset() -> None:
     assert PRESETS["paper"].dataset == "gsm8k-test" and PRESETS["paper"].sample == 128
     only = build_parser().parse_args(["run", "--preset", "paper", "--only", "rebase", "--out", "x.jsonl"])
     assert {spec.strategy for spec in resolve_specs(only)} == {"rebase"}
+
+
+def test_a_param_may_go_by_an_alias_its_schema_declares() -> None:
+    class Plugins:
+        def plugins(self) -> List[PluginInfo]:
+            return [PluginInfo.from_json({
+                "name": "self-consistency", "kind": "strategy", "version": "1.2.0", "abi": 1, "file": "x.so",
+                "generation": 1, "loaded_at": "", "description": "", "in_flight": 0,
+                "params_schema": {"n": {"type": "integer", "aliases": ["k"]}, "temperature": {}}})]
+
+    specs = [parse_spec("self-consistency:k=4"), parse_spec("self-consistency:n=4,temperature=0.5")]
+    assert check_strategies(Plugins(), specs) == {"self-consistency": "1.2.0"}  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="has no param m; its params: n, temperature"):
+        check_strategies(Plugins(), [parse_spec("self-consistency:m=4")])  # type: ignore[arg-type]
 
 
 def test_paper_preset_params_are_in_the_schemas(client: Client) -> None:

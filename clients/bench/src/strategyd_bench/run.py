@@ -104,7 +104,11 @@ def check_strategies(client: Client, specs: Sequence[Spec]) -> Dict[str, str]:
         if plugin is None:
             raise UsageError(f"{spec.label}: strategyd has no strategy {spec.strategy!r}; "
                              f"loaded: {', '.join(sorted(plugins))}")
-        unknown = sorted(set(spec.params) - set(plugin.params_schema))
+        # A param may go by a name its schema declares as an alias (the daemon maps it to the
+        # param's own name): specs keep the names they were run with, and so resume.
+        names = set(plugin.params_schema) | {alias for entry in plugin.params_schema.values()
+                                             if isinstance(entry, dict) for alias in entry.get("aliases") or ()}
+        unknown = sorted(set(spec.params) - names)
         if unknown:
             raise UsageError(f"{spec.label}: {spec.strategy} has no param {', '.join(unknown)}; "
                              f"its params: {', '.join(sorted(plugin.params_schema))}")
