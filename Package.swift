@@ -12,8 +12,9 @@
 import PackageDescription
 import Foundation
 
-// llama.cpp is built by scripts/setup into a versioned cache; `current` links to the build
-// for this machine. Everything that links llama gets an rpath to it, so binaries run
+// llama.cpp is built by scripts/setup into a versioned cache (the rule of scripts/env.sh and
+// Sources/CachePaths, repeated because a manifest cannot import the package's code);
+// `current` links to the build for this machine. Everything that links llama gets an rpath to it, so binaries run
 // without LD_LIBRARY_PATH.
 let environment = ProcessInfo.processInfo.environment
 let cacheHome = environment["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")
@@ -54,11 +55,12 @@ var targets: [Target] = [
     .target(name: "PluginABI", path: "Sources/PluginABI"),
     .target(name: "Engine", dependencies: ["CLlama"], linkerSettings: llamaRpath),
     .target(name: "JSONValue", dependencies: ["CJansson"]),
+    .target(name: "CachePaths"),
     .target(name: "RPC", dependencies: ["JSONValue", "CJansson"]),
     .target(name: "PluginHost", dependencies: ["Engine", "JSONValue", "Answers", "PluginABI"], linkerSettings: llamaRpath),
     .target(name: "StrategyKit", dependencies: ["PluginABI"]),
     .executableTarget(name: "strategyd", dependencies: [
-        "Engine", "RPC", "PluginHost",
+        "Engine", "RPC", "PluginHost", "CachePaths",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
     ], linkerSettings: llamaRpath),
@@ -66,7 +68,7 @@ var targets: [Target] = [
         "RPC", .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
     .target(name: "Answers"),
-    .target(name: "TestSupport", dependencies: ["RPC"], path: "Sources/TestSupport"),
+    .target(name: "TestSupport", dependencies: ["RPC", "CachePaths"], path: "Sources/TestSupport"),
     .executableTarget(name: "BenchEngine", dependencies: ["Engine"], linkerSettings: llamaRpath),
     .executableTarget(name: "BenchDaemon", dependencies: ["RPC"]),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "TestSupport"], linkerSettings: llamaRpath),

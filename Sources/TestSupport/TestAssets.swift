@@ -1,3 +1,4 @@
+import CachePaths
 import Foundation
 
 /// Where scripts/setup put the pinned models and data. Tests fail, not skip, when an
@@ -5,13 +6,7 @@ import Foundation
 public enum TestAssets {
     public static let testModelName = "smollm2-135m-instruct-q4_1"
 
-    public static var cache: URL {
-        let environment = ProcessInfo.processInfo.environment
-        if let explicit = environment["STRATEGYD_CACHE"] { return URL(fileURLWithPath: explicit) }
-        let cacheHome = environment["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
-            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
-        return cacheHome.appendingPathComponent("strategyd")
-    }
+    public static var cache: URL { CachePaths.root }
 
     public struct Missing: Error, CustomStringConvertible {
         public let path: String

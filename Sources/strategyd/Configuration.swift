@@ -1,3 +1,4 @@
+import CachePaths
 import Engine
 import Foundation
 import PluginHost
@@ -68,13 +69,7 @@ struct Configuration: Sendable {
     }
 
     /// Where catalog models are fetched to (scripts/setup, scripts/fetch.py).
-    static var modelCache: URL {
-        let environment = ProcessInfo.processInfo.environment
-        if let cache = environment["STRATEGYD_CACHE"] { return URL(fileURLWithPath: cache).appendingPathComponent("models") }
-        let home = environment["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
-            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
-        return home.appendingPathComponent("strategyd/models")
-    }
+    static var modelCache: URL { CachePaths.models }
 
     /// A catalog name or a path: a value with a "/" or ending in .gguf is a path.
     static func resolveModel(_ value: String?) -> (path: String, name: String) {
