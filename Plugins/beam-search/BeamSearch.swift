@@ -10,7 +10,7 @@ import StrategyKit
 /// slots, so live + finished never exceeds the width.
 struct BeamSearch: Strategy {
     static let name = "beam-search"
-    static let version = "1.2.1"
+    static let version = "1.3.0"
     static let description = "Step-level beam search: beams forked and extended one step at a time, pruned by a scorer plugin"
     static let params: [Param] = [
         .integer("width", 4, 1...16, "beams kept at each depth, and the finished solutions that end the search")

@@ -16,7 +16,7 @@ import StrategyKit
 /// are). Sample i has the same seed in either mode.
 struct BestOfN: Strategy {
     static let name = "best-of-n"
-    static let version = "1.4.0"
+    static let version = "1.5.0"
     static let description = "Best-of-n: n samples drawn together, each scored by a scorer plugin; score-weighted vote or max score; adaptive early stop"
     static let params: [Param] = [
         .integer("n", 8, 1...64, "samples to draw (n + 1 sequences must fit the daemon's --max-width)"),

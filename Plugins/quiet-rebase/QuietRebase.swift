@@ -27,7 +27,7 @@ import StrategyKit
 /// Thoughts cost one path's worth, not the width's.
 struct QuietRebase: Strategy {
     static let name = "quiet-rebase"
-    static let version = "1.3.0"
+    static let version = "1.4.0"
     static let description = "REBASE with Quiet-STaR thought mixing: in every step (faithful, gated) or on one anchor path (anchored)"
     static let settings = ThoughtSettings.settings
     static let params: [Param] = RebaseSearch.params + ThoughtSettings.params + [

@@ -10,12 +10,12 @@ import StrategyKit
 /// the training data of the learned mixing head (strategyd-train-head).
 struct QuietStar: Strategy {
     static let name = "quiet-star"
-    static let version = "1.0.0"
+    static let version = "1.1.0"
     static let description = "Quiet-STaR thought mixing: think before each token, mix the post-thought distribution in"
     static let settings = ThoughtSettings.settings
     static let params: [Param] = ThoughtSettings.params + [
         .integer("votes", 1, 1...64, "runs sampled together; the majority answer wins"),
-        .number("temperature", 0, 0...5, "sampling temperature of answer tokens (the reference votes at 0.9)"),
+        .number("temperature", 0, 0...5, "sampling temperature of answer tokens (Quiet-STaR's evaluation votes at 0.9)"),
         .integer("max_tokens", 512, 1...4096, "answer tokens one run may take (thoughts not counted)"),
         .boolean("trace", false, "details.trace: per run and position, the base entropy and the thought's weight (null: no thought)"),
         .string("teacher", "", "teacher forcing: decode this text and return each position's features (details.features)"),

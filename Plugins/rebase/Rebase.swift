@@ -5,7 +5,7 @@ import StrategyKit
 /// the tree bookkeeping live in StrategyKit/Rebase.swift.
 struct Rebase: Strategy {
     static let name = "rebase"
-    static let version = "1.2.1"
+    static let version = "1.3.0"
     static let description = "REBASE: reward-balanced tree search over steps, children forked from their parent's KV"
     static let params = RebaseSearch.params
 

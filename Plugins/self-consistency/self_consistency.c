@@ -1,5 +1,5 @@
 /*
- * self-consistency: k sampled chains of thought, majority vote over their normalized
+ * self-consistency: n sampled chains of thought, majority vote over their normalized
  * answers (Wang et al. 2022), by the host's vote. Written in C against strategyd_plugin.h alone, with
  * jansson for its params and result, to keep the plugin ABI honest.
  *
@@ -73,12 +73,12 @@ static int32_t solve(void *state, const sd_host *host, sd_request *r, const char
     json_error_t error;
     json_t *params = json_loads(params_json, 0, &error);
     if (!params) return host->fail(r, "params are not JSON");
-    int k = (int)json_integer_value(json_object_get(params, "n"));
+    int n_samples = (int)json_integer_value(json_object_get(params, "n"));
     double temperature = json_number_value(json_object_get(params, "temperature"));
     double top_p = json_number_value(json_object_get(params, "top_p"));
     int max_tokens = (int)json_integer_value(json_object_get(params, "max_tokens"));
     int adaptive = json_is_true(json_object_get(params, "adaptive"));
-    int round_size = adaptive ? (int)json_integer_value(json_object_get(params, "round")) : k;
+    int round_size = adaptive ? (int)json_integer_value(json_object_get(params, "round")) : n_samples;
     double confidence = json_number_value(json_object_get(params, "confidence"));
     json_decref(params);
 
@@ -92,8 +92,8 @@ static int32_t solve(void *state, const sd_host *host, sd_request *r, const char
     int drawn = 0, stopped_early = 0, interrupted = 0;
     char *owned_texts[MAX_SAMPLES] = {0};
 
-    while (drawn < k && !interrupted) {
-        int n = round_size < k - drawn ? round_size : k - drawn;
+    while (drawn < n_samples && !interrupted) {
+        int n = round_size < n_samples - drawn ? round_size : n_samples - drawn;
         sd_seq children[MAX_SAMPLES];
         status = host->seq_fork(r, root, n, children);
         if (status != SD_OK) {
@@ -128,8 +128,8 @@ static int32_t solve(void *state, const sd_host *host, sd_request *r, const char
         snprintf(event, sizeof event, "{\"event\": \"step\", \"samples\": %d, \"leader\": \"%s\", \"leader_votes\": %d}",
                  drawn, vote.lead >= 0 ? answers[vote.lead] : "", vote.lead_votes);
         host->progress(r, event);
-        if (adaptive && vote.lead >= 0 && drawn < k) {
-            int remaining = k - drawn;
+        if (adaptive && vote.lead >= 0 && drawn < n_samples) {
+            int remaining = n_samples - drawn;
             /* Samples without an answer count against the leader's share. */
             if (vote.lead_votes > vote.second_votes + remaining || (double)vote.lead_votes / drawn >= confidence) {
                 stopped_early = 1;
@@ -154,7 +154,7 @@ static int32_t solve(void *state, const sd_host *host, sd_request *r, const char
     json_object_set_new(result, "answer", vote.lead >= 0 ? json_string(answers[vote.lead]) : json_null());
     json_object_set_new(result, "candidates", candidates);
     json_object_set_new(result, "details", json_pack("{s:i, s:i, s:b, s:i}", "samples", drawn, "samples_saved",
-                                                     k - drawn, "stopped_early", stopped_early, "distinct_answers", distinct));
+                                                     n_samples - drawn, "stopped_early", stopped_early, "distinct_answers", distinct));
     char *text = json_dumps(result, JSON_COMPACT);
     status = host->set_result(r, text);
     free(text);
@@ -174,9 +174,9 @@ static const sd_plugin PLUGIN = {
     .abi_version = SD_PLUGIN_ABI_VERSION,
     .size = sizeof(sd_plugin),
     .name = "self-consistency",
-    .version = "1.1.0",
+    .version = "1.2.0",
     .kind = SD_KIND_STRATEGY,
-    .description = "Self-consistency: k sampled chains of thought, majority vote; adaptive early stop",
+    .description = "Self-consistency: n sampled chains of thought, majority vote; adaptive early stop",
     .params_schema = PARAMS_SCHEMA,
     .init = init,
     .solve = solve,

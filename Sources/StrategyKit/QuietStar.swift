@@ -22,7 +22,7 @@ public struct ThoughtSettings: Sendable {
     /// The params every thought-mixing strategy takes.
     public static let params: [Param] = [
         .integer("n_thoughts", 1, 1...16, "thoughts forked at a position; their mixtures are averaged"),
-        .integer("thought_len", 6, 1...64, "tokens sampled per thought between the markers (the reference's n_ahead 8 = 6 + 2 markers)"),
+        .integer("thought_len", 6, 1...64, "tokens sampled per thought between the markers (Quiet-STaR's 8 thought tokens = 6 + 2 markers)"),
         .number("thought_temperature", 1, 0...5, "sampling temperature of thought tokens"),
         .string("start_marker", "<think>", "text appended before a thought (our models have no trained thought token)"),
         .string("end_marker", "</think>", "text appended after a thought; a thought that writes it itself ends there"),
