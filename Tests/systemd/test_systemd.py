@@ -1,6 +1,7 @@
 """The systemd units and the daemon's systemd conventions, without a running systemd:
 systemd-analyze verify on the units, socket activation with systemd-socket-activate,
 and the notify protocol read from a datagram socket on NOTIFY_SOCKET."""
+import importlib.util
 import json
 import os
 import shutil
@@ -14,7 +15,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("STRATEGYD_BIN", REPO / ".build" / "debug" / "strategyd"))
-CACHE = Path(os.environ.get("STRATEGYD_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "strategyd")
+# The cache layout is stated once for Python, in the harness; loaded by path so that these
+# tests need no package installed.
+_rule = importlib.util.spec_from_file_location(
+    "strategyd_cache_rule", REPO / "clients" / "bench" / "src" / "strategyd_bench" / "cache.py")
+_cache = importlib.util.module_from_spec(_rule)
+_rule.loader.exec_module(_cache)  # type: ignore[union-attr]
+CACHE = _cache.cache_dir()
 MODEL = CACHE / "models" / "smollm2-135m-instruct-q4_1.gguf"
 
 

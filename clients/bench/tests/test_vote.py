@@ -57,6 +57,9 @@ def test_recorded_tallies_only_where_every_candidate_carries_both() -> None:
     mixed = candidates(["1", "2"], tallies=[(1, 1.0), (1, 1.0)])
     mixed[1]["vote_weight"] = None
     assert recorded_tallies(mixed) is None
+    # best-of-n votes over its scored samples only: an answer with no votes was left out.
+    partial = candidates(["1", "2"], tallies=[(1, 0.5), (0, 0.0)])
+    assert recorded_tallies(partial) is None
 
 
 def test_the_report_reads_the_recorded_tallies() -> None:

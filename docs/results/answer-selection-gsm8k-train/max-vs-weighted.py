@@ -10,15 +10,8 @@ from pathlib import Path
 
 repo = Path(__file__).resolve().parents[3]
 sys.path[:0] = [str(repo / "clients/bench/src"), str(repo / "clients/python/src")]
-# The harness's own package (clients/bench), or the client where a checkout still keeps it.
-try:
-    from strategyd_bench.report import plain_vote, read_run_file, sign_test, top_scored, weighted_vote
-except ImportError:
-    from strategyd_client.report import plain_vote, read_run_file, sign_test, top_scored, weighted_vote
-try:
-    from strategyd_bench.grading import is_correct
-except ImportError:
-    from strategyd_client.grading import is_correct
+from strategyd_bench.grading import is_correct  # noqa: E402 (the path is set above)
+from strategyd_bench.report import plain_vote, read_run_file, sign_test, top_scored, weighted_vote  # noqa: E402
 
 spec = sys.argv[2] if len(sys.argv) > 2 else "best-of-n:n=8,scorer=arith"
 records = [r for r in read_run_file(Path(sys.argv[1])) if r["spec"] == spec and r.get("error") is None]

@@ -77,13 +77,17 @@ class CandidateCounts:
 
 def recorded_tallies(candidates: Sequence[Record]) -> Optional[List[Tally]]:
     """The tallies the daemon's vote gave the candidates (votes, vote_weight), when every
-    one of them carries both; None otherwise, for records written before candidates did,
-    which are voted on again by the same rule."""
+    one of them carries both and every candidate with an answer voted; None otherwise: for
+    records written before candidates carried tallies, and for votes over a part of the
+    candidates (best-of-n leaves out samples it could not score), which are voted on again
+    by the same rule."""
     tallies: List[Tally] = []
     for candidate in candidates:
         votes, weight = candidate.get("votes"), candidate.get("vote_weight")
         if (isinstance(votes, bool) or not isinstance(votes, int)
                 or isinstance(weight, bool) or not isinstance(weight, (int, float))):
+            return None
+        if votes == 0 and candidate.get("answer") not in (None, ""):
             return None
         tallies.append((votes, float(weight)))
     return tallies

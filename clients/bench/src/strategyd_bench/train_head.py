@@ -3,16 +3,16 @@
 The resident model (strategyd started with --hidden-states) decodes each rationale with
 teacher forcing through the quiet-star plugin (param `teacher`): at every position it
 thinks once and returns h_base, h_thought and the log-probabilities of the true next token
-before and after the thought. The head is the reference's talk head, an MLP over
+before and after the thought. The head is Quiet-STaR's mixing head, an MLP over
 [h_base ; h_thought] ending in a sigmoid that gives w, here fitted to minimise
 
     NLL = -log((1 - w) p_base(true token) + w p_thought(true token))
 
 (the probability-space mixture: full logit vectors are too big to collect; see
 Sources/StrategyKit/ThoughtMixture.swift). Problems are split into training and held-out
-ones; losses before and after are printed and stored in the file. Put it in the daemon's
-heads folder (models.info "heads_dir"); the plugin loads it with mixing=learned,
-head=FILE_NAME and refuses it for another model.
+ones; losses before and after are printed and stored in the file. Put it in the plugin's
+heads folder (its heads_dir setting, which `strategyctl plugins` shows); the plugin loads
+it with mixing=learned, head=FILE_NAME and refuses it for another model.
 
     strategyd-train-head --socket S --problems 32 --out head.json
 """
