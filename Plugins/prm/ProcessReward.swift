@@ -1,14 +1,17 @@
 import Foundation
 import StrategyKit
 
-/// A Math-Shepherd-style process reward model (the daemon's --prm-model) judges the
+/// A Math-Shepherd-style process reward model (the plugin's `model` setting) judges the
 /// last step: the input is the problem and the steps, each followed by the step tag, and
 /// the score is the probability of the good token rather than the bad one after the
 /// last tag.
 struct ProcessReward: Scorer {
     static let name = "prm"
-    static let version = "1.0.0"
-    static let description = "Math-Shepherd-style process reward model (--prm-model): P(good) at the last step's tag"
+    static let version = "1.1.0"
+    static let description = "Math-Shepherd-style process reward model (its model setting): P(good) at the last step's tag"
+    static let settings: [Param] = [
+        .string("model", "", "the reward model, resident beside the policy: a catalog name or a GGUF path (empty: none)"),
+    ]
     static let params: [Param] = [
         .string("step_tag", " ки", "written after each step; the model judges a step at its tag (Math-Shepherd's tag)"),
         .string("good_token", "+", "the token that marks a good step"),
@@ -17,9 +20,14 @@ struct ProcessReward: Scorer {
 
     init() {}
 
+    static func configure(_ settings: Params, host: HostResources) throws {
+        let model = settings.string("model")
+        if !model.isEmpty { try host.loadRewardModel(model) }
+    }
+
     func score(_ request: Request, problem: String, solution: String, params: Params) throws -> Double {
         guard request.modelInfo["reward_model"] is [String: Any] else {
-            throw PluginFailure("prm scorer: strategyd was started without --prm-model")
+            throw PluginFailure("prm scorer: no reward model is resident: set the prm plugin's model setting (--plugin-config prm.model=NAME)")
         }
         let tag = params.string("step_tag"), good = params.string("good_token"), bad = params.string("bad_token")
         guard !tag.isEmpty, !good.isEmpty, !bad.isEmpty, good != bad else {

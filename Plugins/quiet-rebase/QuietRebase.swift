@@ -30,6 +30,7 @@ struct QuietRebase: Strategy {
     static let version = "1.4.0"
     static let description = "REBASE with Quiet-STaR thought mixing: in every step (faithful, gated) or on one anchor path (anchored)"
     static let settings = ThoughtSettings.settings
+    static func configure(_ settings: Params, host: HostResources) throws { try ThoughtSettings.configure(settings, host: host) }
     static let params: [Param] = RebaseSearch.params + ThoughtSettings.params + [
         .choice("variant", "faithful", ["faithful", "gated", "anchored"],
                 "faithful: thoughts as `when` and `mixing` say in every step (the paper's combination); gated: thoughts only where the base entropy exceeds entropy_threshold, w from the entropy head; anchored: one path decoded greedily with gated thoughts, the rest plain REBASE"),

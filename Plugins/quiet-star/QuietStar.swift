@@ -13,6 +13,7 @@ struct QuietStar: Strategy {
     static let version = "1.1.0"
     static let description = "Quiet-STaR thought mixing: think before each token, mix the post-thought distribution in"
     static let settings = ThoughtSettings.settings
+    static func configure(_ settings: Params, host: HostResources) throws { try ThoughtSettings.configure(settings, host: host) }
     static let params: [Param] = ThoughtSettings.params + [
         .integer("votes", 1, 1...64, "runs sampled together; the majority answer wins"),
         .number("temperature", 0, 0...5, "sampling temperature of answer tokens (Quiet-STaR's evaluation votes at 0.9)"),

@@ -14,7 +14,8 @@ public struct EngineOptions: Sendable, Equatable {
     /// CPU threads for decoding. 1 ... 256; default: every core.
     public var threads = ProcessInfo.processInfo.activeProcessorCount
     /// Keep the last hidden state (after the final norm) of every sequence, as well as
-    /// its logits. Costs a copy of n_embd floats per output; Quiet-STaR's learned head needs it.
+    /// its logits, from the start (`Engine.enableHiddenStates` turns it on later). Costs a
+    /// copy of n_embd floats per output; Quiet-STaR's learned head needs it.
     public var hiddenStates = false
 
     public init() {}
@@ -118,6 +119,8 @@ public final class Engine: @unchecked Sendable {
     /// A recurrent state cannot be copied up to a position (llama.cpp copies all of it),
     /// so models with one never lend a prefix.
     private let prefixesShareable: Bool
+    /// Whether outputs carry hidden states: from the options, or turned on later.
+    private var keepsHiddenStates: Bool
 
     private struct PendingToken {
         var kind: TokenKind
@@ -164,6 +167,21 @@ public final class Engine: @unchecked Sendable {
         batch = llama_batch_init(Int32(options.batchSize), 0, 1)
         freeIDs = (0..<Int32(options.maxSequences)).reversed()
         prefixesShareable = !llama_model_is_recurrent(model.pointer) && !llama_model_is_hybrid(model.pointer)
+        keepsHiddenStates = options.hiddenStates
+    }
+
+    /// Whether evaluated sequences keep their last hidden state.
+    public var hiddenStates: Bool { locked { keepsHiddenStates } }
+
+    /// Keeps hidden states from the next evaluation on, for every sequence (a plugin's
+    /// settings ask for it when the daemon runs). Sequences evaluated before have none
+    /// until they are evaluated again.
+    public func enableHiddenStates() {
+        locked {
+            guard !keepsHiddenStates else { return }
+            llama_set_embeddings(context, true)
+            keepsHiddenStates = true
+        }
     }
 
     deinit {
@@ -394,9 +412,11 @@ public final class Engine: @unchecked Sendable {
 
     /// The last hidden state (after the final norm: what the output head reads).
     public func hiddenState(_ id: SequenceID) throws -> [Float] {
-        guard options.hiddenStates else { throw EngineError.hiddenStatesDisabled }
         return try locked {
+            guard keepsHiddenStates else { throw EngineError.hiddenStatesDisabled }
             try evaluatePending([id])
+            // A sequence last evaluated before hidden states were turned on has none yet.
+            guard sequences[id]!.hidden.count == model.facts.embeddingWidth else { throw EngineError.hiddenStatesDisabled }
             return sequences[id]!.hidden
         }
     }
@@ -639,7 +659,7 @@ public final class Engine: @unchecked Sendable {
             }
             if let output = row.output {
                 state.logits = Array(UnsafeBufferPointer(start: llama_get_logits_ith(context, output), count: vocabularySize))
-                if options.hiddenStates, let hidden = llama_get_embeddings_ith(context, output) {
+                if keepsHiddenStates, let hidden = llama_get_embeddings_ith(context, output) {
                     state.hidden = Array(UnsafeBufferPointer(start: hidden, count: model.facts.embeddingWidth))
                 }
             }

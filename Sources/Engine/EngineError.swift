@@ -57,7 +57,7 @@ public enum EngineError: Error, Equatable, CustomStringConvertible, Sendable {
         case .chatTemplate(let reason):
             return "chat template: \(reason)"
         case .hiddenStatesDisabled:
-            return "hidden states were not enabled for this engine (EngineOptions.hiddenStates)"
+            return "hidden states are not kept (a plugin's hidden_states setting turns them on)"
         case .emptySequence:
             return "a sequence needs at least one token"
         }

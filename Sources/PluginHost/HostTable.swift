@@ -14,14 +14,28 @@ public enum HostTable {
         return UnsafePointer(table)
     }()
 
-    /// Set once by the daemon before any plugin runs: model facts as JSON, for model_info().
-    nonisolated(unsafe) public static var modelInfo: UnsafeMutablePointer<CChar>?
+    /// Model facts as JSON, for model_info(); the daemon sets them before any plugin runs
+    /// and again when a shared resource changes them.
+    public static func setModelInfo(_ json: String) {
+        // A plugin may hold the previous text for the life of the daemon (model_info says
+        // so): it is never freed. It changes only when a resource is turned on, a handful
+        // of times at most.
+        let text = strdup(json)
+        modelInfoLock.withLock { modelInfoText = text }
+    }
+
+    private static let modelInfoLock = NSLock()
+    nonisolated(unsafe) private static var modelInfoText: UnsafeMutablePointer<CChar>?
+    static var modelInfo: UnsafePointer<CChar>? { modelInfoLock.withLock { modelInfoText.map { UnsafePointer($0) } } }
+
+    /// The resources plugins' settings may turn on; the daemon sets it before loading plugins.
+    nonisolated(unsafe) public static var resources: SharedResources?
 
     private static let ok = Int32(SD_OK.rawValue)
-    private static let invalid = Int32(SD_ERR_INVALID_ARGUMENT.rawValue)
+    static let invalid = Int32(SD_ERR_INVALID_ARGUMENT.rawValue)
     private static let limit = Int32(SD_ERR_LIMIT.rawValue)
     private static let stopped = Int32(SD_ERR_STOPPED.rawValue)
-    private static let engineFailure = Int32(SD_ERR_ENGINE.rawValue)
+    static let engineFailure = Int32(SD_ERR_ENGINE.rawValue)
     private static let tooSmall = Int32(SD_ERR_BUFFER_TOO_SMALL.rawValue)
     /// Scorers may score with other scorers (combine); a plugin that asks itself ends here
     /// with an error instead of the daemon's stack.
@@ -87,7 +101,7 @@ public enum HostTable {
         host.abi_version = UInt32(SD_PLUGIN_ABI_VERSION)
         host.size = UInt32(MemoryLayout<sd_host>.size)
 
-        host.model_info = { _ in UnsafePointer(HostTable.modelInfo) }
+        host.model_info = { _ in HostTable.modelInfo }
 
         host.seq_from_chat = { raw, system, user, assistantPrefix, out in
             guard let request = SolveRequest.from(raw), let user = HostTable.string(user) else { return HostTable.invalid }
@@ -413,6 +427,27 @@ public enum HostTable {
             }
             chosen.pointee = Int32(outcome.chosen)
             return HostTable.ok
+        }
+
+        host.enable_hidden_states = { _ in
+            guard SharedResources.isConfiguring, let resources = HostTable.resources else { return HostTable.invalid }
+            resources.enableHiddenStates()
+            return HostTable.ok
+        }
+
+        host.load_reward_model = { _, model in
+            guard SharedResources.isConfiguring, let resources = HostTable.resources,
+                  let model = HostTable.string(model), !model.isEmpty else { return HostTable.invalid }
+            do {
+                try resources.loadRewardModel(model)
+                return HostTable.ok
+            } catch let error as SharedResources.RewardModelError {
+                PluginLog.emit(level: 3, "\(error)")
+                if case .another = error { return HostTable.invalid }
+                return HostTable.engineFailure
+            } catch {
+                return HostTable.engineFailure
+            }
         }
         return host
     }

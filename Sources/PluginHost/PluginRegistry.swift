@@ -340,7 +340,7 @@ public final class PluginRegistry: @unchecked Sendable {
                          expected: mismatch.expected, found: section.map { $0.serialized() } ?? "nothing")
         }
         if PluginRegistry.covers(size, \.configure), let configure = plugin.pointee.configure {
-            let status = configure(state, host, complete.serialized())
+            let status = SharedResources.configuring(name) { configure(state, host, complete.serialized()) }
             guard status == 0 else {
                 throw refuse(name, .configureFailed, "configure() returned \(status)", found: String(status))
             }

@@ -11,6 +11,8 @@ private enum Exported {
     nonisolated(unsafe) static var params: [Param] = []
     /// The settings configure() was called with; written once, before any request.
     nonisolated(unsafe) static var settings = Params(json: "{}", declared: [])
+    /// The plugin type's configure.
+    nonisolated(unsafe) static var configure: ((Params, HostResources) throws -> Void)?
 }
 
 extension Request {
@@ -82,10 +84,19 @@ private func descriptor<P: PluginMetadata>(_ type: P.Type, kind: sd_plugin_kind)
         let settings = Dictionary(uniqueKeysWithValues: P.settings.map { ($0.name, $0.schemaEntry) })
         plugin.settings_schema = UnsafePointer(strdup(jsonText(settings)))
         Exported.settings = Params(json: "{}", declared: P.settings)
-        plugin.configure = { _, _, settings in
-            guard let settings else { return Int32(SD_ERR_INVALID_ARGUMENT.rawValue) }
+        Exported.configure = P.configure
+        plugin.configure = { _, host, settings in
+            guard let host, let settings else { return Int32(SD_ERR_INVALID_ARGUMENT.rawValue) }
             Exported.settings = Params(json: String(cString: settings), declared: Exported.settings.declaredParams)
-            return Int32(SD_OK.rawValue)
+            do {
+                try Exported.configure?(Exported.settings, HostResources(host: host))
+                return Int32(SD_OK.rawValue)
+            } catch let failure as PluginFailure {
+                host.pointee.log(nil, 3, "configure: \(failure.description)")
+                return failure.status
+            } catch {
+                return Int32(SD_ERR_PLUGIN.rawValue)
+            }
         }
     }
     plugin.`init` = { host, _ in

@@ -41,7 +41,14 @@ public struct ThoughtSettings: Sendable {
     /// The settings of every plugin that mixes thoughts.
     public static let settings: [Param] = [
         .path("heads_dir", "heads", "the folder mixing heads are read from (relative: in the plugin directory)"),
+        .boolean("hidden_states", false,
+                 "keep hidden states, which mixing=learned and teacher forcing read (every solve then copies n_embd floats per output)"),
     ]
+
+    /// Turns on what the settings ask for.
+    public static func configure(_ settings: Params, host: HostResources) throws {
+        if settings.bool("hidden_states") { try host.enableHiddenStates() }
+    }
 
     public init(params: Params, request: Request) throws {
         thoughts = params.int("n_thoughts")
@@ -71,7 +78,7 @@ public struct ThoughtSettings: Sendable {
             head = .constant(weight: params.double("weight"))
         }
         if head.needsHiddenStates, (request.modelInfo["hidden_states"] as? Bool) != true {
-            throw PluginFailure("the learned mixing head reads hidden states: start strategyd with --hidden-states",
+            throw PluginFailure("the learned mixing head reads hidden states: set the plugin's hidden_states setting (--plugin-config quiet-star.hidden_states=true)",
                                 status: Int32(SD_ERR_INVALID_ARGUMENT.rawValue))
         }
     }

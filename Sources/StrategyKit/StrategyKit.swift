@@ -22,12 +22,37 @@ public protocol PluginMetadata {
     /// What the daemon's administrator may set for this plugin (sd_plugin.settings_schema);
     /// read them with `request.settings`.
     static var settings: [Param] { get }
+    /// Called once with the settings, before any request; throwing refuses the load.
+    static func configure(_ settings: Params, host: HostResources) throws
     init()
 }
 
 extension PluginMetadata {
     /// Most plugins take no settings.
     public static var settings: [Param] { [] }
+    /// Nothing to ask the daemon for.
+    public static func configure(_ settings: Params, host: HostResources) throws {}
+}
+
+/// The resources a plugin's settings may ask the daemon for, from `configure` only
+/// (sd_host.enable_hidden_states, load_reward_model): every solve shares them.
+public struct HostResources {
+    let host: UnsafePointer<sd_host>
+
+    /// Every evaluated sequence keeps its last hidden state from now on.
+    public func enableHiddenStates() throws {
+        let status = host.pointee.enable_hidden_states(nil)
+        if status != Int32(SD_OK.rawValue) { throw PluginFailure("enable_hidden_states failed with status \(status)", status: status) }
+    }
+
+    /// Makes a catalog model or GGUF file the daemon's reward model.
+    public func loadRewardModel(_ model: String) throws {
+        let status = host.pointee.load_reward_model(nil, model)
+        if status != Int32(SD_OK.rawValue) {
+            throw PluginFailure("the reward model \(model) could not be loaded (status \(status); the daemon's log says why)",
+                                status: status)
+        }
+    }
 }
 
 public protocol Strategy: PluginMetadata, Sendable {

@@ -36,7 +36,6 @@ struct Configuration: Sendable {
     var watchPlugins: Bool
     var threads: Int
     var contextSize: Int
-    var hiddenStates: Bool
     var maxRequestBytes: Int
     var maxConcurrentSolves: Int
     var maxTokens: Int
@@ -58,7 +57,6 @@ struct Configuration: Sendable {
         // Every concurrent solve may hold maxWidth sequences, within llama.cpp's 256.
         options.maxSequences = min(256, maxWidth * maxConcurrentSolves)
         options.threads = threads
-        options.hiddenStates = hiddenStates
         return options
     }
 
@@ -81,13 +79,16 @@ struct Configuration: Sendable {
     }
 }
 
-/// models.info: the model's facts, and its file's sha256 once computed in the background.
+/// models.info: the model's facts, the shared resources plugins' settings turned on, and
+/// the file's sha256 once computed in the background.
 final class ModelInfo: @unchecked Sendable {
     private let base: [String: JSON]
     private let lock = NSLock()
     private var sha256: String?
+    /// Set once at start, before any plugin loads.
+    var resources: SharedResources?
 
-    init(name: String, facts: ModelFacts, engine: EngineOptions, rewardModel: ModelFacts?) {
+    init(name: String, facts: ModelFacts, engine: EngineOptions) {
         base = ["name": .string(name), "path": .string(facts.path), "architecture": .string(facts.architecture),
                 "description": .string(facts.description), "parameters": JSON(Int(facts.parameters)),
                 "non_embedding_parameters": JSON(Int(facts.nonEmbeddingParameters)), "layers": JSON(facts.layers),
@@ -96,18 +97,21 @@ final class ModelInfo: @unchecked Sendable {
                 "vocabulary_size": JSON(facts.vocabularySize), "file_bytes": JSON(Int(facts.fileBytes)),
                 "tied_embeddings": .bool(facts.tiedEmbeddings), "chat_template": JSON(facts.chatTemplate),
                 "context_size": JSON(engine.contextSize), "max_sequences": JSON(engine.maxSequences),
-                "hidden_states": .bool(engine.hiddenStates), "threads": JSON(engine.threads),
+                "threads": JSON(engine.threads),
                 "backend": ["ggml_version": .string(Backend.current.ggmlVersion),
                             "ggml_commit": .string(Backend.current.ggmlCommit),
                             "system_info": .string(Backend.current.systemInfo)],
-                "flops_formula": "2*non_embedding_parameters + 2*layers*(position+1)*attention_width per evaluated token",
-                "reward_model": rewardModel.map { ["path": .string($0.path), "architecture": .string($0.architecture),
-                                                   "parameters": JSON(Int($0.parameters))] } ?? .null]
+                "flops_formula": "2*non_embedding_parameters + 2*layers*(position+1)*attention_width per evaluated token"]
     }
 
     var json: JSON {
         var object = base
         object["sha256"] = JSON(lock.withLock { sha256 })
+        object["hidden_states"] = .bool(resources?.policy.hiddenStates ?? false)
+        object["reward_model"] = resources?.rewardEngine.map { reward in
+            ["path": .string(reward.model.facts.path), "architecture": .string(reward.model.facts.architecture),
+             "parameters": JSON(Int(reward.model.facts.parameters))]
+        } ?? .null
         return .object(object)
     }
 

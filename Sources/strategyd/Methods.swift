@@ -10,7 +10,7 @@ import Glibc
 /// The daemon's JSON-RPC methods (docs/api.md) over one resident engine and its plugins.
 final class Methods: RPCHandler, @unchecked Sendable {
     let engine: Engine
-    let rewardEngine: Engine?
+    let resources: SharedResources
     let registry: PluginRegistry
     let configuration: Configuration
     let modelInfo: ModelInfo
@@ -29,10 +29,10 @@ final class Methods: RPCHandler, @unchecked Sendable {
         let id: String
     }
 
-    init(engine: Engine, rewardEngine: Engine?, registry: PluginRegistry, configuration: Configuration, modelInfo: ModelInfo,
+    init(engine: Engine, resources: SharedResources, registry: PluginRegistry, configuration: Configuration, modelInfo: ModelInfo,
          logger: Logger) {
         self.engine = engine
-        self.rewardEngine = rewardEngine
+        self.resources = resources
         self.registry = registry
         self.configuration = configuration
         self.modelInfo = modelInfo
@@ -114,7 +114,7 @@ final class Methods: RPCHandler, @unchecked Sendable {
             }
         }
         let solveRequest = SolveRequest(
-            engine: engine, rewardEngine: rewardEngine, registry: registry, problem: parsed.problem,
+            engine: engine, rewardEngine: resources.rewardEngine, registry: registry, problem: parsed.problem,
             budget: Budget(maxTokens: parsed.maxTokens, maxFlops: parsed.maxFlops,
                            deadline: Date().addingTimeInterval(parsed.timeoutSeconds)),
             limits: configuration.requestLimits, seed: parsed.seed, progress: progress)

@@ -18,7 +18,7 @@ struct StrategyDaemon: ParsableCommand {
     @Option(help: "A catalog model name (fetched by scripts/setup) or a path to a GGUF file. Default: \(Configuration.defaultModelName).")
     var model: String?
 
-    @Option(help: "A Math-Shepherd-style process reward model (catalog name or GGUF path) for the prm scorer; off when absent.")
+    @Option(help: .hidden)
     var prmModel: String?
 
     @Option(help: "Socket path. Default: $STRATEGYD_SOCKET, else $XDG_RUNTIME_DIR/strategyd/strategyd.sock, else /run/strategyd/strategyd.sock.")
@@ -49,7 +49,7 @@ struct StrategyDaemon: ParsableCommand {
     @Option(help: "KV cache cells shared by all sequences (\(Configuration.contextSize.range)).")
     var contextSize: Int = Configuration.contextSize.defaultValue
 
-    @Flag(help: "Keep last hidden states (Quiet-STaR's learned mixing head needs them).")
+    @Flag(help: .hidden)
     var hiddenStates = false
 
     @Option(help: "Longest request line in bytes (\(Configuration.requestBytes.range)).")
@@ -99,7 +99,7 @@ struct StrategyDaemon: ParsableCommand {
     }
 
     /// Each plugin's section: the file's, then --plugin-config over it, then the replaced
-    /// --heads-dir where neither names heads_dir.
+    /// flags (--heads-dir, --hidden-states, --prm-model) where neither names their setting.
     func pluginSettings() throws -> [String: JSON] {
         var sections: [String: JSON] = [:]
         if let config {
@@ -108,13 +108,16 @@ struct StrategyDaemon: ParsableCommand {
         for assignment in pluginConfig {
             try PluginSettings.apply(assignment, to: &sections)
         }
-        if let headsDir {
-            for plugin in ["quiet-star", "quiet-rebase"] where sections[plugin]?["heads_dir"] == nil {
+        func setUnlessGiven(_ plugins: [String], _ key: String, _ value: JSON) {
+            for plugin in plugins where sections[plugin]?[key] == nil {
                 var section = sections[plugin]?.objectValue ?? [:]
-                section["heads_dir"] = .string(headsDir)
+                section[key] = value
                 sections[plugin] = .object(section)
             }
         }
+        if let headsDir { setUnlessGiven(["quiet-star", "quiet-rebase"], "heads_dir", .string(headsDir)) }
+        if hiddenStates { setUnlessGiven(["quiet-star", "quiet-rebase"], "hidden_states", true) }
+        if let prmModel { setUnlessGiven(["prm"], "model", .string(prmModel)) }
         return sections
     }
 
@@ -135,13 +138,19 @@ struct StrategyDaemon: ParsableCommand {
         if headsDir != nil {
             logger.warning("--heads-dir is replaced by the heads_dir setting of quiet-star and quiet-rebase (--plugin-config quiet-star.heads_dir=DIR); this release reads it as that")
         }
+        if hiddenStates {
+            logger.warning("--hidden-states is replaced by the hidden_states setting of quiet-star and quiet-rebase (--plugin-config quiet-star.hidden_states=true); this release reads it as that")
+        }
+        if prmModel != nil {
+            logger.warning("--prm-model is replaced by the prm plugin's model setting (--plugin-config prm.model=NAME); this release reads it as that")
+        }
         let configuration = Configuration(
             modelPath: modelPath, modelName: modelName,
             socketPath: SocketPath.resolve(socket), socketMode: mode_t(socketMode, radix: 8)!,
             inheritedSocket: SystemdNotifier.inheritedSocket(),
             pluginDirectory: pluginDirectory,
             pluginSettings: try pluginSettings(),
-            watchPlugins: watch, threads: threads, contextSize: contextSize, hiddenStates: hiddenStates,
+            watchPlugins: watch, threads: threads, contextSize: contextSize,
             maxRequestBytes: maxRequestBytes, maxConcurrentSolves: maxConcurrentSolves, maxTokens: maxTokens,
             maxTimeoutSeconds: maxTimeout, maxWidth: maxWidth, maxTokensPerCall: maxTokensPerCall,
             graceSeconds: shutdownGrace)
@@ -162,41 +171,37 @@ struct StrategyDaemon: ParsableCommand {
             }
             throw ExitCode(3)
         }
-        var rewardEngine: Engine?
-        if let prmModel {
-            let (path, _) = Configuration.resolveModel(prmModel)
-            do {
-                var options = configuration.engineOptions
-                options.hiddenStates = false
-                rewardEngine = try Engine(model: try Model(path: path), options: options)
-                logger.info("reward model resident", metadata: ["path": "\(path)"])
-            } catch {
-                logger.critical("reward model: \(error)")
-                throw ExitCode(3)
-            }
-        }
-        let modelInfo = ModelInfo(name: configuration.modelName, facts: model.facts, engine: configuration.engineOptions,
-                                  rewardModel: rewardEngine?.model.facts)
+        let modelInfo = ModelInfo(name: configuration.modelName, facts: model.facts, engine: configuration.engineOptions)
+        // Plugins' settings may turn these on while they load (sd_host.enable_hidden_states,
+        // load_reward_model); the facts plugins read follow.
+        let resources = SharedResources(policy: engine, loadModel: { name in
+            let (path, _) = Configuration.resolveModel(name)
+            let reward = try Engine(model: try Model(path: path), options: configuration.engineOptions)
+            logger.info("reward model resident", metadata: ["path": "\(path)"])
+            return reward
+        }, changed: { HostTable.setModelInfo(modelInfo.json.serialized()) })
+        modelInfo.resources = resources
+        HostTable.resources = resources
         modelInfo.computeHash(path: configuration.modelPath)
-        HostTable.modelInfo = strdup(modelInfo.json.serialized())
+        HostTable.setModelInfo(modelInfo.json.serialized())
         logger.info("model resident", metadata: [
             "architecture": "\(model.facts.architecture)", "parameters": "\(model.facts.parameters)",
             "seconds": "\(String(format: "%.1f", Date().timeIntervalSince(loadStarted)))"])
 
         let registry = try PluginRegistry(directory: configuration.pluginDirectory, host: HostTable.pointer,
                                           settings: configuration.pluginSettings)
+        PluginLog.sink = { level, message in
+            let levels: [Logger.Level] = [.debug, .info, .warning, .error]
+            logger.log(level: levels[max(0, min(level, 3))], "plugin: \(message)")
+        }
         for refusal in registry.loadAll() { logger.warning("plugin refused", metadata: ["error": "\(refusal)"]) }
         for name in configuration.pluginSettings.keys.sorted() where registry.get(name) == nil && registry.available().contains(name) == false {
             logger.warning("settings for a plugin that is not in the plugin directory", metadata: ["plugin": "\(name)"])
         }
         logger.info("plugins", metadata: ["directory": "\(configuration.pluginDirectory.path)",
                                           "loaded": "\(registry.all.map { "\($0.name) \($0.version)" }.joined(separator: ", "))"])
-        PluginLog.sink = { level, message in
-            let levels: [Logger.Level] = [.debug, .info, .warning, .error]
-            logger.log(level: levels[max(0, min(level, 3))], "plugin: \(message)")
-        }
 
-        let methods = Methods(engine: engine, rewardEngine: rewardEngine, registry: registry, configuration: configuration, modelInfo: modelInfo, logger: logger)
+        let methods = Methods(engine: engine, resources: resources, registry: registry, configuration: configuration, modelInfo: modelInfo, logger: logger)
         let rpc = try RPCService(configuration: configuration, methods: methods, logger: logger)
         var services: [Service] = [rpc]
         if configuration.watchPlugins { services.append(PluginWatcher(registry: registry, logger: logger)) }

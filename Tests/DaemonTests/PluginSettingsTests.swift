@@ -61,4 +61,36 @@ final class PluginSettingsTests: XCTestCase {
             }
         }
     }
+
+    func testTheReplacedResourceFlagsAreReadAsTheirSettings() throws {
+        let daemon = try DaemonProcess(plugins: ["quiet-star", "prm"],
+                                       extraArguments: ["--hidden-states", "--prm-model", try TestAssets.model()])
+        defer { daemon.stop(); daemon.removeFolder() }
+        XCTAssertEqual(try plugin("quiet-star", in: daemon)?["settings"]?["hidden_states"], true)
+        XCTAssertEqual(try plugin("prm", in: daemon)?["settings"]?["model"]?.stringValue, try TestAssets.model())
+        let info = try daemon.call("models.info")
+        XCTAssertEqual(info["hidden_states"], true)
+        XCTAssertEqual(info["reward_model"]?["path"]?.stringValue, try TestAssets.model())
+        XCTAssertTrue(daemon.log.contains("--hidden-states is replaced"), daemon.log)
+        XCTAssertTrue(daemon.log.contains("--prm-model is replaced"), daemon.log)
+    }
+
+    func testWithoutTheSettingsNoResourceIsTurnedOn() throws {
+        let daemon = try DaemonProcess(plugins: ["quiet-star", "prm"])
+        defer { daemon.stop(); daemon.removeFolder() }
+        let info = try daemon.call("models.info")
+        XCTAssertEqual(info["hidden_states"], false)
+        XCTAssertEqual(info["reward_model"], .null)
+    }
+
+    func testOnlyConfigureMayAskForSharedResources() throws {
+        let daemon = try DaemonProcess(plugins: [], prepare: {
+            try CPlugin.compile("Tests/DaemonTests/Fixtures/fixture_plugin.c", into: $0, name: "greedy-asker",
+                                defines: ["-DFIXTURE_NAME=\"greedy-asker\"", "-DFIXTURE_ASKS_RESOURCES"])
+        })
+        defer { daemon.stop(); daemon.removeFolder() }
+        let result = try daemon.call("solve", ["problem": "1 + 1?", "strategy": "greedy-asker", "params": ["tokens": 1]])
+        XCTAssertEqual(result["text"], "statuses -1 -1", "a request must not turn on what every solve shares")
+        XCTAssertEqual(try daemon.call("models.info")["hidden_states"], false)
+    }
 }

@@ -103,7 +103,8 @@ final class QuietStarTests: XCTestCase {
     // MARK: through the daemon
 
     static let shared = SharedDaemon {
-        try DaemonProcess(plugins: ["quiet-star", "quiet-rebase", "rebase", "greedy"], extraArguments: ["--hidden-states"],
+        try DaemonProcess(plugins: ["quiet-star", "quiet-rebase", "rebase", "greedy"], extraArguments: ["--plugin-config", "quiet-star.hidden_states=true",
+                                                                                                  "--plugin-config", "quiet-rebase.hidden_states=true"],
                           prepare: { try CPlugin.compile("Tests/StrategyTests/Fixtures/hash_scorer.c", into: $0, name: "hash-scorer") })
     }
     static let problem = "Tom has 3 apples and buys 4 more. How many apples does he have?"

@@ -14,7 +14,7 @@ final class ScorerTests: XCTestCase {
     static let wrongSolution = "In May she sold 48 * 2 = 96 clips.\n\nAltogether she sold 48 + 96 = 150 clips.\n\nThe answer is 150."
 
     /// One daemon for the class, the test model standing in as the reward model too.
-    static let shared = SharedDaemon { try startDaemon(extraArguments: ["--prm-model", try TestAssets.model()]) }
+    static let shared = SharedDaemon { try startDaemon(extraArguments: ["--plugin-config", "prm.model=\(try TestAssets.model())"]) }
 
     func daemon() throws -> DaemonProcess { try Self.shared.get() }
 
@@ -148,7 +148,7 @@ final class ScorerTests: XCTestCase {
         let daemon = try ScorerTests.startDaemon()
         defer { daemon.stop(); daemon.removeFolder() }
         let message = try failure("prm", ScorerTests.rightSolution, daemon: daemon)
-        XCTAssertTrue(message.contains("prm scorer: strategyd was started without --prm-model"), message)
+        XCTAssertTrue(message.contains("prm scorer: no reward model is resident"), message)
     }
 
     // MARK: combine

@@ -76,7 +76,7 @@ enum sd_finish {
 /* The models a plugin can ask about (next_token_logprobs). */
 enum sd_model {
     SD_MODEL_POLICY = 0,  /* the resident model strategies generate with       */
-    SD_MODEL_REWARD = 1,  /* the daemon's reward model (--prm-model), if loaded */
+    SD_MODEL_REWARD = 1,  /* the daemon's reward model (load_reward_model), if loaded */
 };
 
 /* How sd_host.vote tallies an answer. */
@@ -182,7 +182,7 @@ typedef struct sd_host {
                         const sd_generate_params * params, sd_generation * out);
     void (*generations_free)(sd_request * r, sd_generation * generations, int32_t n);
     /* Next-token logits of a sequence (n_vocab floats) and its last hidden state after
-       the final norm (n_embd floats; only when the daemon runs with hidden states). */
+       the final norm (n_embd floats; only once enable_hidden_states was called). */
     int32_t (*logits)(sd_request * r, sd_seq seq, float * out, int32_t n_vocab);
     int32_t (*hidden_state)(sd_request * r, sd_seq seq, float * out, int32_t n_embd);
     /* Samples a token from logits the plugin computed (for example a mixture). Each call
@@ -211,8 +211,8 @@ typedef struct sd_host {
     /* Log-probabilities, as the next token after `text`, of the first token of each of
        the n candidate strings, on the model named by `model` (enum sd_model). `text` is
        evaluated in a sequence of its own (control tokens written as text are parsed) and
-       charged as scorer tokens. SD_ERR_INVALID_ARGUMENT for SD_MODEL_REWARD when the
-       daemon runs without a reward model. n in [1, 64]. */
+       charged as scorer tokens. SD_ERR_INVALID_ARGUMENT for SD_MODEL_REWARD when no
+       reward model is resident. n in [1, 64]. */
     int32_t (*next_token_logprobs)(sd_request * r, int32_t model, const char * text,
                                    const char * const * candidates, int32_t n, double * out);
 
@@ -264,6 +264,19 @@ typedef struct sd_host {
        answer's count and weight sum. n in [0, 65536]. Evaluates nothing. */
     int32_t (*vote)(sd_request * r, const char * const * answers, const double * weights, int32_t n,
                     int32_t mode, sd_vote_tally * tallies, int32_t * chosen);
+
+    /* -- for a plugin's configure() only (r is NULL): resources every solve shares, which
+          the administrator's settings for the plugin ask the daemon for. Called at any
+          other time they return SD_ERR_INVALID_ARGUMENT. -- */
+
+    /* From now on, every evaluated sequence keeps its last hidden state (hidden_state()
+       needs it); llama.cpp then copies n_embd floats per output, for every solve. */
+    int32_t (*enable_hidden_states)(sd_request * r);
+    /* Makes `model` (a catalog model name or a GGUF path) the daemon's reward model
+       (SD_MODEL_REWARD), resident from now on. The same model again is kept as it is;
+       another while one is resident is refused with SD_ERR_INVALID_ARGUMENT (one reward
+       model at a time); a model that cannot be loaded, SD_ERR_ENGINE (the daemon logs why). */
+    int32_t (*load_reward_model)(sd_request * r, const char * model);
 } sd_host;
 
 /* Whether a host table has a function appended to ABI 1 after its first release. */

@@ -6,6 +6,8 @@
  *   FIXTURE_HOST_SIZE N      refuse, in init(), a host table smaller than N bytes, as a
  *                            plugin built against a newer header would (refusal tests)
  *   FIXTURE_PLUGIN_SIZE N    the sd_plugin size it claims (refusal tests)
+ *   FIXTURE_ASKS_RESOURCES   asks, while solving, for what only configure() may ask
+ *                            (hidden states, a reward model) and answers with the statuses
  * As a strategy it generates exactly `tokens` tokens greedily, so a solve takes a
  * predictable while, waits `linger_ms` more (a strategy's last step that outlasts its
  * time budget), and answers with its own version.
@@ -49,8 +51,13 @@ static int32_t solve(void *state, const sd_host *host, sd_request *r, const char
     struct timespec linger = {linger_ms / 1000, (long)(linger_ms % 1000) * 1000000L};
     nanosleep(&linger, NULL);
     char result[256];
+#ifdef FIXTURE_ASKS_RESOURCES
+    snprintf(result, sizeof result, "{\"text\": \"statuses %d %d\", \"answer\": null}",
+             host->enable_hidden_states(NULL), host->load_reward_model(NULL, "smollm2-135m-instruct-q4_1"));
+#else
     snprintf(result, sizeof result, "{\"text\": \"generated %d tokens\", \"answer\": \"%s\"}", out.n_tokens,
              FIXTURE_VERSION);
+#endif
     host->generations_free(r, &out, 1);
     return host->set_result(r, result);
 }

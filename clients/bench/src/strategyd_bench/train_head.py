@@ -1,6 +1,6 @@
 """Train quiet-star's learned mixing head on GSM8K train rationales, over the socket.
 
-The resident model (strategyd started with --hidden-states) decodes each rationale with
+The resident model (strategyd with quiet-star's hidden_states setting on) decodes each rationale with
 teacher forcing through the quiet-star plugin (param `teacher`): at every position it
 thinks once and returns h_base, h_thought and the log-probabilities of the true next token
 before and after the thought. The head is Quiet-STaR's mixing head, an MLP over
@@ -190,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             per_problem, indices = saved["features"], saved["problems"]
         else:
             if not info.hidden_states:
-                parser.error("the daemon must run with --hidden-states: the head reads hidden states")
+                parser.error("the daemon must keep hidden states (--plugin-config quiet-star.hidden_states=true): the head reads them")
             with open(args.data, encoding="utf-8") as f:
                 rows = [json.loads(line) for line in f if line.strip()]
             indices = sorted(random.Random(args.seed).sample(range(len(rows)), args.problems))
