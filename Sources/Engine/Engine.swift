@@ -11,6 +11,10 @@ public struct EngineOptions: Sendable, Equatable {
     public var batchSize = 2048
     /// Tokens per compute graph inside one call. 32 ... batchSize.
     public var microBatchSize = 512
+    /// Queued tokens (prompts, appended text) one tick evaluates at most, besides one
+    /// token per generating sequence: a long prompt delays others' generation by at most
+    /// one such chunk per tick. 1 ... batchSize.
+    public var tickTokens = 512
     /// CPU threads for decoding. 1 ... 256; default: every core.
     public var threads = ProcessInfo.processInfo.activeProcessorCount
     /// Keep the last hidden state (after the final norm) of every sequence, as well as
@@ -84,14 +88,15 @@ public struct Generation: Sendable {
 /// llama_batch. A fork copies KV cell references (llama_memory_seq_cp over a unified
 /// KV buffer), so children never re-evaluate their parent's tokens.
 ///
-/// Thread-safe: one first-come-first-served lock guards the context; `generate` takes it
-/// twice per step (to sample, to decode), so that concurrent callers interleave rather
-/// than wait for whole generations. Concurrent generations also share their decodes: each
-/// step samples under the lock, queues its sequences, and waits (5 ms at most) until every
-/// other generation has its place in the lock's queue; the first to decode then evaluates
-/// all queued sequences in one batch. Each account counts the decodes it took part in. On
-/// a CPU a batch of n tokens costs far less than n decodes, so concurrent solves raise
-/// throughput instead of only taking turns.
+/// One owner: a scheduler thread owns the llama.cpp context, as the update loop of
+/// llama.cpp's server does. Other threads post operations and wait for them. Each tick
+/// the owner runs the posted operations, samples one token for every generating sequence
+/// of every caller, and evaluates in one llama_batch those tokens and, up to
+/// `tickTokens`, the queued tokens that callers wait on (prompts, appended text, scored
+/// continuations), taken round-robin. So concurrent solves share every decode, and a long
+/// prompt stalls others' generation by at most one chunk. Each account counts the decodes
+/// it took part in. On a CPU a batch of n tokens costs far less than n decodes, so
+/// concurrent solves raise throughput instead of only taking turns.
 public final class Engine: @unchecked Sendable {
     public let model: Model
     public let options: EngineOptions
@@ -102,24 +107,29 @@ public final class Engine: @unchecked Sendable {
     private let context: OpaquePointer
     private let memory: OpaquePointer
     private var batch: llama_batch
-    private let lock = FairLock()
-    /// Read without the context lock, so status never waits for a decode.
+    /// Read without waiting for the owner, so status never waits for a decode.
     private let countLock = NSLock()
     private var sequenceCount = 0
+    private var decodeCalls = 0
+    // The owner's state: touched only on the owner thread.
     private var sequences: [SequenceID: SequenceState] = [:]
     private var freeIDs: [SequenceID]
-    private var decodeCalls = 0
-    /// Sequences whose callers wait for their queued tokens to be evaluated; the next
-    /// caller to evaluate takes them all into its batch.
-    private var awaitingEvaluation = Set<SequenceID>()
-    /// Generations between one step's decode and their place in the queue for the next
-    /// step: a step waits for them (briefly) so that they join its batch.
-    private let steps = NSCondition()
-    private var generationsBetweenSteps = 0
+    /// Callers waiting for queued tokens to be evaluated, in arrival order.
+    private var evaluations: [Evaluation] = []
+    /// Generations in progress, one token per live sequence per tick.
+    private var generations: [GenerationTask] = []
+    /// Where the next tick starts taking queued tokens: rotates, so no caller waits behind
+    /// another's long prompt for more than a chunk per tick.
+    private var nextEvaluation = 0
+    // Posted operations, for the owner to run.
+    private let posted = NSCondition()
+    private var operations: [() -> Void] = []
+    private var ownerThread: Thread?
     /// A recurrent state cannot be copied up to a position (llama.cpp copies all of it),
     /// so models with one never lend a prefix.
     private let prefixesShareable: Bool
-    /// Whether outputs carry hidden states: from the options, or turned on later.
+    /// Whether outputs carry hidden states: from the options, or turned on later (under
+    /// countLock, so that anyone may read it).
     private var keepsHiddenStates: Bool
 
     private struct PendingToken {
@@ -168,19 +178,20 @@ public final class Engine: @unchecked Sendable {
         freeIDs = (0..<Int32(options.maxSequences)).reversed()
         prefixesShareable = !llama_model_is_recurrent(model.pointer) && !llama_model_is_hybrid(model.pointer)
         keepsHiddenStates = options.hiddenStates
+        startOwner()
     }
 
     /// Whether evaluated sequences keep their last hidden state.
-    public var hiddenStates: Bool { locked { keepsHiddenStates } }
+    public var hiddenStates: Bool { countLock.withLock { keepsHiddenStates } }
 
     /// Keeps hidden states from the next evaluation on, for every sequence (a plugin's
     /// settings ask for it when the daemon runs). Sequences evaluated before have none
     /// until they are evaluated again.
     public func enableHiddenStates() {
-        locked {
-            guard !keepsHiddenStates else { return }
+        run { [self] in
+            guard !hiddenStates else { return }
             llama_set_embeddings(context, true)
-            keepsHiddenStates = true
+            countLock.withLock { keepsHiddenStates = true }
         }
     }
 
@@ -190,7 +201,7 @@ public final class Engine: @unchecked Sendable {
     }
 
     /// llama_decode calls made so far.
-    public var decodeCallCount: Int { locked { decodeCalls } }
+    public var decodeCallCount: Int { countLock.withLock { decodeCalls } }
     public var liveSequences: Int { countLock.withLock { sequenceCount } }
 
     // MARK: sequences
@@ -202,7 +213,7 @@ public final class Engine: @unchecked Sendable {
     /// not only up to the first such token, and sees the text as the policy wrote it.
     public func tokenize(_ text: String, reusing candidates: [SequenceID]) -> [Int32] {
         let canonical = model.tokenize(text, addSpecial: true)
-        let owned = locked { candidates.compactMap { sequences[$0]?.tokens } }
+        let owned = run { [self] in candidates.compactMap { sequences[$0]?.tokens } }
         let bytes = Array(text.utf8)
         let addedBOS = model.beginningOfSequence != nil && canonical.first == model.beginningOfSequence ? 1 : 0
         // Where each canonical token's text ends (the added BOS spells none): computed once,
@@ -252,7 +263,7 @@ public final class Engine: @unchecked Sendable {
     /// token always is, for the next-token logits).
     public func createSequence(_ tokens: [Int32], account: Account, kind: TokenKind = .prompt,
                                reusing candidates: [SequenceID] = []) throws -> SequenceID {
-        try locked {
+        try run { [self] in
             try checkTokens(tokens)
             guard !tokens.isEmpty else { throw EngineError.emptySequence }
             guard let id = freeIDs.popLast() else { throw EngineError.tooManySequences(limit: options.maxSequences) }
@@ -281,10 +292,12 @@ public final class Engine: @unchecked Sendable {
     /// `count` children of `parent`, each sharing every token the parent holds (the
     /// parent's queued tokens are evaluated first, once).
     public func fork(_ parent: SequenceID, count: Int) throws -> [SequenceID] {
-        try locked {
+        try evaluateInTick([parent])
+        return try run { [self] in
             guard sequences[parent] != nil else { throw EngineError.unknownSequence(parent) }
             guard count <= freeIDs.count else { throw EngineError.tooManySequences(limit: options.maxSequences) }
-            try evaluatePending([parent])
+            // Tokens appended since the tick are evaluated here, before the cells are shared.
+            try evaluateNow([parent])
             let state = sequences[parent]!
             return (0..<count).map { _ in
                 let child = freeIDs.popLast()!
@@ -299,7 +312,7 @@ public final class Engine: @unchecked Sendable {
 
     /// Queues tokens at the end of a sequence.
     public func append(_ id: SequenceID, tokens: [Int32], kind: TokenKind = .prompt) throws {
-        try locked {
+        try run { [self] in
             try checkTokens(tokens)
             guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
             sequences[id]!.tokens += tokens
@@ -331,27 +344,44 @@ public final class Engine: @unchecked Sendable {
     /// then costs nothing, or the few tokens where its tokenization of the text differs.
     public func appendScored(_ id: SequenceID, tokens: [Int32], kind: TokenKind = .prompt,
                              reusing candidates: [SequenceID] = []) throws -> [Float] {
-        try locked {
+        // The lent run first, from a candidate that knows it; else the first token's score
+        // from the sequence's logits. Then the rest, output rows in some ticks' batches.
+        var (start, scores) = try run { [self] () throws -> (Int, [Float]) in
             try checkTokens(tokens)
             guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
-            guard !tokens.isEmpty else { return [] }
-            let start = sequences[id]!.tokens.count
-            var scores = lendScored(id, tokens: tokens, kind: kind, from: candidates)
-            if scores.isEmpty {
-                try evaluatePending([id])
-                scores = [sequences[id]!.logits.withUnsafeBufferPointer { $0[Int(tokens[0])] - LogProbabilities.logSumExp($0) }]
+            guard !tokens.isEmpty else { return (0, []) }
+            return (sequences[id]!.tokens.count, lendScored(id, tokens: tokens, kind: kind, from: candidates))
+        }
+        guard !tokens.isEmpty else { return [] }
+        if scores.isEmpty {
+            try evaluateInTick([id])
+            scores = try run { [self] in
+                guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
+                try evaluateNow([id])
+                start = sequences[id]!.tokens.count
+                let first = sequences[id]!.logits.withUnsafeBufferPointer { $0[Int(tokens[0])] - LogProbabilities.logSumExp($0) }
                 sequences[id]!.tokens += tokens
                 sequences[id]!.logprobs += Array(repeating: .nan, count: tokens.count)
                 sequences[id]!.pending += Array(repeating: PendingToken(kind: kind, sampled: false), count: tokens.count)
+                return [first]
             }
-            try evaluatePending([id], scoring: id) { scores.append($0) }
-            sequences[id]!.logprobs.replaceSubrange(start..., with: scores)
-            return scores
+        }
+        let scored = ScoresBox()
+        try evaluateInTick([id], scoring: id) { scored.scores.append($0) }
+        return try run { [self, start, scores] in
+            guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
+            let all = scores + scored.scores
+            sequences[id]!.logprobs.replaceSubrange(start..., with: all)
+            return all
         }
     }
 
+    private final class ScoresBox {
+        var scores: [Float] = []
+    }
+
     /// The start of `appendScored` from the candidate that holds `id`'s tokens followed by
-    /// the longest run of `tokens` whose log-probabilities it knows (caller holds the lock).
+    /// the longest run of `tokens` whose log-probabilities it knows (owner thread).
     /// Its cells up to the run's last token are copied, as `createSequence` lends a prefix;
     /// `tokens` are appended, the run's last token and those after it queued, and the run's
     /// log-probabilities returned. Empty when no candidate knows the first token's.
@@ -384,9 +414,8 @@ public final class Engine: @unchecked Sendable {
 
     /// Frees a sequence and the KV cells no other sequence shares.
     public func remove(_ id: SequenceID) {
-        locked {
+        run { [self] in
             guard let state = sequences.removeValue(forKey: id) else { return }
-            awaitingEvaluation.remove(id)
             llama_memory_seq_rm(memory, id, -1, -1)
             freeIDs.append(id)
             state.account.sequenceClosed()
@@ -394,27 +423,32 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
-    /// Evaluates every queued token of these sequences, in as few llama_decode calls as
-    /// the batch size allows (one, when they fit), with those concurrent generations queued.
+    /// Evaluates every queued token of these sequences, in the owner's ticks with every
+    /// other caller's tokens (one decode, when they fit in a tick).
     public func evaluate(_ ids: [SequenceID]) throws {
-        try locked { try evaluateJoiningOthers(ids) }
+        try evaluateInTick(ids)
     }
 
     // MARK: logits, hidden states, sampling
 
     /// Runs `body` over the sequence's next-token logits (vocabulary-sized).
     public func withLogits<T>(_ id: SequenceID, _ body: (UnsafeBufferPointer<Float>) throws -> T) throws -> T {
-        try locked {
-            try evaluatePending([id])
-            return try sequences[id]!.logits.withUnsafeBufferPointer(body)
+        try evaluateInTick([id])
+        let logits = try run { [self] in
+            guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
+            try evaluateNow([id])
+            return sequences[id]!.logits
         }
+        return try logits.withUnsafeBufferPointer(body)
     }
 
     /// The last hidden state (after the final norm: what the output head reads).
     public func hiddenState(_ id: SequenceID) throws -> [Float] {
-        return try locked {
-            guard keepsHiddenStates else { throw EngineError.hiddenStatesDisabled }
-            try evaluatePending([id])
+        guard hiddenStates else { throw EngineError.hiddenStatesDisabled }
+        try evaluateInTick([id])
+        return try run { [self] in
+            guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
+            try evaluateNow([id])
             // A sequence last evaluated before hidden states were turned on has none yet.
             guard sequences[id]!.hidden.count == model.facts.embeddingWidth else { throw EngineError.hiddenStatesDisabled }
             return sequences[id]!.hidden
@@ -428,90 +462,118 @@ public final class Engine: @unchecked Sendable {
 
     // MARK: generation
 
-    /// Generates on every sequence in `ids` at once: each step samples one token per
-    /// live sequence and evaluates them all in one llama_decode call, with the tokens
-    /// concurrent generations queued for theirs. `shouldContinue`
-    /// is asked before every step (with the step number); false ends the live ones as
+    /// Generates on every sequence in `ids` at once: each tick samples one token per live
+    /// sequence, and the owner evaluates them with every other caller's in one
+    /// llama_decode call. `shouldContinue` is asked before every step (with the step
+    /// number, on the owner thread: it must not block); false ends the live ones as
     /// `.interrupted`, and a step the KV cache has no room for as `.cacheFull`: what was
     /// generated is returned either way. Sequence i samples with seed `sampling.seed + i`.
     public func generate(_ ids: [SequenceID], options: GenerationOptions,
-                         shouldContinue: (Int) -> Bool = { _ in true }) throws -> [Generation] {
-        var results = [Generation](repeating: Generation(), count: ids.count)
-        var bytes = [[UInt8]](repeating: [], count: ids.count)
-        let samplers = ids.indices.map { index in
-            var params = options.sampling
-            params.seed = params.seed &+ UInt32(index)
-            return Sampler(params)
+                         shouldContinue: @escaping (Int) -> Bool = { _ in true }) throws -> [Generation] {
+        let task = GenerationTask(ids: ids, options: options, shouldContinue: shouldContinue)
+        let done = DispatchSemaphore(value: 0)
+        task.done = { done.signal() }
+        try run { [self] in
+            for id in ids where sequences[id] == nil { throw EngineError.unknownSequence(id) }
+            generations.append(task)
         }
-        let stops = options.stop.filter { !$0.isEmpty }.map { Array($0.utf8) }
-        var live = Array(ids.indices)
+        done.wait()
+        return try task.outcome!.get()
+    }
+
+    /// One generate call in progress, advanced by the owner one step per tick.
+    private final class GenerationTask {
+        let ids: [SequenceID]
+        let options: GenerationOptions
+        let shouldContinue: (Int) -> Bool
+        let samplers: [Sampler]
+        let stops: [[UInt8]]
+        var results: [Generation]
+        var bytes: [[UInt8]]
+        var live: [Int]
         var step = 0
-        do {
-            try evaluate(ids)
-        } catch EngineError.kvCacheFull {
-            return ids.map { _ in Generation(finish: .cacheFull) }
+        var outcome: Result<[Generation], Error>?
+        var done: () -> Void = {}
+
+        init(ids: [SequenceID], options: GenerationOptions, shouldContinue: @escaping (Int) -> Bool) {
+            self.ids = ids
+            self.options = options
+            self.shouldContinue = shouldContinue
+            samplers = ids.indices.map { index in
+                var params = options.sampling
+                params.seed = params.seed &+ UInt32(index)
+                return Sampler(params)
+            }
+            stops = options.stop.filter { !$0.isEmpty }.map { Array($0.utf8) }
+            results = [Generation](repeating: Generation(), count: ids.count)
+            bytes = [[UInt8]](repeating: [], count: ids.count)
+            live = Array(ids.indices)
         }
-        var betweenSteps = true
-        steps.withLock { generationsBetweenSteps += 1 }
-        defer { if betweenSteps { leaveBetweenSteps() } }
-        while !live.isEmpty {
-            guard options.maxTokens > 0, shouldContinue(step) else {
-                for index in live { results[index].finish = options.maxTokens > 0 ? .interrupted : .maxTokens }
-                break
+
+        func finish(_ outcome: Result<[Generation], Error>) {
+            var outcome = outcome
+            if case .success = outcome {
+                for index in ids.indices { results[index].text = String(decoding: bytes[index], as: UTF8.self) }
+                outcome = .success(results)
             }
-            step += 1
-            lock.lock(onTicket: { betweenSteps = false; leaveBetweenSteps() })
-            defer { lock.unlock() }
-            var stillLive: [Int] = []
-            for index in live {
-                let id = ids[index]
-                guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
-                // The model's own log-normalizer, before min_tokens hides the end tokens.
-                let lse = options.logprobs ? sequences[id]!.logits.withUnsafeBufferPointer(LogProbabilities.logSumExp) : 0
-                if results[index].tokens.count < options.minTokens {
-                    for eog in model.endOfGenerationTokens { sequences[id]!.logits[Int(eog)] = -.infinity }
-                }
-                let token = sequences[id]!.logits.withUnsafeBufferPointer { samplers[index].sample($0) }
-                let logprob = sequences[id]!.logits[Int(token)] - lse
-                if model.isEndOfGeneration(token) {
-                    results[index].finish = .endOfGeneration
-                    continue
-                }
-                results[index].tokens.append(token)
-                if options.logprobs { results[index].logprobs.append(logprob) }
-                sequences[id]!.tokens.append(token)
-                sequences[id]!.logprobs.append(options.logprobs ? logprob : .nan)
-                sequences[id]!.pending.append(PendingToken(kind: options.kind, sampled: true))
-                sequences[id]!.account.update { $0.count(options.kind, tokens: 1) }
-                totals.update { $0.count(options.kind, tokens: 1) }
-                let piece = model.piece(token)
-                bytes[index] += piece
-                if let stop = Engine.firstStop(stops, in: bytes[index], newBytes: piece.count) {
-                    results[index].finish = .stop
-                    results[index].stopString = String(decoding: stop, as: UTF8.self)
-                } else if results[index].tokens.count >= options.maxTokens {
-                    results[index].finish = .maxTokens
-                } else {
-                    stillLive.append(index)
-                }
-            }
-            live = stillLive
-            awaitingEvaluation.formUnion(live.map { ids[$0] })
-            guard !live.isEmpty else { break }
-            lock.unlock()
-            waitForGenerationsBetweenSteps()
-            lock.lock()
-            do {
-                try evaluateJoiningOthers(live.map { ids[$0] })
-            } catch let error as EngineError where error.isOutOfRoom {
-                for index in live { results[index].finish = .cacheFull }
-                break
-            }
-            steps.withLock { generationsBetweenSteps += 1 }
-            betweenSteps = true
+            self.outcome = outcome
+            done()
         }
-        for index in ids.indices { results[index].text = String(decoding: bytes[index], as: UTF8.self) }
-        return results
+    }
+
+    /// One step of a generation whose live sequences are all evaluated (owner thread):
+    /// samples a token for each and queues it. Returns false once the task has finished.
+    private func advance(_ task: GenerationTask) -> Bool {
+        let options = task.options
+        guard !task.live.isEmpty else { task.finish(.success([])); return false }
+        guard options.maxTokens > 0, task.shouldContinue(task.step) else {
+            for index in task.live { task.results[index].finish = options.maxTokens > 0 ? .interrupted : .maxTokens }
+            task.finish(.success([]))
+            return false
+        }
+        task.step += 1
+        var stillLive: [Int] = []
+        for index in task.live {
+            let id = task.ids[index]
+            guard sequences[id] != nil else {
+                task.finish(.failure(EngineError.unknownSequence(id)))
+                return false
+            }
+            // The model's own log-normalizer, before min_tokens hides the end tokens.
+            let lse = options.logprobs ? sequences[id]!.logits.withUnsafeBufferPointer(LogProbabilities.logSumExp) : 0
+            if task.results[index].tokens.count < options.minTokens {
+                for eog in model.endOfGenerationTokens { sequences[id]!.logits[Int(eog)] = -.infinity }
+            }
+            let token = sequences[id]!.logits.withUnsafeBufferPointer { task.samplers[index].sample($0) }
+            let logprob = sequences[id]!.logits[Int(token)] - lse
+            if model.isEndOfGeneration(token) {
+                task.results[index].finish = .endOfGeneration
+                continue
+            }
+            task.results[index].tokens.append(token)
+            if options.logprobs { task.results[index].logprobs.append(logprob) }
+            sequences[id]!.tokens.append(token)
+            sequences[id]!.logprobs.append(options.logprobs ? logprob : .nan)
+            sequences[id]!.pending.append(PendingToken(kind: options.kind, sampled: true))
+            sequences[id]!.account.update { $0.count(options.kind, tokens: 1) }
+            totals.update { $0.count(options.kind, tokens: 1) }
+            let piece = model.piece(token)
+            task.bytes[index] += piece
+            if let stop = Engine.firstStop(task.stops, in: task.bytes[index], newBytes: piece.count) {
+                task.results[index].finish = .stop
+                task.results[index].stopString = String(decoding: stop, as: UTF8.self)
+            } else if task.results[index].tokens.count >= options.maxTokens {
+                task.results[index].finish = .maxTokens
+            } else {
+                stillLive.append(index)
+            }
+        }
+        task.live = stillLive
+        if task.live.isEmpty {
+            task.finish(.success([]))
+            return false
+        }
+        return true
     }
 
     /// The first stop string that ends within the last `newBytes` bytes of `text`.
@@ -529,11 +591,6 @@ public final class Engine: @unchecked Sendable {
 
     // MARK: evaluation
 
-    private func locked<T>(_ body: () throws -> T) rethrows -> T {
-        lock.lock(); defer { lock.unlock() }
-        return try body()
-    }
-
     private func checkTokens(_ tokens: [Int32]) throws {
         let vocabularySize = model.facts.vocabularySize
         if let bad = tokens.first(where: { $0 < 0 || Int($0) >= vocabularySize }) {
@@ -541,47 +598,213 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
-    private func leaveBetweenSteps() {
-        steps.withLock { generationsBetweenSteps -= 1 }
-        steps.broadcast()
-    }
+    // MARK: the owner
 
-    /// Waits until every other generation has its place in the lock's queue, so that its
-    /// next step is sampled and queued before this step's decode. Between steps a
-    /// generation only asks `shouldContinue`, so the wait is short; the deadline bounds it
-    /// when a thread is descheduled or a callback is slow.
-    private func waitForGenerationsBetweenSteps() {
-        let deadline = Date(timeIntervalSinceNow: 0.005)
-        steps.lock()
-        while generationsBetweenSteps > 0 && steps.wait(until: deadline) {}
-        steps.unlock()
-    }
+    /// A caller waiting for the queued tokens of some sequences to be evaluated.
+    private final class Evaluation {
+        let ids: [SequenceID]
+        /// A sequence with an output row at every queued position but its last (appendScored).
+        let scoring: SequenceID?
+        let onScore: (Float) -> Void
+        let done: (Error?) -> Void
 
-    /// Evaluates `own` and every sequence other callers are waiting on, in one batch
-    /// (caller holds the lock). The others are taken whether or not this call succeeds.
-    private func evaluateJoiningOthers(_ own: [SequenceID]) throws {
-        let others = awaitingEvaluation.subtracting(own).filter { sequences[$0] != nil }.sorted()
-        awaitingEvaluation.removeAll()
-        do {
-            try evaluatePending(own + others)
-        } catch let error as EngineError where error.isOutOfRoom && !others.isEmpty {
-            // The room may have run out for another caller's tokens: evaluate ours alone.
-            // Theirs stay queued; their callers evaluate them next.
-            try evaluatePending(own)
+        init(ids: [SequenceID], scoring: SequenceID?, onScore: @escaping (Float) -> Void, done: @escaping (Error?) -> Void) {
+            self.ids = ids
+            self.scoring = scoring
+            self.onScore = onScore
+            self.done = done
         }
     }
 
-    /// Evaluates the queued tokens of `ids` (caller holds the lock). Each sequence's last
-    /// token is an output row; its logits are copied out before the next call reuses
-    /// llama.cpp's buffers. Every token of `scoring` but its last (left queued) is an
-    /// output row too: `onScore` receives, in order, the log-probability of each of its
-    /// tokens after the first queued one, given those before it.
-    private func evaluatePending(_ ids: [SequenceID], scoring: SequenceID? = nil,
-                                 onScore: (Float) -> Void = { _ in }) throws {
+    /// Runs `body` on the owner thread, between ticks, and returns what it returns.
+    private func run<T>(_ body: @escaping () throws -> T) throws -> T {
+        if Thread.current === ownerThread { return try body() }
+        let done = DispatchSemaphore(value: 0)
+        let box = ResultBox<T>()
+        post {
+            box.result = Result { try body() }
+            done.signal()
+        }
+        done.wait()
+        return try box.result!.get()
+    }
+
+    private func run<T>(_ body: @escaping () -> T) -> T {
+        // A body that cannot throw makes run(_:) unable to.
+        try! run { () throws -> T in body() }
+    }
+
+    private final class ResultBox<T> {
+        var result: Result<T, Error>?
+    }
+
+    private func post(_ operation: @escaping () -> Void) {
+        posted.withLock {
+            operations.append(operation)
+            posted.signal()
+        }
+    }
+
+    /// Waits until the queued tokens of `ids` are evaluated (in some tick's batch).
+    private func evaluateInTick(_ ids: [SequenceID], scoring: SequenceID? = nil,
+                                onScore: @escaping (Float) -> Void = { _ in }) throws {
+        let done = DispatchSemaphore(value: 0)
+        let box = ResultBox<Void>()
+        post { [self] in
+            evaluations.append(Evaluation(ids: ids, scoring: scoring, onScore: onScore) { error in
+                box.result = error.map { .failure($0) } ?? .success(())
+                done.signal()
+            })
+        }
+        done.wait()
+        try box.result!.get()
+    }
+
+    /// The owner thread. It holds the engine only while it works: once the last other
+    /// reference is gone it finds the engine gone and ends, and the engine's deinit frees
+    /// the context (on whichever thread let it go last).
+    private func startOwner() {
+        let thread = Thread { [weak self] in
+            while let engine = self, engine.runOnce() {}
+        }
+        thread.name = "strategyd-engine"
+        thread.stackSize = 8 << 20
+        ownerThread = thread
+        thread.start()
+    }
+
+    /// Runs what was posted, then one tick if anything waits for one. Waits a little when
+    /// there is nothing to do (so an idle engine can be released).
+    private func runOnce() -> Bool {
+        let work: [() -> Void] = posted.withLock {
+            if operations.isEmpty && evaluations.isEmpty && generations.isEmpty {
+                _ = posted.wait(until: Date(timeIntervalSinceNow: 0.1))
+            }
+            defer { operations.removeAll() }
+            return operations
+        }
+        for operation in work { operation() }
+        if !evaluations.isEmpty || !generations.isEmpty { tick() }
+        return true
+    }
+
+    /// One batch: a token for every generating sequence whose last one is evaluated, then
+    /// queued tokens of the callers waiting, round-robin, up to `tickTokens`.
+    private func tick() {
+        // Sample the next step of every generation that is ready for one.
+        var generating: [SequenceID] = []
+        generations = generations.filter { task in
+            let ids = task.live.map { task.ids[$0] }
+            guard ids.allSatisfy({ sequences[$0].map { $0.evaluated == $0.tokens.count } ?? true }) else {
+                // Its prompt (or a token a full cache left queued) is still to evaluate.
+                generating += ids
+                return true
+            }
+            guard advance(task) else { return false }
+            generating += task.live.map { task.ids[$0] }
+            return true
+        }
+        // What this tick evaluates: whole generating sequences first (one token each, or
+        // their prompt chunk), then the waiting callers' tokens.
+        var budget = options.tickTokens
+        var work: [(id: SequenceID, end: Int, scoring: Bool)] = []
+        var taken = Set<SequenceID>()
+        func take(_ id: SequenceID, scoring: Bool, limit: Int) -> Bool {
+            guard !taken.contains(id), let state = sequences[id] else { return true }
+            let end = state.tokens.count - (scoring ? 1 : 0)
+            let queued = end - state.evaluated
+            guard queued > 0 else { return true }
+            let count = min(queued, limit)
+            guard count > 0 else { return false }
+            taken.insert(id)
+            work.append((id, state.evaluated + count, scoring))
+            return count == queued
+        }
+        for id in generating {
+            let queued = sequences[id].map { $0.tokens.count - $0.evaluated } ?? 0
+            // A generating sequence's sampled token always goes in; a prompt is chunked.
+            if queued <= 1 { _ = take(id, scoring: false, limit: 1) } else { _ = take(id, scoring: false, limit: budget); budget -= min(queued, budget) }
+        }
+        if !evaluations.isEmpty {
+            let order = (0..<evaluations.count).map { (nextEvaluation + $0) % evaluations.count }
+            for index in order where budget > 0 {
+                let evaluation = evaluations[index]
+                for id in evaluation.ids where budget > 0 {
+                    let before = work.count
+                    _ = take(id, scoring: id == evaluation.scoring, limit: budget)
+                    if work.count > before { budget -= work[before].end - sequences[id]!.evaluated }
+                }
+            }
+            nextEvaluation = (nextEvaluation + 1) % max(evaluations.count, 1)
+        }
+        var failure: (ids: Set<SequenceID>, error: Error)?
+        if !work.isEmpty {
+            do {
+                try evaluateWork(work)
+            } catch let error as EngineError where error.isOutOfRoom && work.count > 1 {
+                // The room may have run out for another caller's tokens: each alone, and
+                // only those that fail alone fail.
+                var failed = Set<SequenceID>()
+                var last: Error = error
+                for item in work {
+                    do { try evaluateWork([item]) } catch { failed.insert(item.id); last = error }
+                }
+                if !failed.isEmpty { failure = (failed, last) }
+            } catch {
+                failure = (Set(work.map(\.id)), error)
+            }
+        }
+        // Generations whose step found no room end, as far as they got.
+        if let failure {
+            generations = generations.filter { task in
+                let ids = Set(task.live.map { task.ids[$0] })
+                guard !ids.isDisjoint(with: failure.ids) else { return true }
+                if let engineError = failure.error as? EngineError, engineError.isOutOfRoom {
+                    for index in task.live { task.results[index].finish = .cacheFull }
+                    task.finish(.success([]))
+                } else {
+                    task.finish(.failure(failure.error))
+                }
+                return false
+            }
+        }
+        // Callers whose tokens are all evaluated (or failed) are answered.
+        evaluations = evaluations.filter { evaluation in
+            if let failure, !failure.ids.isDisjoint(with: evaluation.ids) {
+                evaluation.done(failure.error)
+                return false
+            }
+            for id in evaluation.ids {
+                guard let state = sequences[id] else {
+                    evaluation.done(EngineError.unknownSequence(id))
+                    return false
+                }
+                if state.evaluated < state.tokens.count - (id == evaluation.scoring ? 1 : 0) { return true }
+            }
+            evaluation.done(nil)
+            return false
+        }
+    }
+
+    /// Evaluates the chosen tokens in as few decodes as the batch allows (one, when they fit).
+    private func evaluateWork(_ work: [(id: SequenceID, end: Int, scoring: Bool)]) throws {
+        var callbacks: [SequenceID: (Float) -> Void] = [:]
+        for item in work where item.scoring {
+            if let evaluation = evaluations.first(where: { $0.scoring == item.id }) { callbacks[item.id] = evaluation.onScore }
+        }
+        try evaluatePending(work.map { ($0.id, $0.end) }, scoring: Set(callbacks.keys)) { id, score in callbacks[id]?(score) }
+    }
+
+    /// Evaluates the queued tokens of each sequence up to its `end` (owner thread). Each
+    /// sequence's last evaluated token is an output row; its logits are copied out before
+    /// the next call reuses llama.cpp's buffers. Every token of a sequence in `scoring` is an
+    /// output row too: `onScore` receives, in order, the log-probability of each token after
+    /// the first evaluated one, given those before it.
+    private func evaluatePending(_ targets: [(id: SequenceID, end: Int)], scoring: Set<SequenceID> = [],
+                                 onScore: (SequenceID, Float) -> Void = { _, _ in }) throws {
         var work: [(id: SequenceID, start: Int, end: Int)] = []
-        for id in ids {
+        for (id, end) in targets {
             guard let state = sequences[id] else { throw EngineError.unknownSequence(id) }
-            let end = state.tokens.count - (id == scoring ? 1 : 0)
             guard state.evaluated < end else { continue }
             if state.tokens.count > options.contextSize {
                 throw EngineError.contextOverflow(sequence: id, needed: state.tokens.count, capacity: options.contextSize)
@@ -599,6 +822,7 @@ public final class Engine: @unchecked Sendable {
                 let (id, _, end) = work[item]
                 let take = min(end - position, options.batchSize - Int(batch.n_tokens))
                 let tokens = sequences[id]!.tokens
+                let scored = scoring.contains(id)
                 var output: Int32?
                 for offset in 0..<take {
                     let slot = Int(batch.n_tokens)
@@ -607,20 +831,26 @@ public final class Engine: @unchecked Sendable {
                     batch.pos[slot] = Int32(position + offset)
                     batch.n_seq_id[slot] = 1
                     batch.seq_id[slot]![0] = id
-                    batch.logits[slot] = isLast || id == scoring ? 1 : 0
+                    batch.logits[slot] = isLast || scored ? 1 : 0
                     if isLast { output = Int32(slot) }
                     batch.n_tokens += 1
                 }
                 rows.append(Row(id: id, start: position, end: position + take, firstSlot: batch.n_tokens - Int32(take),
-                                output: output))
+                                output: output, scored: scored))
                 position += take
                 if position == end {
                     item += 1
                     if item < work.count { position = work[item].start }
                 }
             }
-            try decode(rows, scoring: scoring, onScore: onScore)
+            try decode(rows, onScore: onScore)
         }
+    }
+
+    /// Evaluates every queued token of these sequences now, in this thread (owner only).
+    private func evaluateNow(_ ids: [SequenceID]) throws {
+        try evaluatePending(ids.compactMap { id in sequences[id].map { (id, $0.tokens.count) } })
+        for id in ids where sequences[id] == nil { throw EngineError.unknownSequence(id) }
     }
 
     /// A run of one sequence's tokens in a batch: positions [start, end) from `firstSlot`.
@@ -631,9 +861,11 @@ public final class Engine: @unchecked Sendable {
         var firstSlot: Int32
         /// The slot whose logits become the sequence's next-token logits.
         var output: Int32?
+        /// Whether every slot is an output whose score is reported.
+        var scored: Bool
     }
 
-    private func decode(_ rows: [Row], scoring: SequenceID?, onScore: (Float) -> Void) throws {
+    private func decode(_ rows: [Row], onScore: (SequenceID, Float) -> Void) throws {
         let status = llama_decode(context, batch)
         if status == 1 { throw EngineError.kvCacheFull(tokens: Int(batch.n_tokens), capacity: options.contextSize) }
         if status != 0 {
@@ -643,18 +875,18 @@ public final class Engine: @unchecked Sendable {
             for row in rows { llama_memory_seq_rm(memory, row.id, Int32(row.start), -1) }
             throw EngineError.decodeFailed(code: status)
         }
-        decodeCalls += 1
+        countLock.withLock { decodeCalls += 1 }
         let vocabularySize = model.facts.vocabularySize
         var charged = Set<ObjectIdentifier>()
         for row in rows {
             var state = sequences[row.id]!
             chargeTokens(&state, from: row.start, to: row.end, firstCall: charged.insert(ObjectIdentifier(state.account)).inserted)
-            if row.id == scoring {
+            if row.scored {
                 // The row at position p predicts the token at p + 1.
                 for position in row.start..<row.end {
                     let logits = UnsafeBufferPointer(start: llama_get_logits_ith(context, row.firstSlot + Int32(position - row.start)),
                                                      count: vocabularySize)
-                    onScore(logits[Int(state.tokens[position + 1])] - LogProbabilities.logSumExp(logits))
+                    onScore(row.id, logits[Int(state.tokens[position + 1])] - LogProbabilities.logSumExp(logits))
                 }
             }
             if let output = row.output {

@@ -295,6 +295,39 @@ final class EngineTests: XCTestCase {
         }
     }
 
+    func testALongPromptDoesNotStallARunningGenerationBeyondAChunk() throws {
+        // Ticks take at most 16 queued tokens besides the generating ones: a 256-token
+        // prompt needs 16 of them, and a generation of 4 tokens running meanwhile keeps
+        // its token per tick, so it ends first.
+        let engine = try makeEngine { $0.tickTokens = 16 }
+        let generating = try engine.createSequence(try prompt(engine.model, "Count to ten."), account: Account())
+        try engine.evaluate([generating])
+        let long = Array(repeating: engine.model.tokenize(" seven")[0], count: 256)
+        let readingAccount = Account()
+        let reading = try engine.createSequence(long, account: readingAccount)
+        let order = OrderBox()
+        let finished = DispatchGroup()
+        finished.enter()
+        Thread {
+            _ = try? engine.evaluate([reading])
+            order.append("prompt")
+            finished.leave()
+        }.start()
+        // The generation starts once the prompt's evaluation has begun.
+        let deadline = Date().addingTimeInterval(30)
+        while readingAccount.snapshot.evaluatedTokens == 0 && Date() < deadline { usleep(1000) }
+        XCTAssertLessThan(readingAccount.snapshot.evaluatedTokens, 128, "a chunk of the prompt per tick")
+        let before = engine.decodeCallCount
+        let generation = try engine.generate([generating], options: GenerationOptions(maxTokens: 4, minTokens: 4))
+        order.append("generation")
+        finished.wait()
+        XCTAssertEqual(generation[0].tokens.count, 4)
+        XCTAssertEqual(order.items, ["generation", "prompt"], "the generation waited for the whole prompt")
+        // One decode per tick, each holding a chunk of the prompt and, for 4 ticks, the
+        // generating token.
+        XCTAssertGreaterThanOrEqual(engine.decodeCallCount - before, 15)
+    }
+
     func testFlopsFollowKaplanFormula() throws {
         let engine = try makeEngine()
         let facts = engine.model.facts
@@ -430,4 +463,12 @@ final class ResultsBox: @unchecked Sendable {
     func set(_ index: Int, _ result: Result<[Int32], any Error>) { lock.withLock { results[index] = result } }
 
     func get(_ index: Int) throws -> [Int32] { try XCTUnwrap(lock.withLock { results[index] }).get() }
+}
+
+final class OrderBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var list: [String] = []
+
+    func append(_ item: String) { lock.withLock { list.append(item) } }
+    var items: [String] { lock.withLock { list } }
 }
