@@ -17,7 +17,8 @@ struct Configuration: Sendable {
     }
 
     static let requestBytes = Bounds(defaultValue: 1 << 20, range: 1024...(64 << 20))
-    static let concurrentSolves = Bounds(defaultValue: 4, range: 1...64)
+    static let concurrentSolves = Bounds(defaultValue: 8, range: 1...64)
+    static let queuedSolves = Bounds(defaultValue: 64, range: 0...4096)
     static let solveTokens = Bounds(defaultValue: 65_536, range: 1...1_048_576)
     static let timeout = Bounds(defaultValue: 600.0, range: 1.0...86_400.0)
     static let width = Bounds(defaultValue: 64, range: 1...256)
@@ -38,6 +39,7 @@ struct Configuration: Sendable {
     var contextSize: Int
     var maxRequestBytes: Int
     var maxConcurrentSolves: Int
+    var maxQueuedSolves: Int
     var maxTokens: Int
     var maxTimeoutSeconds: Double
     var maxWidth: Int
@@ -62,6 +64,7 @@ struct Configuration: Sendable {
 
     var limitsJSON: JSON {
         ["max_request_bytes": JSON(maxRequestBytes), "max_concurrent_solves": JSON(maxConcurrentSolves),
+         "max_queued_solves": JSON(maxQueuedSolves),
          "max_tokens": JSON(maxTokens), "max_timeout_s": JSON(maxTimeoutSeconds), "max_width": JSON(maxWidth),
          "max_tokens_per_call": JSON(maxTokensPerCall), "context_size": JSON(contextSize)]
     }

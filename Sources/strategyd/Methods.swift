@@ -17,7 +17,8 @@ final class Methods: RPCHandler, @unchecked Sendable {
     let logger: Logger
     private let started = Date()
     private let lock = NSLock()
-    private var inFlight: [InFlightKey: SolveRequest] = [:]
+    /// Solves queued or running, by connection and id (for cancel).
+    private var inFlight: [InFlightKey: InFlightSolve] = [:]
     private var requestsInFlight = 0
     /// Solves started and not yet answered (a solve leaves `inFlight` just before its answer).
     private var unanswered = 0
@@ -28,6 +29,32 @@ final class Methods: RPCHandler, @unchecked Sendable {
         let connection: Int
         let id: String
     }
+
+    /// A solve from its arrival: queued until a running place frees, then running.
+    final class InFlightSolve: @unchecked Sendable {
+        private let lock = NSLock()
+        private var request: SolveRequest?
+        private var cancelled = false
+
+        /// Runs `request` from now on; false when the solve was cancelled while queued.
+        func start(_ request: SolveRequest) -> Bool {
+            lock.withLock {
+                guard !cancelled else { return false }
+                self.request = request
+                return true
+            }
+        }
+
+        func cancel() { lock.withLock { () -> SolveRequest? in cancelled = true; return request }?.cancel() }
+        var isCancelled: Bool { lock.withLock { cancelled } }
+        var isRunning: Bool { lock.withLock { request != nil } }
+    }
+
+    // Admission: at most maxConcurrentSolves run; the others wait in arrival order.
+    private let admission = NSCondition()
+    private var running = 0
+    private var waiting: [UInt64] = []
+    private var nextTicket: UInt64 = 0
 
     init(engine: Engine, resources: SharedResources, registry: PluginRegistry, configuration: Configuration, modelInfo: ModelInfo,
          logger: Logger) {
@@ -76,10 +103,11 @@ final class Methods: RPCHandler, @unchecked Sendable {
 
     private func status() -> JSON {
         let (requests, solves) = lock.withLock { (requestsInFlight, inFlight.count) }
+        let queued = admission.withLock { waiting.count }
         let totals = engine.totals.snapshot
         return ["version": .string(Configuration.version), "uptime_s": JSON(Date().timeIntervalSince(started)),
                 "model": modelInfo.json, "plugins": .array(registry.all.map { .string($0.name) }),
-                "requests_in_flight": JSON(requests), "solves_in_flight": JSON(solves),
+                "requests_in_flight": JSON(requests), "solves_in_flight": JSON(solves), "solves_queued": JSON(queued),
                 "live_sequences": JSON(engine.liveSequences),
                 "totals": SolveRequest.metrics(totals, wallSeconds: Date().timeIntervalSince(started)),
                 "limits": configuration.limitsJSON]
@@ -113,29 +141,42 @@ final class Methods: RPCHandler, @unchecked Sendable {
                 connection.send(Message.notification(method: "progress", params: .object(object)))
             }
         }
-        let solveRequest = SolveRequest(
-            engine: engine, rewardEngine: resources.rewardEngine, registry: registry, problem: parsed.problem,
-            budget: Budget(maxTokens: parsed.maxTokens, maxFlops: parsed.maxFlops,
-                           deadline: Date().addingTimeInterval(parsed.timeoutSeconds)),
-            limits: configuration.requestLimits, seed: parsed.seed, progress: progress)
         // A solve sent as a notification runs (the spec says so) but nobody can cancel it by id.
         let key = InFlightKey(connection: connection.id, id: request.isNotification ? UUID().uuidString : id.serialized())
+        let solve = InFlightSolve()
+        let capacity = configuration.maxConcurrentSolves + configuration.maxQueuedSolves
         let admitted: RPCError? = lock.withLock {
             guard acceptingSolves else { return RPCError(RPCError.shuttingDownCode, "Shutting down: no new solves") }
-            guard inFlight.count < configuration.maxConcurrentSolves else {
-                return RPCError(RPCError.busyCode, "Busy: \(configuration.maxConcurrentSolves) solves are running",
-                                data: ["max_concurrent_solves": JSON(configuration.maxConcurrentSolves)])
+            guard inFlight.count < capacity else {
+                return RPCError(RPCError.busyCode, "Busy: \(configuration.maxConcurrentSolves) solves are running and "
+                                + "\(configuration.maxQueuedSolves) waiting",
+                                data: ["max_concurrent_solves": JSON(configuration.maxConcurrentSolves),
+                                       "max_queued_solves": JSON(configuration.maxQueuedSolves)])
             }
             guard inFlight[key] == nil else {
                 return .invalidParams("id", expected: "unique among this connection's solves in flight")
             }
-            inFlight[key] = solveRequest
+            inFlight[key] = solve
             unanswered += 1
             return nil
         }
         if let admitted { return reply(.failure(admitted)) }
-        let thread = Thread { [self] in
-            let outcome = solveRequest.run(strategy, params: pluginParams)
+        let thread = Thread { [self, progress] in
+            let outcome: SolveOutcome
+            var solveRequest: SolveRequest?
+            if admit(solve, progress: progress) {
+                defer { admission.withLock { running -= 1; admission.broadcast() } }
+                // The budget's clock starts when the solve runs, not while it waits.
+                let started = SolveRequest(
+                    engine: engine, rewardEngine: resources.rewardEngine, registry: registry, problem: parsed.problem,
+                    budget: Budget(maxTokens: parsed.maxTokens, maxFlops: parsed.maxFlops,
+                                   deadline: Date().addingTimeInterval(parsed.timeoutSeconds)),
+                    limits: configuration.requestLimits, seed: parsed.seed, progress: progress)
+                solveRequest = started
+                outcome = solve.start(started) ? started.run(strategy, params: pluginParams) : .cancelled
+            } else {
+                outcome = .cancelled
+            }
             // Leave the in-flight set before answering (a cancel after the answer finds
             // nothing), but count as running until answered: shutdown closes connections
             // only once every answer is out.
@@ -148,7 +189,8 @@ final class Methods: RPCHandler, @unchecked Sendable {
             case .success(let result):
                 logger.info("solved", metadata: [
                     "strategy": "\(strategy.name)", "answer": "\(result["answer"]?.stringValue ?? "null")",
-                    "tokens": "\(solveRequest.usage.evaluatedTokens)", "wall_s": "\(String(format: "%.2f", solveRequest.wallSeconds))"])
+                    "tokens": "\(solveRequest?.usage.evaluatedTokens ?? 0)",
+                    "wall_s": "\(String(format: "%.2f", solveRequest?.wallSeconds ?? 0))"])
                 reply(.success(result))
             default:
                 let error = RPCError(outcome)
@@ -159,6 +201,36 @@ final class Methods: RPCHandler, @unchecked Sendable {
         thread.name = "strategyd-solve"
         thread.stackSize = 8 << 20
         thread.start()
+    }
+
+    /// Waits for a running place, in arrival order; false when the solve was cancelled
+    /// (by its client, a disconnect or shutdown) before it got one. A streaming client
+    /// hears once how many solves are ahead of it.
+    private func admit(_ solve: InFlightSolve, progress: (@Sendable (JSON) -> Void)?) -> Bool {
+        admission.lock()
+        defer { admission.unlock() }
+        let ticket = nextTicket
+        nextTicket += 1
+        waiting.append(ticket)
+        var told = false
+        while !(waiting.first == ticket && running < configuration.maxConcurrentSolves) {
+            if solve.isCancelled {
+                waiting.removeAll { $0 == ticket }
+                admission.broadcast()
+                return false
+            }
+            if !told, let progress {
+                told = true
+                let ahead = (waiting.firstIndex(of: ticket) ?? 0) + running
+                progress(["event": "queued", "ahead": JSON(ahead)])
+            }
+            // Cancellation does not signal the condition: look again every 100 ms.
+            _ = admission.wait(until: Date(timeIntervalSinceNow: 0.1))
+        }
+        waiting.removeFirst()
+        running += 1
+        admission.broadcast()
+        return true
     }
 
     private func cancel(_ params: [String: JSON], on connection: Connection) -> Result<JSON, RPCError> {

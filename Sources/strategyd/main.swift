@@ -55,8 +55,11 @@ struct StrategyDaemon: ParsableCommand {
     @Option(help: "Longest request line in bytes (\(Configuration.requestBytes.range)).")
     var maxRequestBytes: Int = Configuration.requestBytes.defaultValue
 
-    @Option(help: "Solves running at once (\(Configuration.concurrentSolves.range)).")
+    @Option(help: "Solves running at once, their decodes batched together (\(Configuration.concurrentSolves.range)).")
     var maxConcurrentSolves: Int = Configuration.concurrentSolves.defaultValue
+
+    @Option(help: "Solves waiting for a running place, in arrival order; beyond them a solve is refused Busy (\(Configuration.queuedSolves.range)).")
+    var maxQueuedSolves: Int = Configuration.queuedSolves.defaultValue
 
     @Option(help: "Evaluated tokens per solve: the default and the cap of budget.max_tokens (\(Configuration.solveTokens.range)).")
     var maxTokens: Int = Configuration.solveTokens.defaultValue
@@ -85,6 +88,7 @@ struct StrategyDaemon: ParsableCommand {
         try check(contextSize, Configuration.contextSize, "context-size")
         try check(maxRequestBytes, Configuration.requestBytes, "max-request-bytes")
         try check(maxConcurrentSolves, Configuration.concurrentSolves, "max-concurrent-solves")
+        try check(maxQueuedSolves, Configuration.queuedSolves, "max-queued-solves")
         try check(maxTokens, Configuration.solveTokens, "max-tokens")
         try check(maxTimeout, Configuration.timeout, "max-timeout")
         try check(maxWidth, Configuration.width, "max-width")
@@ -151,7 +155,8 @@ struct StrategyDaemon: ParsableCommand {
             pluginDirectory: pluginDirectory,
             pluginSettings: try pluginSettings(),
             watchPlugins: watch, threads: threads, contextSize: contextSize,
-            maxRequestBytes: maxRequestBytes, maxConcurrentSolves: maxConcurrentSolves, maxTokens: maxTokens,
+            maxRequestBytes: maxRequestBytes, maxConcurrentSolves: maxConcurrentSolves,
+            maxQueuedSolves: maxQueuedSolves, maxTokens: maxTokens,
             maxTimeoutSeconds: maxTimeout, maxWidth: maxWidth, maxTokensPerCall: maxTokensPerCall,
             graceSeconds: shutdownGrace)
 

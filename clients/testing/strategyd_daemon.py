@@ -12,7 +12,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List
+from typing import Callable, Dict, Iterator, List, Sequence
 
 import pytest
 
@@ -62,7 +62,7 @@ class Daemon:
                 self.process.wait()
 
 
-def start_daemon(folder: Path) -> Daemon:
+def start_daemon(folder: Path, extra: Sequence[str] = ()) -> Daemon:
     binary = Path(os.environ.get("STRATEGYD_BIN") or REPO / ".build" / "debug" / "strategyd")
     if not binary.is_file():
         pytest.fail(f"strategyd binary not found at {binary}: run scripts/setup --debug "
@@ -73,7 +73,7 @@ def start_daemon(folder: Path) -> Daemon:
     log_path = folder / "strategyd.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen([str(binary), "--model", str(MODEL), "--socket", socket_path,
-                                    "--context-size", "4096"],
+                                    "--context-size", "4096", *extra],
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     daemon = Daemon(process, socket_path, log_path)
     deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -106,8 +106,8 @@ def spare_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
     """Starts extra daemons a test may kill; stops whatever is left at the end of the test."""
     started: List[Daemon] = []
 
-    def start() -> Daemon:
-        started.append(start_daemon(tmp_path_factory.mktemp("spare")))
+    def start(*extra: str) -> Daemon:
+        started.append(start_daemon(tmp_path_factory.mktemp("spare"), extra))
         return started[-1]
 
     yield start

@@ -140,19 +140,30 @@ def test_unknown_codes_stay_rpc_errors() -> None:
     assert type(error) is RPCError and error.code == -31999 and error.data == {"x": 1}
 
 
-def test_busy(daemon: Daemon) -> None:
+def test_solves_beyond_the_running_ones_queue_and_beyond_the_queue_are_busy(
+        spare_daemon: Callable[..., Daemon]) -> None:
+    daemon = spare_daemon("--max-concurrent-solves", "2", "--max-queued-solves", "1")
     with Client(daemon.socket_path) as client:
-        limit = client.status().limits["max_concurrent_solves"]
+        limits = client.status().limits
+    assert (limits["max_concurrent_solves"], limits["max_queued_solves"]) == (2, 1)
 
     async def scenario() -> None:
         async with AsyncClient(daemon.socket_path) as client:
-            streams = [client.solve_stream(LONG_PROBLEM, params=LONG_PARAMS, timeout=120) for _ in range(limit)]
+            streams = [client.solve_stream(LONG_PROBLEM, params=LONG_PARAMS, timeout=120) for _ in range(3)]
+            events = []
             for stream in streams:
                 await stream.start()
-                assert isinstance(await stream.__anext__(), Progress)  # running, not queued
-            with pytest.raises(Busy):
+                event = await stream.__anext__()
+                assert isinstance(event, Progress)
+                events.append(event.event)
+            assert events == ["started", "started", "queued"]
+            with pytest.raises(Busy) as busy:
                 await client.solve(SHORT_PROBLEM, params=SHORT_PARAMS, timeout=30)
-            for stream in streams:
+            assert busy.value.data["max_queued_solves"] == 1
+            # A running place frees: the queued solve starts.
+            await streams[0].aclose()
+            assert (await streams[2].__anext__()).event == "started"
+            for stream in streams[1:]:
                 await stream.aclose()
 
     asyncio.run(scenario())
