@@ -337,7 +337,11 @@ def test_run_resumes_after_kill(daemon: Daemon, tmp_path: Path) -> None:
         assert r["error"] is None and r["strategy"]["name"] == "greedy" and r["strategy"]["version"]
         assert r["gold"] == str(2 * r["problem_id"]) and r["correct"] is is_correct(r["answer"], r["gold"])
         assert r["metrics"]["flops"] > 0 and r["metrics"]["evaluated_tokens"] > 0 and r["seed"] == 0
-        assert r["model"]["name"] == "smollm2-135m-instruct-q4_1" and r["model"]["sha256"] and r["concurrency"] == 1
+        assert r["model"]["name"] == "smollm2-135m-instruct-q4_1" and r["model"]["sha256"]
+    with Client(daemon.socket_path) as client:
+        running = client.status().limits["max_concurrent_solves"]
+    # Without --concurrency, as many solves in flight as the daemon runs at once.
+    assert {r["concurrency"] for r in records} == {running}
     assert {json.dumps(r["budget"]) for r in records} == {"{}", '{"max_tokens": 400}'}
     assert len({record_key(r) for r in records}) == len(records)
     with Client(daemon.socket_path) as client:

@@ -67,9 +67,12 @@ def command_run(args: argparse.Namespace) -> int:
             versions = check_strategies(client, specs)
             commit, dirty = git_state(Path(args.out))
             status = client.status(timeout=60)
+            # By default as many solves in flight as the daemon runs at once: its scheduler
+            # batches their decodes, which is what fills the machine.
+            concurrency = args.concurrency or int(status.limits.get("max_concurrent_solves", 1))
             context = RunContext(dataset=dataset, seed=seed, model=model_identity(client),
                                  daemon_version=status.version, commit=commit, dirty=dirty,
-                                 command=shlex.join(["strategyd-bench", *args.argv]), concurrency=args.concurrency,
+                                 command=shlex.join(["strategyd-bench", *args.argv]), concurrency=concurrency,
                                  strategy_versions=versions, backend=backend_identity(status.model))
             run_file.check_model(context.model)
             if args.retry_errors:
@@ -78,7 +81,7 @@ def command_run(args: argparse.Namespace) -> int:
                       file=sys.stderr)
             for number, spec in enumerate(specs, 1):
                 run_spec(client, spec, problems, run_file, context, f"[{number}/{len(specs)}] {spec.label}",
-                         args.concurrency, args.timeout)
+                         concurrency, args.timeout)
     finally:
         run_file.close()
     return 0
@@ -140,10 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, metavar="SECONDS",
                      help="seconds to wait for one solve; then it is cancelled and recorded as failed "
                           "(default: no limit)")
-    run.add_argument("--concurrency", type=_positive, default=1, metavar="N",
-                     help="solves in flight at once (default 1); the daemon batches their steps together, "
-                          "for more problems per hour, but each solve's wall time then includes the others' steps"
-                          " (the report marks such rows)")
+    run.add_argument("--concurrency", type=_positive, metavar="N",
+                     help="solves in flight at once (default: as many as the daemon runs at once, its "
+                          "max_concurrent_solves); the daemon batches their steps together, for more problems "
+                          "per hour, but each solve's wall time then includes the others' steps (the report "
+                          "marks such rows); 1 for wall times of solves alone")
     run.add_argument("--retry-errors", action="store_true", help="run again the problems whose solve failed")
     run.add_argument("--socket", help="the daemon's socket (default: STRATEGYD_SOCKET, then the standard path)")
 
