@@ -8,7 +8,12 @@ import RPC
 /// floor: a line in, the same line out, no JSON) and prints both side by side.
 ///
 ///   strategyd-bench-daemon --socket PATH [--calls 10000] [--connections 32] [--solves 20] [--reload NAME]
-///                          [--throughput SOLVES]
+///                          [--throughput SOLVES] [--batching 1,4,8,16 [--batching-tokens 128]]
+///
+/// --batching: for each N, N greedy solves of the same problem sent at once, each
+/// generating up to `--batching-tokens` tokens in one call: generated tokens per second
+/// of wall time (prompts included), the figure llama-batched-bench gives as
+/// npl * ntg / t for as many sequences with prompts of the same length.
 struct Options {
     var socket = ""
     var calls = 10_000
@@ -16,6 +21,8 @@ struct Options {
     var solves = 0
     var reload: String?
     var throughput = 0
+    var batching: [Int] = []
+    var batchingTokens = 128
 
     init(_ arguments: [String]) {
         var iterator = arguments.dropFirst().makeIterator()
@@ -27,6 +34,8 @@ struct Options {
             case "--solves": solves = Int(iterator.next() ?? "") ?? solves
             case "--reload": reload = iterator.next()
             case "--throughput": throughput = Int(iterator.next() ?? "") ?? throughput
+            case "--batching": batching = (iterator.next() ?? "").split(separator: ",").compactMap { Int($0) }
+            case "--batching-tokens": batchingTokens = Int(iterator.next() ?? "") ?? batchingTokens
             default: FileHandle.standardError.write(Data("unknown flag \(flag)\n".utf8)); exit(2)
             }
         }
@@ -65,6 +74,13 @@ func pings(socket: String, calls: Int, connections: Int) throws -> (latencies: [
 func generatedTokens(_ client: RPCClient, _ problem: String) throws -> Int {
     let result = try client.call("solve", ["problem": .string(problem), "params": ["max_tokens": 96]]).get()
     return Int(result["metrics"]?["generated_tokens"]?.intValue ?? 0)
+}
+
+/// A greedy solve of a problem whose answer runs long, so it generates its full `tokens`
+/// (in one generate call).
+func longSolve(_ client: RPCClient, tokens: Int) throws -> JSON {
+    try client.call("solve", ["problem": "Count from 1 to 5000, writing every number in words, one per line.",
+                              "params": ["max_tokens": JSON(tokens), "progress_every": JSON(tokens)]]).get()
 }
 
 let options = Options(CommandLine.arguments)
@@ -151,5 +167,32 @@ if options.throughput > 0 {
                             "concurrent_tokens_per_s": JSON(Double(concurrentTokens) / concurrentSeconds),
                             "serial_tokens": JSON(serialTokens), "concurrent_tokens": JSON(concurrentTokens),
                             "failed": JSON(failures)]
+}
+if !options.batching.isEmpty {
+    let tokens = options.batchingTokens
+    let warmUp = try longSolve(try RPCClient(path: options.socket), tokens: tokens)
+    var rows: [JSON] = []
+    for count in options.batching {
+        nonisolated(unsafe) let clients = try (0..<count).map { _ in try RPCClient(path: options.socket) }
+        let lock = NSLock()
+        nonisolated(unsafe) var generated = 0
+        nonisolated(unsafe) var failures = 0
+        let started = DispatchTime.now()
+        let finished = DispatchGroup()
+        for index in 0..<count {
+            finished.enter()
+            Thread.detachNewThread {
+                defer { finished.leave() }
+                let tokens = (try? longSolve(clients[index], tokens: tokens))?["metrics"]?["generated_tokens"]?.intValue
+                lock.withLock { if let tokens { generated += Int(tokens) } else { failures += 1 } }
+            }
+        }
+        finished.wait()
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        rows.append(["n": JSON(count), "generated_tokens": JSON(generated), "seconds": JSON(seconds),
+                     "tokens_per_s": JSON(Double(generated) / seconds), "failed": JSON(failures)])
+    }
+    report["batching"] = ["prompt_tokens": warmUp["metrics"]?["prompt_tokens"] ?? .null,
+                          "tokens": JSON(options.batchingTokens), "rows": .array(rows)]
 }
 print(JSON.object(report).serialized())

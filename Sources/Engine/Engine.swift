@@ -109,7 +109,9 @@ public final class Engine: @unchecked Sendable {
     private var batch: llama_batch
     /// Read without waiting for the owner, so status never waits for a decode.
     private let countLock = NSLock()
-    private var sequenceCount = 0
+    /// The live sequences as callers see them: a removed one leaves at once, though the
+    /// owner frees its cells after the current tick.
+    private var liveIDs = Set<SequenceID>()
     private var decodeCalls = 0
     // The owner's state: touched only on the owner thread.
     private var sequences: [SequenceID: SequenceState] = [:]
@@ -202,7 +204,7 @@ public final class Engine: @unchecked Sendable {
 
     /// llama_decode calls made so far.
     public var decodeCallCount: Int { countLock.withLock { decodeCalls } }
-    public var liveSequences: Int { countLock.withLock { sequenceCount } }
+    public var liveSequences: Int { countLock.withLock { liveIDs.count } }
 
     // MARK: sequences
 
@@ -284,7 +286,7 @@ public final class Engine: @unchecked Sendable {
                                           pending: Array(repeating: PendingToken(kind: kind, sampled: false),
                                                          count: tokens.count - shared))
             account.sequenceOpened(byFork: false)
-            countLock.withLock { sequenceCount += 1 }
+            countLock.withLock { _ = liveIDs.insert(id) }
             return id
         }
     }
@@ -304,7 +306,7 @@ public final class Engine: @unchecked Sendable {
                 llama_memory_seq_cp(memory, parent, child, -1, -1)
                 sequences[child] = state
                 state.account.sequenceOpened(byFork: true)
-                countLock.withLock { sequenceCount += 1 }
+                countLock.withLock { _ = liveIDs.insert(child) }
                 return child
             }
         }
@@ -412,14 +414,16 @@ public final class Engine: @unchecked Sendable {
         return scores
     }
 
-    /// Frees a sequence and the KV cells no other sequence shares.
+    /// Frees a sequence and the KV cells no other sequence shares. It returns at once: the
+    /// owner frees the cells between ticks, before any operation posted after this one,
+    /// so a solve that frees many sequences never waits a tick for each.
     public func remove(_ id: SequenceID) {
-        run { [self] in
+        guard countLock.withLock({ liveIDs.remove(id) != nil }) else { return }
+        post { [self] in
             guard let state = sequences.removeValue(forKey: id) else { return }
             llama_memory_seq_rm(memory, id, -1, -1)
             freeIDs.append(id)
             state.account.sequenceClosed()
-            countLock.withLock { sequenceCount -= 1 }
         }
     }
 
