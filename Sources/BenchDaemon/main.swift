@@ -9,11 +9,15 @@ import RPC
 ///
 ///   strategyd-bench-daemon --socket PATH [--calls 10000] [--connections 32] [--solves 20] [--reload NAME]
 ///                          [--throughput SOLVES] [--batching 1,4,8,16 [--batching-tokens 128]]
+///                          [--prompt-cache]
 ///
 /// --batching: for each N, N greedy solves of the same problem sent at once, each
 /// generating up to `--batching-tokens` tokens in one call: generated tokens per second
 /// of wall time (prompts included), the figure llama-batched-bench gives as
 /// npl * ntg / t for as many sequences with prompts of the same length.
+/// --prompt-cache: the time to the first generated token of a solve with a prompt of
+/// about 600 tokens, first cold, then repeated (the daemon's prompt cache holds it), over
+/// three prompts.
 struct Options {
     var socket = ""
     var calls = 10_000
@@ -23,6 +27,7 @@ struct Options {
     var throughput = 0
     var batching: [Int] = []
     var batchingTokens = 128
+    var promptCache = false
 
     init(_ arguments: [String]) {
         var iterator = arguments.dropFirst().makeIterator()
@@ -36,6 +41,7 @@ struct Options {
             case "--throughput": throughput = Int(iterator.next() ?? "") ?? throughput
             case "--batching": batching = (iterator.next() ?? "").split(separator: ",").compactMap { Int($0) }
             case "--batching-tokens": batchingTokens = Int(iterator.next() ?? "") ?? batchingTokens
+            case "--prompt-cache": promptCache = true
             default: FileHandle.standardError.write(Data("unknown flag \(flag)\n".utf8)); exit(2)
             }
         }
@@ -77,9 +83,9 @@ func generatedTokens(_ client: RPCClient, _ problem: String) throws -> Int {
 }
 
 /// A greedy solve of a problem whose answer runs long, so it generates its full `tokens`
-/// (in one generate call).
+/// (in one generate call; the report says how many it did generate).
 func longSolve(_ client: RPCClient, tokens: Int) throws -> JSON {
-    try client.call("solve", ["problem": "Count from 1 to 5000, writing every number in words, one per line.",
+    try client.call("solve", ["problem": "Write a long story about the number 7.",
                               "params": ["max_tokens": JSON(tokens), "progress_every": JSON(tokens)]]).get()
 }
 
@@ -194,5 +200,25 @@ if !options.batching.isEmpty {
     }
     report["batching"] = ["prompt_tokens": warmUp["metrics"]?["prompt_tokens"] ?? .null,
                           "tokens": JSON(options.batchingTokens), "rows": .array(rows)]
+}
+if options.promptCache {
+    // A one-token solve: its wall time is the time to the first generated token.
+    let client = try RPCClient(path: options.socket)
+    var cold: [Double] = [], warm: [Double] = []
+    var promptTokens: JSON = .null, cachedTokens: JSON = .null
+    for round in 0..<3 {
+        let prices = (1...55).map { "Item \($0) of list \(round) costs \($0 * 3 + round) dollars." }.joined(separator: " ")
+        let problem = "\(prices) What do all the items of list \(round) cost together?"
+        for pass in 0..<2 {
+            let start = DispatchTime.now()
+            let result = try client.call("solve", ["problem": .string(problem), "params": ["max_tokens": 1]]).get()
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+            if pass == 0 { cold.append(seconds) } else { warm.append(seconds) }
+            promptTokens = result["metrics"]?["prompt_tokens"] ?? .null
+            if pass == 1 { cachedTokens = result["metrics"]?["cached_tokens"] ?? .null }
+        }
+    }
+    report["prompt_cache"] = ["prompt_tokens": promptTokens, "cached_tokens": cachedTokens,
+                              "cold_s": JSON(percentile(cold.sorted(), 50)), "warm_s": JSON(percentile(warm.sorted(), 50))]
 }
 print(JSON.object(report).serialized())

@@ -36,6 +36,12 @@ public struct Usage: Sendable, Equatable, Codable {
     public var flops: Double = 0
     /// The part of `flops` spent on scorer tokens.
     public var scorerFlops: Double = 0
+    /// Tokens the prompt cache lent instead of evaluating them. They are in
+    /// `evaluatedTokens` and `flops` all the same, which stay the solve's compute as if it
+    /// ran alone; `executedFlops` leaves them out.
+    public var cachedTokens = 0
+    /// The FLOPs llama.cpp actually spent on this account's tokens.
+    public var executedFlops: Double = 0
     /// llama_decode calls that evaluated at least one of this account's tokens.
     public var decodeCalls = 0
     public var forks = 0
@@ -55,7 +61,17 @@ public struct Usage: Sendable, Equatable, Codable {
     mutating func chargeEvaluation(_ kind: TokenKind, tokens: Int, flops: Double) {
         evaluatedTokens += tokens
         self.flops += flops
+        executedFlops += flops
         if kind == .scorer { scorerFlops += flops }
+    }
+
+    /// Tokens a kept prompt lent: charged as if evaluated, and counted as cached.
+    mutating func chargeCached(_ kind: TokenKind, tokens: Int, flops: Double) {
+        count(kind, tokens: tokens)
+        evaluatedTokens += tokens
+        self.flops += flops
+        if kind == .scorer { scorerFlops += flops }
+        cachedTokens += tokens
     }
 }
 

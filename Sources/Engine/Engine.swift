@@ -15,6 +15,9 @@ public struct EngineOptions: Sendable, Equatable {
     /// token per generating sequence: a long prompt delays others' generation by at most
     /// one such chunk per tick. 1 ... batchSize.
     public var tickTokens = 512
+    /// KV cells the prompt cache may keep: the prompts of freed sequences, which a new
+    /// sequence starting with the same tokens copies instead of evaluating. 0 = off.
+    public var promptCacheTokens = 0
     /// CPU threads for decoding. 1 ... 256; default: every core.
     public var threads = ProcessInfo.processInfo.activeProcessorCount
     /// Keep the last hidden state (after the final norm) of every sequence, as well as
@@ -123,6 +126,10 @@ public final class Engine: @unchecked Sendable {
     /// Where the next tick starts taking queued tokens: rotates, so no caller waits behind
     /// another's long prompt for more than a chunk per tick.
     private var nextEvaluation = 0
+    /// Kept prompts, least recently used first out.
+    private var promptCache: [CachedPrompt] = [] { didSet { publishCacheSummary() } }
+    private var cacheClock: UInt64 = 0
+    private var cacheSummary = (prompts: 0, tokens: 0)
     // Posted operations, for the owner to run.
     private let posted = NSCondition()
     private var operations: [() -> Void] = []
@@ -153,7 +160,20 @@ public final class Engine: @unchecked Sendable {
         /// Next-token logits (and hidden state) after the last evaluated token.
         var logits: [Float] = []
         var hidden: [Float] = []
+        /// How many leading tokens were created as the sequence's prompt: what the prompt
+        /// cache keeps when the sequence is freed.
+        var promptLength = 0
     }
+
+    /// A freed sequence's prompt, its cells kept under a sequence id of its own.
+    private struct CachedPrompt {
+        let id: SequenceID
+        let tokens: [Int32]
+        var lastUsed: UInt64
+    }
+
+    /// Shorter prompts are not worth a sequence id.
+    private static let shortestCachedPrompt = 16
 
     public init(model: Model, options: EngineOptions = EngineOptions()) throws {
         self.model = model
@@ -268,7 +288,7 @@ public final class Engine: @unchecked Sendable {
         try run { [self] in
             try checkTokens(tokens)
             guard !tokens.isEmpty else { throw EngineError.emptySequence }
-            guard let id = freeIDs.popLast() else { throw EngineError.tooManySequences(limit: options.maxSequences) }
+            guard let id = takeID() else { throw EngineError.tooManySequences(limit: options.maxSequences) }
             var donor: (id: SequenceID, shared: Int)?
             for candidate in prefixesShareable ? candidates : [] {
                 guard let state = sequences[candidate] else { continue }
@@ -277,14 +297,28 @@ public final class Engine: @unchecked Sendable {
                 while shared < limit && state.tokens[shared] == tokens[shared] { shared += 1 }
                 if shared > (donor?.shared ?? 0) { donor = (candidate, shared) }
             }
+            // A kept prompt lends its cells where it shares more than a live sequence of
+            // the caller's: those tokens are charged as if evaluated (the solve's compute
+            // stays what it would be alone) and counted as cached.
+            var cached = 0
+            if let hit = cachedPrefix(of: tokens), hit.shared > (donor?.shared ?? 0) {
+                donor = (hit.id, hit.shared)
+                cached = hit.shared
+            }
             let shared = donor?.shared ?? 0
             if let donor { llama_memory_seq_cp(memory, donor.id, id, 0, Int32(shared)) }
-            let known = donor.map { sequences[$0.id]!.logprobs[..<shared] } ?? []
+            let known = cached == 0 ? donor.map { sequences[$0.id]!.logprobs[..<shared] } ?? [] : []
             sequences[id] = SequenceState(account: account, tokens: tokens,
-                                          logprobs: known + Array(repeating: .nan, count: tokens.count - shared),
+                                          logprobs: known + Array(repeating: .nan, count: tokens.count - known.count),
                                           evaluated: shared,
                                           pending: Array(repeating: PendingToken(kind: kind, sampled: false),
-                                                         count: tokens.count - shared))
+                                                         count: tokens.count - shared),
+                                          promptLength: kind == .prompt ? tokens.count : 0)
+            if cached > 0 {
+                let flops = flopsModel.flops(start: 0, count: cached)
+                account.update { $0.chargeCached(kind, tokens: cached, flops: flops) }
+                totals.update { $0.cachedTokens += cached }
+            }
             account.sequenceOpened(byFork: false)
             countLock.withLock { _ = liveIDs.insert(id) }
             return id
@@ -297,12 +331,14 @@ public final class Engine: @unchecked Sendable {
         try evaluateInTick([parent])
         return try run { [self] in
             guard sequences[parent] != nil else { throw EngineError.unknownSequence(parent) }
-            guard count <= freeIDs.count else { throw EngineError.tooManySequences(limit: options.maxSequences) }
+            guard count <= freeIDs.count + promptCache.count else {
+                throw EngineError.tooManySequences(limit: options.maxSequences)
+            }
             // Tokens appended since the tick are evaluated here, before the cells are shared.
             try evaluateNow([parent])
             let state = sequences[parent]!
             return (0..<count).map { _ in
-                let child = freeIDs.popLast()!
+                let child = takeID()!
                 llama_memory_seq_cp(memory, parent, child, -1, -1)
                 sequences[child] = state
                 state.account.sequenceOpened(byFork: true)
@@ -421,6 +457,7 @@ public final class Engine: @unchecked Sendable {
         guard countLock.withLock({ liveIDs.remove(id) != nil }) else { return }
         post { [self] in
             guard let state = sequences.removeValue(forKey: id) else { return }
+            keepPrompt(of: id, state)
             llama_memory_seq_rm(memory, id, -1, -1)
             freeIDs.append(id)
             state.account.sequenceClosed()
@@ -602,6 +639,85 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
+    // MARK: the prompt cache
+
+    /// A free sequence id; when there is none, the least recently used kept prompt's.
+    private func takeID() -> SequenceID? {
+        if let id = freeIDs.popLast() { return id }
+        guard let oldest = promptCache.indices.min(by: { promptCache[$0].lastUsed < promptCache[$1].lastUsed }) else {
+            return nil
+        }
+        let entry = promptCache.remove(at: oldest)
+        llama_memory_seq_rm(memory, entry.id, -1, -1)
+        return entry.id
+    }
+
+    /// The kept prompt sharing the longest prefix with `tokens` (the last token excepted:
+    /// its logits are computed anew), if any shares one.
+    private func cachedPrefix(of tokens: [Int32]) -> (id: SequenceID, shared: Int)? {
+        var best: (index: Int, shared: Int)?
+        for (index, entry) in promptCache.enumerated() {
+            let limit = min(entry.tokens.count, tokens.count - 1)
+            var shared = 0
+            while shared < limit && entry.tokens[shared] == tokens[shared] { shared += 1 }
+            if shared > (best?.shared ?? 0) { best = (index, shared) }
+        }
+        guard let best, best.shared >= Engine.shortestCachedPrompt else { return nil }
+        cacheClock += 1
+        promptCache[best.index].lastUsed = cacheClock
+        return (promptCache[best.index].id, best.shared)
+    }
+
+    /// Keeps the evaluated prompt of a sequence being freed (owner thread), within the
+    /// cache's cell budget, least recently used out first. A prompt another kept one
+    /// starts with is not kept twice; one that extends a kept one replaces it.
+    private func keepPrompt(of id: SequenceID, _ state: SequenceState) {
+        let length = min(state.promptLength, state.evaluated)
+        guard prefixesShareable, options.promptCacheTokens > 0, length >= Engine.shortestCachedPrompt,
+              length <= options.promptCacheTokens else { return }
+        let tokens = Array(state.tokens[..<length])
+        cacheClock += 1
+        if let index = promptCache.firstIndex(where: { $0.tokens.count >= length && $0.tokens.starts(with: tokens) }) {
+            promptCache[index].lastUsed = cacheClock
+            return
+        }
+        for entry in promptCache where tokens.starts(with: entry.tokens) {
+            llama_memory_seq_rm(memory, entry.id, -1, -1)
+            freeIDs.append(entry.id)
+        }
+        promptCache.removeAll { tokens.starts(with: $0.tokens) }
+        // Leave most ids to live sequences: the cache takes one only while a quarter are free.
+        guard freeIDs.count > options.maxSequences / 4, let cacheID = freeIDs.popLast() else { return }
+        llama_memory_seq_cp(memory, id, cacheID, 0, Int32(length))
+        promptCache.append(CachedPrompt(id: cacheID, tokens: tokens, lastUsed: cacheClock))
+        while promptCache.reduce(0, { $0 + $1.tokens.count }) > options.promptCacheTokens,
+              let oldest = promptCache.indices.min(by: { promptCache[$0].lastUsed < promptCache[$1].lastUsed }) {
+            let entry = promptCache.remove(at: oldest)
+            llama_memory_seq_rm(memory, entry.id, -1, -1)
+            freeIDs.append(entry.id)
+        }
+    }
+
+    /// Frees every kept prompt's cells: when the KV cache has no room for what callers
+    /// wait on, kept prompts go first.
+    private func dropPromptCache() -> Bool {
+        guard !promptCache.isEmpty else { return false }
+        for entry in promptCache {
+            llama_memory_seq_rm(memory, entry.id, -1, -1)
+            freeIDs.append(entry.id)
+        }
+        promptCache.removeAll()
+        return true
+    }
+
+    /// Prompts kept and the cells they hold (status: read without waiting for the owner).
+    public var promptCacheState: (prompts: Int, tokens: Int) { countLock.withLock { cacheSummary } }
+
+    private func publishCacheSummary() {
+        let summary = (promptCache.count, promptCache.reduce(0) { $0 + $1.tokens.count })
+        countLock.withLock { cacheSummary = summary }
+    }
+
     // MARK: the owner
 
     /// A caller waiting for the queued tokens of some sequences to be evaluated.
@@ -744,7 +860,11 @@ public final class Engine: @unchecked Sendable {
         var failure: (ids: Set<SequenceID>, error: Error)?
         if !work.isEmpty {
             do {
-                try evaluateWork(work)
+                do {
+                    try evaluateWork(work)
+                } catch let error as EngineError where error.isOutOfRoom && dropPromptCache() {
+                    try evaluateWork(work)
+                }
             } catch let error as EngineError where error.isOutOfRoom && work.count > 1 {
                 // The room may have run out for another caller's tokens: each alone, and
                 // only those that fail alone fail.

@@ -144,7 +144,8 @@ public final class SolveRequest: @unchecked Sendable {
         ["prompt_tokens": JSON(usage.promptTokens), "generated_tokens": JSON(usage.generatedTokens),
          "thought_tokens": JSON(usage.thoughtTokens), "scorer_tokens": JSON(usage.scorerTokens),
          "evaluated_tokens": JSON(usage.evaluatedTokens), "flops": JSON(usage.flops),
-         "scorer_flops": JSON(usage.scorerFlops), "wall_s": JSON(wallSeconds), "forks": JSON(usage.forks),
+         "scorer_flops": JSON(usage.scorerFlops), "cached_tokens": JSON(usage.cachedTokens),
+         "executed_flops": JSON(usage.executedFlops), "wall_s": JSON(wallSeconds), "forks": JSON(usage.forks),
          "peak_sequences": JSON(usage.peakSequences), "decode_calls": JSON(usage.decodeCalls)]
     }
 }

@@ -25,6 +25,9 @@ struct Configuration: Sendable {
     static let callTokens = Bounds(defaultValue: 4096, range: 1...32_768)
     static let contextSize = Bounds(defaultValue: 32_768, range: 256...1_048_576)
     static let grace = Bounds(defaultValue: 30.0, range: 0.0...3600.0)
+    // Off by default: a solve that reads kept cells computes its last prompt token in
+    // another batch shape, which can change the last bits of its logits (docs/api.md).
+    static let promptCache = Bounds(defaultValue: 0, range: 0...1_048_576)
 
     var modelPath: String
     var modelName: String
@@ -45,6 +48,7 @@ struct Configuration: Sendable {
     var maxWidth: Int
     var maxTokensPerCall: Int
     var graceSeconds: Double
+    var promptCacheTokens: Int
 
     var requestLimits: RequestLimits {
         var limits = RequestLimits()
@@ -59,6 +63,7 @@ struct Configuration: Sendable {
         // Every concurrent solve may hold maxWidth sequences, within llama.cpp's 256.
         options.maxSequences = min(256, maxWidth * maxConcurrentSolves)
         options.threads = threads
+        options.promptCacheTokens = promptCacheTokens
         return options
     }
 
@@ -66,7 +71,8 @@ struct Configuration: Sendable {
         ["max_request_bytes": JSON(maxRequestBytes), "max_concurrent_solves": JSON(maxConcurrentSolves),
          "max_queued_solves": JSON(maxQueuedSolves),
          "max_tokens": JSON(maxTokens), "max_timeout_s": JSON(maxTimeoutSeconds), "max_width": JSON(maxWidth),
-         "max_tokens_per_call": JSON(maxTokensPerCall), "context_size": JSON(contextSize)]
+         "max_tokens_per_call": JSON(maxTokensPerCall), "context_size": JSON(contextSize),
+         "prompt_cache_tokens": JSON(promptCacheTokens)]
     }
 
     /// Where catalog models are fetched to (scripts/setup, scripts/fetch.py).

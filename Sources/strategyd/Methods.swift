@@ -104,11 +104,13 @@ final class Methods: RPCHandler, @unchecked Sendable {
     private func status() -> JSON {
         let (requests, solves) = lock.withLock { (requestsInFlight, inFlight.count) }
         let queued = admission.withLock { waiting.count }
+        let cache = engine.promptCacheState
         let totals = engine.totals.snapshot
         return ["version": .string(Configuration.version), "uptime_s": JSON(Date().timeIntervalSince(started)),
                 "model": modelInfo.json, "plugins": .array(registry.all.map { .string($0.name) }),
                 "requests_in_flight": JSON(requests), "solves_in_flight": JSON(solves), "solves_queued": JSON(queued),
                 "live_sequences": JSON(engine.liveSequences),
+                "prompt_cache": ["prompts": JSON(cache.prompts), "tokens": JSON(cache.tokens)],
                 "totals": SolveRequest.metrics(totals, wallSeconds: Date().timeIntervalSince(started)),
                 "limits": configuration.limitsJSON]
     }

@@ -73,6 +73,9 @@ struct StrategyDaemon: ParsableCommand {
     @Option(help: "Tokens per sequence in one generate call (\(Configuration.callTokens.range)).")
     var maxTokensPerCall: Int = Configuration.callTokens.defaultValue
 
+    @Option(help: "KV cells kept for the prompts of finished sequences, which a new one with the same start copies instead of evaluating (default 0: off; at most --context-size).")
+    var promptCacheTokens: Int = Configuration.promptCache.defaultValue
+
     @Option(help: "Seconds solves may finish in after SIGTERM before they are cancelled (\(Configuration.grace.range)).")
     var shutdownGrace: Double = Configuration.grace.defaultValue
 
@@ -94,6 +97,10 @@ struct StrategyDaemon: ParsableCommand {
         try check(maxWidth, Configuration.width, "max-width")
         try check(maxTokensPerCall, Configuration.callTokens, "max-tokens-per-call")
         try check(shutdownGrace, Configuration.grace, "shutdown-grace")
+        try check(promptCacheTokens, Configuration.promptCache, "prompt-cache-tokens")
+        guard promptCacheTokens <= contextSize else {
+            throw ValidationError("--prompt-cache-tokens must be at most --context-size (\(contextSize)), got \(promptCacheTokens)")
+        }
         guard (1...256).contains(threads) else { throw ValidationError("--threads must be in 1...256, got \(threads)") }
         guard let mode = mode_t(socketMode, radix: 8), mode & ~0o777 == 0, mode & 0o002 == 0 else {
             throw ValidationError("--socket-mode must be octal permission bits that are not world-writable, got \(socketMode)")
@@ -158,7 +165,7 @@ struct StrategyDaemon: ParsableCommand {
             maxRequestBytes: maxRequestBytes, maxConcurrentSolves: maxConcurrentSolves,
             maxQueuedSolves: maxQueuedSolves, maxTokens: maxTokens,
             maxTimeoutSeconds: maxTimeout, maxWidth: maxWidth, maxTokensPerCall: maxTokensPerCall,
-            graceSeconds: shutdownGrace)
+            graceSeconds: shutdownGrace, promptCacheTokens: promptCacheTokens)
 
         SystemdNotifier.notify("STATUS=loading \(configuration.modelPath)")
         logger.info("loading model", metadata: ["path": "\(configuration.modelPath)", "threads": "\(threads)"])

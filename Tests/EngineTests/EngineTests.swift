@@ -328,6 +328,52 @@ final class EngineTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(engine.decodeCallCount - before, 15)
     }
 
+    func testThePromptCacheLendsAFreedPromptChargedAsIfEvaluated() throws {
+        let engine = try makeEngine { $0.promptCacheTokens = 1024 }
+        let tokens = try prompt(engine.model, "A question long enough for the prompt cache to keep, asked twice in a row.")
+        XCTAssertGreaterThan(tokens.count, 16)
+        let cold = Account()
+        let first = try engine.createSequence(tokens, account: cold)
+        try engine.evaluate([first])
+        let coldLogits = try engine.withLogits(first) { Array($0) }
+        engine.remove(first)
+
+        let warm = Account()
+        let second = try engine.createSequence(tokens, account: warm)
+        try engine.evaluate([second])
+        // Every token but the last came from the cache; the last is evaluated for its logits.
+        XCTAssertEqual(warm.snapshot.cachedTokens, tokens.count - 1)
+        XCTAssertEqual(engine.promptCacheState.prompts, 1)
+        // The solve's compute is what it would be alone; what ran is one token.
+        XCTAssertEqual(warm.snapshot.evaluatedTokens, cold.snapshot.evaluatedTokens)
+        XCTAssertEqual(warm.snapshot.flops, cold.snapshot.flops, accuracy: cold.snapshot.flops * 1e-12)
+        XCTAssertEqual(warm.snapshot.promptTokens, tokens.count)
+        XCTAssertEqual(warm.snapshot.executedFlops, engine.flopsModel.flops(start: tokens.count - 1, count: 1),
+                       accuracy: 1)
+        XCTAssertEqual(cold.snapshot.cachedTokens, 0)
+        // The cells lent are the prompt's: the next token is the same.
+        let warmLogits = try engine.withLogits(second) { Array($0) }
+        XCTAssertEqual(warmLogits.indices.max { warmLogits[$0] < warmLogits[$1] },
+                       coldLogits.indices.max { coldLogits[$0] < coldLogits[$1] })
+    }
+
+    func testKeptPromptsGiveWayWhenTheKVCacheHasNoRoom() throws {
+        let engine = try makeEngine {
+            $0.contextSize = 512
+            $0.promptCacheTokens = 512
+        }
+        let tokens = try prompt(engine.model, "A prompt the cache keeps for a while, until the cells are wanted.")
+        let kept = try engine.createSequence(tokens, account: Account())
+        try engine.evaluate([kept])
+        engine.remove(kept)
+        let filler = Array(repeating: engine.model.tokenize(" seven")[0], count: 512 - tokens.count / 2)
+        let big = try engine.createSequence(filler, account: Account())
+        XCTAssertEqual(engine.promptCacheState.prompts, 1)
+        // Without the kept prompt's cells this fits; with them it does not.
+        try engine.evaluate([big])
+        XCTAssertEqual(engine.promptCacheState.prompts, 0)
+    }
+
     func testFlopsFollowKaplanFormula() throws {
         let engine = try makeEngine()
         let facts = engine.model.facts

@@ -42,6 +42,10 @@ class Metrics:
     evaluated_tokens: int = 0
     flops: float = 0.0
     scorer_flops: float = 0.0
+    # What the prompt cache lent: in evaluated_tokens and flops all the same (a solve's
+    # compute as if alone); executed_flops leaves it out.
+    cached_tokens: int = 0
+    executed_flops: Optional[float] = None
     wall_s: float = 0.0
     forks: int = 0
     peak_sequences: int = 0
