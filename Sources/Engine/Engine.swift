@@ -883,7 +883,14 @@ public final class Engine: @unchecked Sendable {
             generations = generations.filter { task in
                 let ids = Set(task.live.map { task.ids[$0] })
                 guard !ids.isDisjoint(with: failure.ids) else { return true }
-                if let engineError = failure.error as? EngineError, engineError.isOutOfRoom {
+                // A full KV cache ends a generation as far as it got; a prompt longer than
+                // the context is the caller's error, unless the generation had begun (then
+                // the sequence has merely reached the context's end).
+                var outOfRoom = false
+                if let engineError = failure.error as? EngineError {
+                    if case .kvCacheFull = engineError { outOfRoom = true } else { outOfRoom = engineError.isOutOfRoom && task.step > 0 }
+                }
+                if outOfRoom {
                     for index in task.live { task.results[index].finish = .cacheFull }
                     task.finish(.success([]))
                 } else {
