@@ -409,6 +409,11 @@ public final class Engine: @unchecked Sendable {
         return try run { [self, start, scores] in
             guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
             let all = scores + scored.scores
+            // Another caller's tokens on the same sequence between the steps would leave
+            // scores and tokens apart: refuse rather than record a wrong score.
+            guard all.count == tokens.count, sequences[id]!.tokens.count == start + tokens.count else {
+                throw EngineError.unknownSequence(id)
+            }
             sequences[id]!.logprobs.replaceSubrange(start..., with: all)
             return all
         }
@@ -511,6 +516,7 @@ public final class Engine: @unchecked Sendable {
     /// generated is returned either way. Sequence i samples with seed `sampling.seed + i`.
     public func generate(_ ids: [SequenceID], options: GenerationOptions,
                          shouldContinue: @escaping (Int) -> Bool = { _ in true }) throws -> [Generation] {
+        precondition(Thread.current !== ownerThread, "generate on the engine's owner thread")
         let task = GenerationTask(ids: ids, options: options, shouldContinue: shouldContinue)
         let done = DispatchSemaphore(value: 0)
         task.done = { done.signal() }
@@ -768,6 +774,8 @@ public final class Engine: @unchecked Sendable {
     /// Waits until the queued tokens of `ids` are evaluated (in some tick's batch).
     private func evaluateInTick(_ ids: [SequenceID], scoring: SequenceID? = nil,
                                 onScore: @escaping (Float) -> Void = { _ in }) throws {
+        // The owner waiting for its own tick would wait for ever.
+        precondition(Thread.current !== ownerThread, "evaluateInTick on the engine's owner thread")
         let done = DispatchSemaphore(value: 0)
         let box = ResultBox<Void>()
         post { [self] in
@@ -843,7 +851,9 @@ public final class Engine: @unchecked Sendable {
         for id in generating {
             let queued = sequences[id].map { $0.tokens.count - $0.evaluated } ?? 0
             // A generating sequence's sampled token always goes in; a prompt is chunked.
-            if queued <= 1 { _ = take(id, scoring: false, limit: 1) } else { _ = take(id, scoring: false, limit: budget); budget -= min(queued, budget) }
+            let before = work.count
+            _ = take(id, scoring: false, limit: queued <= 1 ? 1 : budget)
+            if queued > 1, work.count > before { budget -= work[before].end - sequences[id]!.evaluated }
         }
         if !evaluations.isEmpty {
             let order = (0..<evaluations.count).map { (nextEvaluation + $0) % evaluations.count }
@@ -857,52 +867,49 @@ public final class Engine: @unchecked Sendable {
             }
             nextEvaluation = (nextEvaluation + 1) % max(evaluations.count, 1)
         }
-        var failure: (ids: Set<SequenceID>, error: Error)?
+        // Why each sequence that could not be evaluated failed.
+        var failures: [SequenceID: Error] = [:]
         if !work.isEmpty {
             do {
                 do {
                     try evaluateWork(work)
-                } catch let error as EngineError where error.isOutOfRoom && dropPromptCache() {
+                } catch EngineError.kvCacheFull where dropPromptCache() {
+                    // Kept prompts give way to what callers wait on.
                     try evaluateWork(work)
                 }
             } catch let error as EngineError where error.isOutOfRoom && work.count > 1 {
                 // The room may have run out for another caller's tokens: each alone, and
                 // only those that fail alone fail.
-                var failed = Set<SequenceID>()
-                var last: Error = error
                 for item in work {
-                    do { try evaluateWork([item]) } catch { failed.insert(item.id); last = error }
+                    do { try evaluateWork([item]) } catch { failures[item.id] = error }
                 }
-                if !failed.isEmpty { failure = (failed, last) }
             } catch {
-                failure = (Set(work.map(\.id)), error)
+                for item in work { failures[item.id] = error }
             }
         }
-        // Generations whose step found no room end, as far as they got.
-        if let failure {
+        if !failures.isEmpty {
             generations = generations.filter { task in
-                let ids = Set(task.live.map { task.ids[$0] })
-                guard !ids.isDisjoint(with: failure.ids) else { return true }
+                guard let error = task.live.lazy.compactMap({ failures[task.ids[$0]] }).first else { return true }
                 // A full KV cache ends a generation as far as it got; a prompt longer than
                 // the context is the caller's error, unless the generation had begun (then
                 // the sequence has merely reached the context's end).
                 var outOfRoom = false
-                if let engineError = failure.error as? EngineError {
+                if let engineError = error as? EngineError {
                     if case .kvCacheFull = engineError { outOfRoom = true } else { outOfRoom = engineError.isOutOfRoom && task.step > 0 }
                 }
                 if outOfRoom {
                     for index in task.live { task.results[index].finish = .cacheFull }
                     task.finish(.success([]))
                 } else {
-                    task.finish(.failure(failure.error))
+                    task.finish(.failure(error))
                 }
                 return false
             }
         }
         // Callers whose tokens are all evaluated (or failed) are answered.
         evaluations = evaluations.filter { evaluation in
-            if let failure, !failure.ids.isDisjoint(with: evaluation.ids) {
-                evaluation.done(failure.error)
+            if let error = evaluation.ids.lazy.compactMap({ failures[$0] }).first {
+                evaluation.done(error)
                 return false
             }
             for id in evaluation.ids {

@@ -13,6 +13,9 @@ public final class SharedResources: @unchecked Sendable {
     private let changed: () -> Void
     private let lock = NSLock()
     private var reward: (name: String, engine: Engine)?
+    /// Held while a reward model loads (seconds), so that readers of `rewardEngine` never
+    /// wait for it and two loads never run at once.
+    private let loading = NSLock()
 
     public init(policy: Engine, loadModel: @escaping (String) throws -> Engine, changed: @escaping () -> Void) {
         self.policy = policy
@@ -44,18 +47,20 @@ public final class SharedResources: @unchecked Sendable {
 
     /// Loads `name` as the reward model, unless it already is.
     func loadRewardModel(_ name: String) throws {
-        try lock.withLock {
-            if let reward {
-                guard reward.name == name else { throw RewardModelError.another(resident: reward.name, asked: name) }
+        try loading.withLock {
+            if let resident = lock.withLock({ reward?.name }) {
+                guard resident == name else { throw RewardModelError.another(resident: resident, asked: name) }
                 return
             }
+            let engine: Engine
             do {
-                reward = (name, try loadModel(name))
+                engine = try loadModel(name)
             } catch {
                 throw RewardModelError.load(name, error)
             }
+            lock.withLock { reward = (name, engine) }
+            changed()
         }
-        changed()
     }
 
     /// The thread running a plugin's configure(): host calls that ask for resources are

@@ -224,7 +224,11 @@ final class Methods: RPCHandler, @unchecked Sendable {
             if !told, let progress {
                 told = true
                 let ahead = (waiting.firstIndex(of: ticket) ?? 0) + running
+                // Sending may block on a slow client: never while holding the queue.
+                admission.unlock()
                 progress(["event": "queued", "ahead": JSON(ahead)])
+                admission.lock()
+                continue
             }
             // Cancellation does not signal the condition: look again every 100 ms.
             _ = admission.wait(until: Date(timeIntervalSinceNow: 0.1))
@@ -304,6 +308,9 @@ final class Methods: RPCHandler, @unchecked Sendable {
     /// rest and waits for them to return their answers.
     func drain(graceSeconds: Double) {
         lock.withLock { acceptingSolves = false }
+        // Solves still waiting for a running place would only start to be cancelled.
+        let queued = lock.withLock { inFlight.values.filter { !$0.isRunning } }
+        queued.forEach { $0.cancel() }
         let deadline = Date().addingTimeInterval(graceSeconds)
         solvesDone.lock()
         while lock.withLock({ unanswered > 0 }) && solvesDone.wait(until: deadline) {}
