@@ -17,7 +17,10 @@ struct Configuration: Sendable {
     }
 
     static let requestBytes = Bounds(defaultValue: 1 << 20, range: 1024...(64 << 20))
-    static let concurrentSolves = Bounds(defaultValue: 8, range: 1...64)
+    // Four: batching gains 1.4x there on both Qwen models, and four wide solves (REBASE
+    // width 8, self-consistency n = 8) still fit the default context's KV cells, which
+    // solves do not yet reserve (docs/results/concurrent-solves).
+    static let concurrentSolves = Bounds(defaultValue: 4, range: 1...64)
     static let queuedSolves = Bounds(defaultValue: 64, range: 0...4096)
     static let solveTokens = Bounds(defaultValue: 65_536, range: 1...1_048_576)
     static let timeout = Bounds(defaultValue: 600.0, range: 1.0...86_400.0)
