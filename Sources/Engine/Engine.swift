@@ -837,22 +837,20 @@ public final class Engine: @unchecked Sendable {
         var budget = options.tickTokens
         var work: [(id: SequenceID, end: Int, scoring: Bool)] = []
         var taken = Set<SequenceID>()
-        func take(_ id: SequenceID, scoring: Bool, limit: Int) -> Bool {
-            guard !taken.contains(id), let state = sequences[id] else { return true }
+        /// Takes up to `limit` of a sequence's queued tokens into the tick's work, once.
+        func take(_ id: SequenceID, scoring: Bool, limit: Int) {
+            guard !taken.contains(id), let state = sequences[id] else { return }
             let end = state.tokens.count - (scoring ? 1 : 0)
-            let queued = end - state.evaluated
-            guard queued > 0 else { return true }
-            let count = min(queued, limit)
-            guard count > 0 else { return false }
+            let count = min(end - state.evaluated, limit)
+            guard count > 0 else { return }
             taken.insert(id)
             work.append((id, state.evaluated + count, scoring))
-            return count == queued
         }
         for id in generating {
             let queued = sequences[id].map { $0.tokens.count - $0.evaluated } ?? 0
             // A generating sequence's sampled token always goes in; a prompt is chunked.
             let before = work.count
-            _ = take(id, scoring: false, limit: queued <= 1 ? 1 : budget)
+            take(id, scoring: false, limit: queued <= 1 ? 1 : budget)
             if queued > 1, work.count > before { budget -= work[before].end - sequences[id]!.evaluated }
         }
         if !evaluations.isEmpty {
@@ -861,7 +859,7 @@ public final class Engine: @unchecked Sendable {
                 let evaluation = evaluations[index]
                 for id in evaluation.ids where budget > 0 {
                     let before = work.count
-                    _ = take(id, scoring: id == evaluation.scoring, limit: budget)
+                    take(id, scoring: id == evaluation.scoring, limit: budget)
                     if work.count > before { budget -= work[before].end - sequences[id]!.evaluated }
                 }
             }
