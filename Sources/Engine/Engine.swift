@@ -832,9 +832,12 @@ public final class Engine: @unchecked Sendable {
             generating += task.live.map { task.ids[$0] }
             return true
         }
-        // What this tick evaluates: whole generating sequences first (one token each, or
-        // their prompt chunk), then the waiting callers' tokens.
+        // What this tick evaluates: the generating sequences' tokens first (one each, or a
+        // chunk of a prompt), then the waiting callers'. Prompts of new generations take at
+        // most half the budget while callers wait, so a stream of them cannot hold a
+        // caller's evaluation (a fork, logits, a score) back.
         var budget = options.tickTokens
+        var promptBudget = evaluations.isEmpty ? budget : max(1, budget / 2)
         var work: [(id: SequenceID, end: Int, scoring: Bool)] = []
         var taken = Set<SequenceID>()
         /// Takes up to `limit` of a sequence's queued tokens into the tick's work, once.
@@ -850,8 +853,12 @@ public final class Engine: @unchecked Sendable {
             let queued = sequences[id].map { $0.tokens.count - $0.evaluated } ?? 0
             // A generating sequence's sampled token always goes in; a prompt is chunked.
             let before = work.count
-            take(id, scoring: false, limit: queued <= 1 ? 1 : budget)
-            if queued > 1, work.count > before { budget -= work[before].end - sequences[id]!.evaluated }
+            take(id, scoring: false, limit: queued <= 1 ? 1 : promptBudget)
+            if queued > 1, work.count > before {
+                let count = work[before].end - sequences[id]!.evaluated
+                budget -= count
+                promptBudget -= count
+            }
         }
         if !evaluations.isEmpty {
             let order = (0..<evaluations.count).map { (nextEvaluation + $0) % evaluations.count }

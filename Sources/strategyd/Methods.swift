@@ -163,10 +163,16 @@ final class Methods: RPCHandler, @unchecked Sendable {
             return nil
         }
         if let admitted { return reply(.failure(admitted)) }
+        // The place in the queue is taken here, on arrival, not when the thread starts.
+        let ticket = admission.withLock { () -> UInt64 in
+            defer { nextTicket += 1 }
+            waiting.append(nextTicket)
+            return nextTicket
+        }
         let thread = Thread { [self, progress] in
             let outcome: SolveOutcome
             var solveRequest: SolveRequest?
-            if admit(solve, progress: progress) {
+            if admit(solve, ticket: ticket, progress: progress) {
                 defer { admission.withLock { running -= 1; admission.broadcast() } }
                 // The budget's clock starts when the solve runs, not while it waits.
                 let started = SolveRequest(
@@ -208,12 +214,9 @@ final class Methods: RPCHandler, @unchecked Sendable {
     /// Waits for a running place, in arrival order; false when the solve was cancelled
     /// (by its client, a disconnect or shutdown) before it got one. A streaming client
     /// hears once how many solves are ahead of it.
-    private func admit(_ solve: InFlightSolve, progress: (@Sendable (JSON) -> Void)?) -> Bool {
+    private func admit(_ solve: InFlightSolve, ticket: UInt64, progress: (@Sendable (JSON) -> Void)?) -> Bool {
         admission.lock()
         defer { admission.unlock() }
-        let ticket = nextTicket
-        nextTicket += 1
-        waiting.append(ticket)
         var told = false
         while !(waiting.first == ticket && running < configuration.maxConcurrentSolves) {
             if solve.isCancelled {
