@@ -650,10 +650,18 @@ public final class Engine: @unchecked Sendable {
     /// A free sequence id; when there is none, the least recently used kept prompt's.
     private func takeID() -> SequenceID? {
         if let id = freeIDs.popLast() { return id }
-        guard let oldest = promptCache.indices.min(by: { promptCache[$0].lastUsed < promptCache[$1].lastUsed }) else {
-            return nil
-        }
-        let entry = promptCache.remove(at: oldest)
+        return oldestPrompt.map(evictPrompt)
+    }
+
+    /// The least recently used kept prompt's index.
+    private var oldestPrompt: Int? { promptCache.indices.min { promptCache[$0].lastUsed < promptCache[$1].lastUsed } }
+
+    /// The KV cells the kept prompts hold.
+    private var promptCacheCells: Int { promptCache.reduce(0) { $0 + $1.tokens.count } }
+
+    /// Frees a kept prompt's cells and returns its sequence id, now unused.
+    private func evictPrompt(at index: Int) -> SequenceID {
+        let entry = promptCache.remove(at: index)
         llama_memory_seq_rm(memory, entry.id, -1, -1)
         return entry.id
     }
@@ -687,20 +695,15 @@ public final class Engine: @unchecked Sendable {
             promptCache[index].lastUsed = cacheClock
             return
         }
-        for entry in promptCache where tokens.starts(with: entry.tokens) {
-            llama_memory_seq_rm(memory, entry.id, -1, -1)
-            freeIDs.append(entry.id)
+        while let shorter = promptCache.firstIndex(where: { tokens.starts(with: $0.tokens) }) {
+            freeIDs.append(evictPrompt(at: shorter))
         }
-        promptCache.removeAll { tokens.starts(with: $0.tokens) }
         // Leave most ids to live sequences: the cache takes one only while a quarter are free.
         guard freeIDs.count > options.maxSequences / 4, let cacheID = freeIDs.popLast() else { return }
         llama_memory_seq_cp(memory, id, cacheID, 0, Int32(length))
         promptCache.append(CachedPrompt(id: cacheID, tokens: tokens, lastUsed: cacheClock))
-        while promptCache.reduce(0, { $0 + $1.tokens.count }) > options.promptCacheTokens,
-              let oldest = promptCache.indices.min(by: { promptCache[$0].lastUsed < promptCache[$1].lastUsed }) {
-            let entry = promptCache.remove(at: oldest)
-            llama_memory_seq_rm(memory, entry.id, -1, -1)
-            freeIDs.append(entry.id)
+        while promptCacheCells > options.promptCacheTokens, let oldest = oldestPrompt {
+            freeIDs.append(evictPrompt(at: oldest))
         }
     }
 
@@ -708,11 +711,7 @@ public final class Engine: @unchecked Sendable {
     /// wait on, kept prompts go first.
     private func dropPromptCache() -> Bool {
         guard !promptCache.isEmpty else { return false }
-        for entry in promptCache {
-            llama_memory_seq_rm(memory, entry.id, -1, -1)
-            freeIDs.append(entry.id)
-        }
-        promptCache.removeAll()
+        while !promptCache.isEmpty { freeIDs.append(evictPrompt(at: 0)) }
         return true
     }
 
@@ -720,7 +719,7 @@ public final class Engine: @unchecked Sendable {
     public var promptCacheState: (prompts: Int, tokens: Int) { countLock.withLock { cacheSummary } }
 
     private func publishCacheSummary() {
-        let summary = (promptCache.count, promptCache.reduce(0) { $0 + $1.tokens.count })
+        let summary = (promptCache.count, promptCacheCells)
         countLock.withLock { cacheSummary = summary }
     }
 
