@@ -187,9 +187,13 @@ enum PluginSettings {
         guard PluginRegistry.isValidName(name), !key.isEmpty else {
             throw Invalid(description: "--plugin-config \(assignment): expected NAME.SETTING=VALUE with NAME a plugin name")
         }
-        let value = (try? JSON.parse(text)) ?? .string(text)
-        var section = sections[name]?.objectValue ?? [:]
+        set((try? JSON.parse(text)) ?? .string(text), plugin: name, key: key, in: &sections)
+    }
+
+    /// One setting into a plugin's section, over what it held.
+    static func set(_ value: JSON, plugin: String, key: String, in sections: inout [String: JSON]) {
+        var section = sections[plugin]?.objectValue ?? [:]
         section[key] = value
-        sections[name] = .object(section)
+        sections[plugin] = .object(section)
     }
 }

@@ -121,9 +121,7 @@ struct StrategyDaemon: ParsableCommand {
         }
         func setUnlessGiven(_ plugins: [String], _ key: String, _ value: JSON) {
             for plugin in plugins where sections[plugin]?[key] == nil {
-                var section = sections[plugin]?.objectValue ?? [:]
-                section[key] = value
-                sections[plugin] = .object(section)
+                PluginSettings.set(value, plugin: plugin, key: key, in: &sections)
             }
         }
         if let headsDir { setUnlessGiven(["quiet-star", "quiet-rebase"], "heads_dir", .string(headsDir)) }
