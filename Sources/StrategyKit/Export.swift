@@ -7,10 +7,16 @@ private enum Exported {
     nonisolated(unsafe) static var strategy: (any Strategy)?
     nonisolated(unsafe) static var scorer: (any Scorer)?
     nonisolated(unsafe) static var descriptor: UnsafeMutablePointer<sd_plugin>?
-    /// The declared params, which every Params read is checked against.
+    /// The declared params and settings, which every Params read is checked against.
     nonisolated(unsafe) static var params: [Param] = []
+    nonisolated(unsafe) static var settingParams: [Param] = []
     /// The settings configure() was called with; written once, before any request.
     nonisolated(unsafe) static var settings = Params(json: "{}", declared: [])
+
+    /// A request's params, as the daemon hands them over.
+    static func requestParams(_ text: UnsafePointer<CChar>) -> Params {
+        Params(json: String(cString: text), declared: params)
+    }
     /// The plugin type's configure.
     nonisolated(unsafe) static var configure: ((Params, HostResources) throws -> Void)?
 }
@@ -33,7 +39,7 @@ public func export<S: Strategy>(_ type: S.Type) -> UnsafePointer<sd_plugin> {
             let request = Request(host: host, raw: raw)
             do {
                 let solution = try strategy.solve(request, problem: String(cString: problem),
-                                                  params: Params(json: String(cString: params), declared: Exported.params))
+                                                  params: Exported.requestParams(params))
                 return host.pointee.set_result(raw, solution.json)
             } catch {
                 return report(error, host: host, raw: raw)
@@ -55,7 +61,7 @@ public func export<S: Scorer>(_ type: S.Type) -> UnsafePointer<sd_plugin> {
             }
             do {
                 out.pointee = try scorer.score(Request(host: host, raw: raw), problem: String(cString: problem),
-                                               solution: String(cString: solution), params: Params(json: String(cString: params), declared: Exported.params))
+                                               solution: String(cString: solution), params: Exported.requestParams(params))
                 return Int32(SD_OK.rawValue)
             } catch {
                 return report(error, host: host, raw: raw)
@@ -63,14 +69,18 @@ public func export<S: Scorer>(_ type: S.Type) -> UnsafePointer<sd_plugin> {
         }
         Exported.descriptor!.pointee.reads_logprobs = { _, host, raw, params in
             guard let host, let params, let scorer = Exported.scorer else { return false }
-            return scorer.readsLogprobs(Request(host: host, raw: raw), params: Params(json: String(cString: params), declared: Exported.params))
+            return scorer.readsLogprobs(Request(host: host, raw: raw), params: Exported.requestParams(params))
         }
     }
     return UnsafePointer(Exported.descriptor!)
 }
 
+/// A params_schema or settings_schema: each param's name -> its type, default and bounds.
+private func schemaText(_ params: [Param]) -> String {
+    jsonText(Dictionary(uniqueKeysWithValues: params.map { ($0.name, $0.schemaEntry) }))
+}
+
 private func descriptor<P: PluginMetadata>(_ type: P.Type, kind: sd_plugin_kind) -> UnsafeMutablePointer<sd_plugin> {
-    let schema = Dictionary(uniqueKeysWithValues: P.params.map { ($0.name, $0.schemaEntry) })
     var plugin = sd_plugin()
     plugin.abi_version = UInt32(SD_PLUGIN_ABI_VERSION)
     plugin.size = UInt32(MemoryLayout<sd_plugin>.size)
@@ -79,15 +89,15 @@ private func descriptor<P: PluginMetadata>(_ type: P.Type, kind: sd_plugin_kind)
     plugin.version = UnsafePointer(strdup(P.version))
     plugin.kind = Int32(kind.rawValue)
     plugin.description = UnsafePointer(strdup(P.description))
-    plugin.params_schema = UnsafePointer(strdup(jsonText(schema)))
+    plugin.params_schema = UnsafePointer(strdup(schemaText(P.params)))
     if !P.settings.isEmpty {
-        let settings = Dictionary(uniqueKeysWithValues: P.settings.map { ($0.name, $0.schemaEntry) })
-        plugin.settings_schema = UnsafePointer(strdup(jsonText(settings)))
+        plugin.settings_schema = UnsafePointer(strdup(schemaText(P.settings)))
+        Exported.settingParams = P.settings
         Exported.settings = Params(json: "{}", declared: P.settings)
         Exported.configure = P.configure
         plugin.configure = { _, host, settings in
             guard let host, let settings else { return Int32(SD_ERR_INVALID_ARGUMENT.rawValue) }
-            Exported.settings = Params(json: String(cString: settings), declared: Exported.settings.declaredParams)
+            Exported.settings = Params(json: String(cString: settings), declared: Exported.settingParams)
             do {
                 try Exported.configure?(Exported.settings, HostResources(host: host))
                 return Int32(SD_OK.rawValue)

@@ -137,7 +137,6 @@ public struct Param: Sendable {
 public struct Params: @unchecked Sendable {
     public let values: [String: Any]
     let declared: [String: Param]
-    var declaredParams: [Param] { Array(declared.values) }
 
     init(json: String, declared: [Param]) {
         values = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] ?? [:]
