@@ -16,7 +16,7 @@ import RPC
 /// of wall time (prompts included), the figure llama-batched-bench gives as
 /// npl * ntg / t for as many sequences with prompts of the same length.
 /// --prompt-cache: the time to the first generated token of a solve with a prompt of
-/// about 600 tokens, first cold, then repeated (the daemon's prompt cache holds it), over
+/// about 850 tokens, first cold, then repeated (the daemon's prompt cache holds it), over
 /// three prompts.
 struct Options {
     var socket = ""
@@ -72,8 +72,7 @@ func pings(socket: String, calls: Int, connections: Int) throws -> (latencies: [
         }
         lock.withLock { latencies += local; failed += localFailures }
     }
-    let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
-    return (latencies.sorted(), seconds, failed)
+    return (latencies.sorted(), seconds(since: started), failed)
 }
 
 /// Tokens a greedy solve of at most 96 tokens generated.
@@ -87,6 +86,34 @@ func generatedTokens(_ client: RPCClient, _ problem: String) throws -> Int {
 func longSolve(_ client: RPCClient, tokens: Int) throws -> JSON {
     try client.call("solve", ["problem": "Write a long story about the number 7.",
                               "params": ["max_tokens": JSON(tokens), "progress_every": JSON(tokens)]]).get()
+}
+
+/// Seconds since `start`.
+func seconds(since start: DispatchTime) -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+}
+
+/// Runs `count` solves at once, a thread and a connection each (Dispatch runs no more
+/// iterations at once than there are cores): the tokens they generated, how many failed,
+/// and the wall time of them all.
+func concurrentSolves(_ count: Int, socket: String,
+                      _ solve: @escaping @Sendable (RPCClient, Int) throws -> Int) throws -> (tokens: Int, failed: Int, seconds: Double) {
+    nonisolated(unsafe) let clients = try (0..<count).map { _ in try RPCClient(path: socket) }
+    let lock = NSLock()
+    nonisolated(unsafe) var tokens = 0
+    nonisolated(unsafe) var failed = 0
+    let started = DispatchTime.now()
+    let finished = DispatchGroup()
+    for index in 0..<count {
+        finished.enter()
+        Thread.detachNewThread {
+            defer { finished.leave() }
+            let generated = try? solve(clients[index], index)
+            lock.withLock { if let generated { tokens += generated } else { failed += 1 } }
+        }
+    }
+    finished.wait()
+    return (tokens, failed, seconds(since: started))
 }
 
 let options = Options(CommandLine.arguments)
@@ -148,55 +175,32 @@ if options.throughput > 0 {
     // The same greedy solves one after another, then all at once on their own connections:
     // generated tokens per second of wall time.
     let problems = (0..<options.throughput).map { "Write a long story about the number \($0)." }
-    nonisolated(unsafe) let clients = try problems.map { _ in try RPCClient(path: options.socket) }
-    var started = DispatchTime.now()
-    let serialTokens = try problems.map { try generatedTokens(clients[0], $0) }.reduce(0, +)
-    let serialSeconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
-    let lock = NSLock()
-    nonisolated(unsafe) var concurrentTokens = 0
-    nonisolated(unsafe) var failures = 0
-    started = DispatchTime.now()
-    // A thread each: Dispatch runs no more iterations at once than there are cores.
-    let finished = DispatchGroup()
-    for index in problems.indices {
-        finished.enter()
-        Thread.detachNewThread {
-            defer { finished.leave() }
-            let generated = try? generatedTokens(clients[index], problems[index])
-            lock.withLock { if let generated { concurrentTokens += generated } else { failures += 1 } }
-        }
+    let serial = try RPCClient(path: options.socket)
+    let started = DispatchTime.now()
+    let serialTokens = try problems.map { try generatedTokens(serial, $0) }.reduce(0, +)
+    let serialSeconds = seconds(since: started)
+    let together = try concurrentSolves(problems.count, socket: options.socket) { client, index in
+        try generatedTokens(client, problems[index])
     }
-    finished.wait()
-    let concurrentSeconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
     report["throughput"] = ["solves": JSON(problems.count),
                             "serial_tokens_per_s": JSON(Double(serialTokens) / serialSeconds),
-                            "concurrent_tokens_per_s": JSON(Double(concurrentTokens) / concurrentSeconds),
-                            "serial_tokens": JSON(serialTokens), "concurrent_tokens": JSON(concurrentTokens),
-                            "failed": JSON(failures)]
+                            "concurrent_tokens_per_s": JSON(Double(together.tokens) / together.seconds),
+                            "serial_tokens": JSON(serialTokens), "concurrent_tokens": JSON(together.tokens),
+                            "failed": JSON(together.failed)]
 }
 if !options.batching.isEmpty {
     let tokens = options.batchingTokens
     let warmUp = try longSolve(try RPCClient(path: options.socket), tokens: tokens)
     var rows: [JSON] = []
     for count in options.batching {
-        nonisolated(unsafe) let clients = try (0..<count).map { _ in try RPCClient(path: options.socket) }
-        let lock = NSLock()
-        nonisolated(unsafe) var generated = 0
-        nonisolated(unsafe) var failures = 0
-        let started = DispatchTime.now()
-        let finished = DispatchGroup()
-        for index in 0..<count {
-            finished.enter()
-            Thread.detachNewThread {
-                defer { finished.leave() }
-                let tokens = (try? longSolve(clients[index], tokens: tokens))?["metrics"]?["generated_tokens"]?.intValue
-                lock.withLock { if let tokens { generated += Int(tokens) } else { failures += 1 } }
+        let run = try concurrentSolves(count, socket: options.socket) { client, _ in
+            guard let generated = try longSolve(client, tokens: tokens)["metrics"]?["generated_tokens"]?.intValue else {
+                throw RPCError.internalError("a solve without generated_tokens")
             }
+            return Int(generated)
         }
-        finished.wait()
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
-        rows.append(["n": JSON(count), "generated_tokens": JSON(generated), "seconds": JSON(seconds),
-                     "tokens_per_s": JSON(Double(generated) / seconds), "failed": JSON(failures)])
+        rows.append(["n": JSON(count), "generated_tokens": JSON(run.tokens), "seconds": JSON(run.seconds),
+                     "tokens_per_s": JSON(Double(run.tokens) / run.seconds), "failed": JSON(run.failed)])
     }
     report["batching"] = ["prompt_tokens": warmUp["metrics"]?["prompt_tokens"] ?? .null,
                           "tokens": JSON(options.batchingTokens), "rows": .array(rows)]
@@ -212,8 +216,8 @@ if options.promptCache {
         for pass in 0..<2 {
             let start = DispatchTime.now()
             let result = try client.call("solve", ["problem": .string(problem), "params": ["max_tokens": 1]]).get()
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-            if pass == 0 { cold.append(seconds) } else { warm.append(seconds) }
+            let elapsed = seconds(since: start)
+            if pass == 0 { cold.append(elapsed) } else { warm.append(elapsed) }
             promptTokens = result["metrics"]?["prompt_tokens"] ?? .null
             if pass == 1 { cachedTokens = result["metrics"]?["cached_tokens"] ?? .null }
         }
