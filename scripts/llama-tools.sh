@@ -1,12 +1,12 @@
 # Sourced by the benchmarks (after env.sh): builds llama.cpp's own benchmark tools, the
 # peers the Engine and the daemon are measured against, from the same pinned source and
 # cmake flags as scripts/setup, once, into the cache. Sets llama_bench and batched_bench.
-src_root="$STRATEGYD_CACHE/llama.cpp/src-$LLAMA_CPP_PYTHON_VERSION"
+src_root="$LLAMA_SRC"
 if [ ! -f "$LLAMA_PREFIX/.complete" ] || [ ! -f "$src_root/.extracted" ]; then
   echo "llama.cpp is not set up for this machine; run scripts/setup first" >&2
   exit 1
 fi
-tools_dir="$STRATEGYD_CACHE/llama.cpp/tools-$LLAMA_CPP_PYTHON_VERSION-$cpu_key"
+tools_dir="$STRATEGYD_CACHE/llama.cpp/tools-$LLAMA_CPP_PYTHON_VERSION-p$patch_key-$cpu_key"
 if [ ! -f "$tools_dir/.complete" ]; then
   echo "== llama.cpp peer tools -> $tools_dir" >&2
   cmake -S "$src_root/vendor/llama.cpp" -B "$tools_dir/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
