@@ -130,6 +130,13 @@ public final class Engine: @unchecked Sendable {
     private var promptCache: [CachedPrompt] = [] { didSet { publishCacheSummary() } }
     private var cacheClock: UInt64 = 0
     private var cacheSummary = (prompts: 0, tokens: 0)
+    private var ledger = CellLedger()
+    /// The accounts with live sequences: in the order they opened their first (the oldest
+    /// goes first when cells run short) and how many they hold.
+    private var liveAccounts: [ObjectIdentifier: (serial: UInt64, sequences: Int)] = [:]
+    private var accountClock: UInt64 = 0
+    /// Cells free or held only by kept prompts, for admission (under countLock).
+    private var availableCells = 0
     // Posted operations, for the owner to run.
     private let posted = NSCondition()
     private var operations: [() -> Void] = []
@@ -140,10 +147,18 @@ public final class Engine: @unchecked Sendable {
     /// Whether outputs carry hidden states: from the options, or turned on later (under
     /// countLock, so that anyone may read it).
     private var keepsHiddenStates: Bool
+    /// Tokens of callers' sequences per llama_decode call.
+    private let decodeRows: Int
+    /// With batch-invariant numerics, for a model whose one-row products take other kernels:
+    /// the sequence of the padding row a decode with one row or one output row carries.
+    private let paddingSequence: SequenceID?
 
-    private struct PendingToken {
+    private struct PendingToken: Equatable {
         var kind: TokenKind
         var sampled: Bool
+        /// Evaluated before, then given up to free cells for an older solve: evaluated again
+        /// at the engine's expense, not charged to the account a second time.
+        var recomputed = false
     }
 
     private struct SequenceState {
@@ -163,12 +178,15 @@ public final class Engine: @unchecked Sendable {
         /// How many leading tokens were created as the sequence's prompt: what the prompt
         /// cache keeps when the sequence is freed.
         var promptLength = 0
+        /// The ledger's handles of the cells holding the evaluated tokens, one per position.
+        var cells: [Int32] = []
     }
 
     /// A freed sequence's prompt, its cells kept under a sequence id of its own.
     private struct CachedPrompt {
         let id: SequenceID
         let tokens: [Int32]
+        let cells: [Int32]
         var lastUsed: UInt64
     }
 
@@ -184,6 +202,33 @@ public final class Engine: @unchecked Sendable {
         params.n_batch = UInt32(options.batchSize)
         params.n_ubatch = UInt32(min(options.microBatchSize, options.batchSize))
         params.n_seq_max = UInt32(options.maxSequences)
+        if model.batchInvariant {
+            // Attention runs as flash attention over a q8_0 KV cache: for any number of
+            // query rows ggml's CPU kernel then computes each row alone, visiting only its
+            // own sequence's cells, in cell order (its split-KV kernel for one row and its
+            // tiled kernel for 64 rows or more take F16 caches only, and add up in another
+            // order). llama.cpp, as strategyd builds it, keeps a sequence's cells in
+            // position order (scripts/patches/llama.cpp).
+            params.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED
+            params.type_k = GGML_TYPE_Q8_0
+            params.type_v = GGML_TYPE_Q8_0
+            if model.oneRowTakesOtherKernels {
+                // llamafile's sgemm takes products of two rows or more, a vector dot product
+                // one row: each call is one micro-batch, padded to two rows and two outputs.
+                guard options.maxSequences < 256 else {
+                    throw EngineError.contextCreationFailed(reason: "batch-invariant numerics keep one of llama.cpp's 256 sequence ids for a padding row: at most 255 sequences")
+                }
+                params.n_seq_max = UInt32(options.maxSequences + 1)
+                decodeRows = Int(params.n_ubatch) - 1
+                paddingSequence = SequenceID(options.maxSequences)
+            } else {
+                decodeRows = options.batchSize
+                paddingSequence = nil
+            }
+        } else {
+            decodeRows = options.batchSize
+            paddingSequence = nil
+        }
         params.n_threads = Int32(options.threads)
         params.n_threads_batch = Int32(options.threads)
         params.kv_unified = true
@@ -200,6 +245,7 @@ public final class Engine: @unchecked Sendable {
         freeIDs = (0..<Int32(options.maxSequences)).reversed()
         prefixesShareable = !llama_model_is_recurrent(model.pointer) && !llama_model_is_hybrid(model.pointer)
         keepsHiddenStates = options.hiddenStates
+        publishAvailableCells()
         startOwner()
     }
 
@@ -306,20 +352,26 @@ public final class Engine: @unchecked Sendable {
                 cached = hit.shared
             }
             let shared = donor?.shared ?? 0
-            if let donor { llama_memory_seq_cp(memory, donor.id, id, 0, Int32(shared)) }
+            var cells: [Int32] = []
+            if let donor {
+                llama_memory_seq_cp(memory, donor.id, id, 0, Int32(shared))
+                cells = Array(cellsOf(donor.id)[..<shared])
+                ledger.retain(cells)
+            }
             let known = cached == 0 ? donor.map { sequences[$0.id]!.logprobs[..<shared] } ?? [] : []
             sequences[id] = SequenceState(account: account, tokens: tokens,
                                           logprobs: known + Array(repeating: .nan, count: tokens.count - known.count),
                                           evaluated: shared,
                                           pending: Array(repeating: PendingToken(kind: kind, sampled: false),
                                                          count: tokens.count - shared),
-                                          promptLength: kind == .prompt ? tokens.count : 0)
+                                          promptLength: kind == .prompt ? tokens.count : 0, cells: cells)
             if cached > 0 {
                 let flops = flopsModel.flops(start: 0, count: cached)
                 account.update { $0.chargeCached(kind, tokens: cached, flops: flops) }
                 totals.update { $0.cachedTokens += cached }
             }
             account.sequenceOpened(byFork: false)
+            accountOpened(account)
             countLock.withLock { _ = liveIDs.insert(id) }
             return id
         }
@@ -340,8 +392,10 @@ public final class Engine: @unchecked Sendable {
             return (0..<count).map { _ in
                 let child = takeID()!
                 llama_memory_seq_cp(memory, parent, child, -1, -1)
+                ledger.retain(state.cells)
                 sequences[child] = state
                 state.account.sequenceOpened(byFork: true)
+                accountOpened(state.account)
                 countLock.withLock { _ = liveIDs.insert(child) }
                 return child
             }
@@ -446,6 +500,9 @@ public final class Engine: @unchecked Sendable {
         let lentEnd = start + donor.run - 1
         llama_memory_seq_rm(memory, id, Int32(state.evaluated), -1)
         llama_memory_seq_cp(memory, donor.id, id, Int32(state.evaluated), Int32(lentEnd))
+        let lent = sequences[donor.id]!.cells[state.evaluated..<lentEnd]
+        ledger.retain(lent)
+        sequences[id]!.cells += lent
         let scores = Array(sequences[donor.id]!.logprobs[start..<(start + donor.run)])
         sequences[id]!.tokens += tokens
         sequences[id]!.logprobs += scores + Array(repeating: .nan, count: tokens.count - donor.run)
@@ -464,8 +521,13 @@ public final class Engine: @unchecked Sendable {
             guard let state = sequences.removeValue(forKey: id) else { return }
             keepPrompt(of: id, state)
             llama_memory_seq_rm(memory, id, -1, -1)
+            ledger.release(state.cells)
+            publishAvailableCells()
             freeIDs.append(id)
             state.account.sequenceClosed()
+            let key = ObjectIdentifier(state.account)
+            liveAccounts[key]!.sequences -= 1
+            if liveAccounts[key]!.sequences == 0 { liveAccounts[key] = nil }
         }
     }
 
@@ -663,6 +725,7 @@ public final class Engine: @unchecked Sendable {
     private func evictPrompt(at index: Int) -> SequenceID {
         let entry = promptCache.remove(at: index)
         llama_memory_seq_rm(memory, entry.id, -1, -1)
+        ledger.release(entry.cells)
         return entry.id
     }
 
@@ -701,18 +764,12 @@ public final class Engine: @unchecked Sendable {
         // Leave most ids to live sequences: the cache takes one only while a quarter are free.
         guard freeIDs.count > options.maxSequences / 4, let cacheID = freeIDs.popLast() else { return }
         llama_memory_seq_cp(memory, id, cacheID, 0, Int32(length))
-        promptCache.append(CachedPrompt(id: cacheID, tokens: tokens, lastUsed: cacheClock))
+        let cells = Array(state.cells[..<length])
+        ledger.retain(cells)
+        promptCache.append(CachedPrompt(id: cacheID, tokens: tokens, cells: cells, lastUsed: cacheClock))
         while promptCacheCells > options.promptCacheTokens, let oldest = oldestPrompt {
             freeIDs.append(evictPrompt(at: oldest))
         }
-    }
-
-    /// Frees every kept prompt's cells: when the KV cache has no room for what callers
-    /// wait on, kept prompts go first.
-    private func dropPromptCache() -> Bool {
-        guard !promptCache.isEmpty else { return false }
-        while !promptCache.isEmpty { freeIDs.append(evictPrompt(at: 0)) }
-        return true
     }
 
     /// Prompts kept and the cells they hold (status: read without waiting for the owner).
@@ -721,6 +778,92 @@ public final class Engine: @unchecked Sendable {
     private func publishCacheSummary() {
         let summary = (promptCache.count, promptCacheCells)
         countLock.withLock { cacheSummary = summary }
+        publishAvailableCells()
+    }
+
+    // MARK: KV cells
+
+    /// The cells of a live sequence or a kept prompt.
+    private func cellsOf(_ id: SequenceID) -> [Int32] {
+        sequences[id]?.cells ?? promptCache.first { $0.id == id }!.cells
+    }
+
+    /// KV cells no sequence or kept prompt holds (the padding row's kept apart).
+    private var freeCells: Int { Int(llama_n_ctx(context)) - ledger.used - (paddingSequence == nil ? 0 : 1) }
+
+    /// Cells free or held only by kept prompts (which give way to callers): what a new
+    /// solve can count on now. Read without waiting for the owner.
+    public var cellsAvailable: Int { countLock.withLock { availableCells } }
+
+    private func publishAvailableCells() {
+        let available = freeCells + promptCacheCells
+        countLock.withLock { availableCells = available }
+    }
+
+    private func accountOpened(_ account: Account) {
+        let key = ObjectIdentifier(account)
+        if liveAccounts[key] == nil {
+            accountClock += 1
+            liveAccounts[key] = (accountClock, 0)
+        }
+        liveAccounts[key]!.sequences += 1
+    }
+
+    /// The part of a tick's work the free KV cells hold (owner thread). Kept prompts give
+    /// way first; then the oldest accounts' tokens go in first and the rest wait, queued,
+    /// for cells to free, so that a solve wanting cells waits for others to finish instead
+    /// of failing. Nothing fits only when no cell is free. If then every account with live
+    /// sequences is waiting here, none will free any: the youngest account holding cells
+    /// gives them up, its tokens queued to be evaluated again once there is room (as a
+    /// batching server preempts by recomputation), and when only one account holds cells,
+    /// that one alone exceeds the cache and fails with a full cache.
+    private func fitToFreeCells(_ work: [WorkItem], failures: inout [SequenceID: Error]) -> [WorkItem] {
+        let needed = work.reduce(0) { $0 + $1.end - sequences[$1.id]!.evaluated }
+        while needed > freeCells, let oldest = oldestPrompt { freeIDs.append(evictPrompt(at: oldest)) }
+        var free = freeCells
+        guard needed > free else { return work }
+        func serial(_ item: WorkItem) -> UInt64 { liveAccounts[ObjectIdentifier(sequences[item.id]!.account)]!.serial }
+        let ordered = work.indices.sorted { (serial(work[$0]), $0) < (serial(work[$1]), $1) }.map { work[$0] }
+        var fitting: [WorkItem] = []
+        for item in ordered where free > 0 {
+            let evaluated = sequences[item.id]!.evaluated
+            let count = min(item.end - evaluated, free)
+            fitting.append((item.id, evaluated + count, item.scoring))
+            free -= count
+        }
+        guard fitting.isEmpty, Set(work.map(serial)).count == liveAccounts.count else { return fitting }
+        var holders: [UInt64: [SequenceID]] = [:]
+        for (id, state) in sequences where state.evaluated > 0 {
+            holders[liveAccounts[ObjectIdentifier(state.account)]!.serial, default: []].append(id)
+        }
+        // A sequence being scored reports each position's score once: it is never preempted.
+        let scored = Set(evaluations.compactMap(\.scoring))
+        let oldest = holders.keys.min()
+        if let youngest = holders.filter({ $0.key != oldest && $0.value.allSatisfy { !scored.contains($0) } }).keys.max() {
+            for id in holders[youngest]! { preempt(id) }
+            return fitToFreeCells(work, failures: &failures)
+        }
+        let capacity = Int(llama_n_ctx(context))
+        let failing = holders.count == 1 ? holders.keys.first! : work.map(serial).max()!
+        for item in work where serial(item) == failing {
+            failures[item.id] = EngineError.kvCacheFull(tokens: item.end - sequences[item.id]!.evaluated, capacity: capacity)
+        }
+        return []
+    }
+
+    /// Frees a sequence's cells and queues all its tokens again (owner thread): they are
+    /// evaluated anew when there is room, charged to nobody but executed FLOPs.
+    private func preempt(_ id: SequenceID) {
+        var state = sequences[id]!
+        llama_memory_seq_rm(memory, id, -1, -1)
+        ledger.release(state.cells)
+        state.cells = []
+        state.pending = state.tokens[..<state.evaluated].indices.map { _ in
+            PendingToken(kind: .prompt, sampled: true, recomputed: true)
+        } + state.pending
+        state.evaluated = 0
+        sequences[id] = state
+        publishAvailableCells()
     }
 
     // MARK: the owner
@@ -837,7 +980,7 @@ public final class Engine: @unchecked Sendable {
         // caller's evaluation (a fork, logits, a score) back.
         var budget = options.tickTokens
         var promptBudget = evaluations.isEmpty ? budget : max(1, budget / 2)
-        var work: [(id: SequenceID, end: Int, scoring: Bool)] = []
+        var work: [WorkItem] = []
         var taken = Set<SequenceID>()
         /// Takes up to `limit` of a sequence's queued tokens into the tick's work, once.
         func take(_ id: SequenceID, scoring: Bool, limit: Int) {
@@ -873,17 +1016,13 @@ public final class Engine: @unchecked Sendable {
         }
         // Why each sequence that could not be evaluated failed.
         var failures: [SequenceID: Error] = [:]
+        work = fitToFreeCells(work, failures: &failures)
         if !work.isEmpty {
             do {
-                do {
-                    try evaluateWork(work)
-                } catch EngineError.kvCacheFull where dropPromptCache() {
-                    // Kept prompts give way to what callers wait on.
-                    try evaluateWork(work)
-                }
+                try evaluateWork(work)
             } catch let error as EngineError where error.isOutOfRoom && work.count > 1 {
-                // The room may have run out for another caller's tokens: each alone, and
-                // only those that fail alone fail.
+                // A sequence past the context's end fails alone: each alone, and only those
+                // that fail alone fail.
                 for item in work {
                     do { try evaluateWork([item]) } catch { failures[item.id] = error }
                 }
@@ -928,8 +1067,12 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
+    /// Queued tokens of a sequence a tick evaluates: up to `end`, with an output row at each
+    /// position when `scoring`.
+    private typealias WorkItem = (id: SequenceID, end: Int, scoring: Bool)
+
     /// Evaluates the chosen tokens in as few decodes as the batch allows (one, when they fit).
-    private func evaluateWork(_ work: [(id: SequenceID, end: Int, scoring: Bool)]) throws {
+    private func evaluateWork(_ work: [WorkItem]) throws {
         var callbacks: [SequenceID: (Float) -> Void] = [:]
         for item in work where item.scoring {
             if let evaluation = evaluations.first(where: { $0.scoring == item.id }) { callbacks[item.id] = evaluation.onScore }
@@ -960,9 +1103,9 @@ public final class Engine: @unchecked Sendable {
             // Fill one batch, sequence after sequence, splitting only at the batch's end.
             var rows: [Row] = []
             batch.n_tokens = 0
-            while item < work.count && Int(batch.n_tokens) < options.batchSize {
+            while item < work.count && Int(batch.n_tokens) < decodeRows {
                 let (id, _, end) = work[item]
-                let take = min(end - position, options.batchSize - Int(batch.n_tokens))
+                let take = min(end - position, decodeRows - Int(batch.n_tokens))
                 let tokens = sequences[id]!.tokens
                 let scored = scoring.contains(id)
                 var output: Int32?
@@ -1008,6 +1151,19 @@ public final class Engine: @unchecked Sendable {
     }
 
     private func decode(_ rows: [Row], onScore: (SequenceID, Float) -> Void) throws {
+        let outputs = (0..<Int(batch.n_tokens)).reduce(0) { $0 + (batch.logits[$1] != 0 ? 1 : 0) }
+        if let padding = paddingSequence, batch.n_tokens == 1 || outputs == 1 {
+            // One token at position 0 of a sequence of its own, with an output; its cell from
+            // the last call goes first.
+            llama_memory_seq_rm(memory, padding, -1, -1)
+            let slot = Int(batch.n_tokens)
+            batch.token[slot] = model.beginningOfSequence ?? 0
+            batch.pos[slot] = 0
+            batch.n_seq_id[slot] = 1
+            batch.seq_id[slot]![0] = padding
+            batch.logits[slot] = 1
+            batch.n_tokens += 1
+        }
         let status = llama_decode(context, batch)
         if status == 1 { throw EngineError.kvCacheFull(tokens: Int(batch.n_tokens), capacity: options.contextSize) }
         if status != 0 {
@@ -1040,6 +1196,7 @@ public final class Engine: @unchecked Sendable {
             sequences[row.id] = state
         }
         totals.update { $0.decodeCalls += 1 }
+        publishAvailableCells()
     }
 
     /// Charges tokens [from, to) of a sequence, now evaluated, to its account and the totals.
@@ -1048,20 +1205,24 @@ public final class Engine: @unchecked Sendable {
         while runStart < to {
             let first = state.pending[runStart - state.evaluated]
             var runEnd = runStart + 1
-            while runEnd < to, state.pending[runEnd - state.evaluated].kind == first.kind,
-                  state.pending[runEnd - state.evaluated].sampled == first.sampled { runEnd += 1 }
+            while runEnd < to, state.pending[runEnd - state.evaluated] == first { runEnd += 1 }
             let count = runEnd - runStart
             let flops = flopsModel.flops(start: runStart, count: count)
             for account in [state.account, totals] {
                 account.update {
-                    $0.chargeEvaluation(first.kind, tokens: count, flops: flops)
-                    if !first.sampled { $0.count(first.kind, tokens: count) }
+                    if first.recomputed {
+                        $0.executedFlops += flops
+                    } else {
+                        $0.chargeEvaluation(first.kind, tokens: count, flops: flops)
+                        if !first.sampled { $0.count(first.kind, tokens: count) }
+                    }
                 }
             }
             runStart = runEnd
         }
         if firstCall { state.account.update { $0.decodeCalls += 1 } }
         state.pending.removeFirst(to - state.evaluated)
+        state.cells += ledger.take(to - state.evaluated)
         state.evaluated = to
     }
 }

@@ -39,14 +39,32 @@ public final class Model: @unchecked Sendable {
     public let facts: ModelFacts
     /// Every end-of-generation token (EOS, EOT, ...), for suppressing them.
     public let endOfGenerationTokens: [Int32]
+    /// Whether every matrix product takes the same kernel whatever the batch: see
+    /// `init(path:batchInvariant:)`.
+    public let batchInvariant: Bool
+    /// Whether some weights have a type llamafile's sgemm multiplies (F32, F16, BF16,
+    /// Q8_0, Q4_0, Q5_0, IQ4_NL): their products with one row take ggml's vector dot
+    /// product instead, which adds up in another order.
+    let oneRowTakesOtherKernels: Bool
     let pointer: OpaquePointer
     let vocab: OpaquePointer
 
-    public init(path: String) throws {
+    /// Loads a GGUF file. `batchInvariant` gives up the CPU kernels whose numbers for one
+    /// token's row depend on how many rows share the product: weights repacked for
+    /// multi-row gemm (llama.cpp's extra buffer types) and ggml's tiled K-quant matmul,
+    /// which take over above a batch size. What is left computes each output element as one
+    /// dot product over the whole row, the same at any batch size. The tiled switch is an
+    /// environment variable ggml reads once per process, so it is set here, before the
+    /// first product: a process that computed with it on keeps it on.
+    public init(path: String, batchInvariant: Bool = false) throws {
         LlamaRuntime.initialize()
+        if batchInvariant { setenv("GGML_CPU_TILED_MM", "0", 1) }
+        self.batchInvariant = batchInvariant
         let inspection = try GGUFInspection(path: path)
+        oneRowTakesOtherKernels = inspection.sgemmWeights
         var params = llama_model_default_params()
         params.n_gpu_layers = 0
+        params.use_extra_bufts = !batchInvariant
         let (loaded, log) = LlamaRuntime.capturingLog { llama_model_load_from_file(path, params) }
         guard let model = loaded else {
             if log.contains("unknown model architecture") {
@@ -166,6 +184,8 @@ struct GGUFInspection {
     var fileBytes: UInt64
     var tiedEmbeddings: Bool
     var headDimension: Int?
+    /// Whether a matrix (not a norm or a bias) has a type llamafile's sgemm takes.
+    var sgemmWeights = false
 
     init(path: String) throws {
         guard let handle = FileHandle(forReadingAtPath: path) else {
@@ -187,7 +207,13 @@ struct GGUFInspection {
         }
         defer { gguf_free(gguf) }
         var end = UInt64(gguf_get_data_offset(gguf))
+        let sgemmTypes: Set<UInt32> = [GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,
+                                       GGML_TYPE_Q5_0, GGML_TYPE_IQ4_NL].map(\.rawValue).reduce(into: []) { $0.insert($1) }
         for tensor in 0..<gguf_get_n_tensors(gguf) {
+            let name = String(cString: gguf_get_tensor_name(gguf, tensor))
+            if sgemmTypes.contains(gguf_get_tensor_type(gguf, tensor).rawValue), name.hasSuffix(".weight"), !name.contains("norm") {
+                sgemmWeights = true
+            }
             end = max(end, UInt64(gguf_get_data_offset(gguf)) + UInt64(gguf_get_tensor_offset(gguf, tensor))
                         + UInt64(gguf_get_tensor_size(gguf, tensor)))
         }

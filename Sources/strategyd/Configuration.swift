@@ -17,10 +17,11 @@ struct Configuration: Sendable {
     }
 
     static let requestBytes = Bounds(defaultValue: 1 << 20, range: 1024...(64 << 20))
-    // Four: batching gains 1.4x there on both Qwen models, and four wide solves (REBASE
-    // width 8, self-consistency n = 8) still fit the default context's KV cells, which
-    // solves do not yet reserve (docs/results/concurrent-solves).
-    static let concurrentSolves = Bounds(defaultValue: 4, range: 1...64)
+    // Sixteen: llama.cpp's batched decode on two cores keeps gaining up to about sixteen
+    // sequences (docs/results/concurrent-solves). A solve starts only while the free KV
+    // cells hold its share of the cache, and one that wants more cells than are free waits
+    // for them, so wide solves queue instead of failing.
+    static let concurrentSolves = Bounds(defaultValue: 16, range: 1...64)
     static let queuedSolves = Bounds(defaultValue: 64, range: 0...4096)
     static let solveTokens = Bounds(defaultValue: 65_536, range: 1...1_048_576)
     static let timeout = Bounds(defaultValue: 600.0, range: 1.0...86_400.0)
@@ -52,6 +53,8 @@ struct Configuration: Sendable {
     var maxTokensPerCall: Int
     var graceSeconds: Double
     var promptCacheTokens: Int
+    /// Batch-invariant numerics (Model.init(path:batchInvariant:)).
+    var deterministic: Bool
 
     var requestLimits: RequestLimits {
         var limits = RequestLimits()
@@ -63,8 +66,9 @@ struct Configuration: Sendable {
     var engineOptions: EngineOptions {
         var options = EngineOptions()
         options.contextSize = contextSize
-        // Every concurrent solve may hold maxWidth sequences, within llama.cpp's 256.
-        options.maxSequences = min(256, maxWidth * maxConcurrentSolves)
+        // Every concurrent solve may hold maxWidth sequences, within llama.cpp's 256 (one
+        // of them the padding row's, with batch-invariant numerics).
+        options.maxSequences = min(deterministic ? 255 : 256, maxWidth * maxConcurrentSolves)
         options.threads = threads
         options.promptCacheTokens = promptCacheTokens
         return options

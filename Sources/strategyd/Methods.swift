@@ -109,6 +109,7 @@ final class Methods: RPCHandler, @unchecked Sendable {
         return ["version": .string(Configuration.version), "uptime_s": JSON(Date().timeIntervalSince(started)),
                 "model": modelInfo.json, "plugins": .array(registry.all.map { .string($0.name) }),
                 "requests_in_flight": JSON(requests), "solves_in_flight": JSON(solves), "solves_queued": JSON(queued),
+                "deterministic": .bool(configuration.deterministic),
                 "live_sequences": JSON(engine.liveSequences),
                 "prompt_cache": ["prompts": JSON(cache.prompts), "tokens": JSON(cache.tokens)],
                 "totals": SolveRequest.metrics(totals, wallSeconds: Date().timeIntervalSince(started)),
@@ -218,7 +219,12 @@ final class Methods: RPCHandler, @unchecked Sendable {
         admission.lock()
         defer { admission.unlock() }
         var told = false
-        while !(waiting.first == ticket && running < configuration.maxConcurrentSolves) {
+        // A solve starts once it is first in line, a running place is free, and the KV cells
+        // free hold its share of the cache (not needed when nothing runs): beyond that it
+        // would only wait inside the engine for cells, holding what it has.
+        let share = configuration.contextSize / configuration.maxConcurrentSolves
+        while !(waiting.first == ticket && running < configuration.maxConcurrentSolves
+                && (running == 0 || engine.cellsAvailable >= share)) {
             if solve.isCancelled {
                 waiting.removeAll { $0 == ticket }
                 admission.broadcast()

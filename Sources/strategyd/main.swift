@@ -52,6 +52,9 @@ struct StrategyDaemon: ParsableCommand {
     @Flag(help: .hidden)
     var hiddenStates = false
 
+    @Flag(help: "Batch-invariant numerics: a seeded solve gives the same tokens alone or with any other solves, at some cost in speed (docs/api.md).")
+    var deterministic = false
+
     @Option(help: "Longest request line in bytes (\(Configuration.requestBytes.range)).")
     var maxRequestBytes: Int = Configuration.requestBytes.defaultValue
 
@@ -163,7 +166,7 @@ struct StrategyDaemon: ParsableCommand {
             maxRequestBytes: maxRequestBytes, maxConcurrentSolves: maxConcurrentSolves,
             maxQueuedSolves: maxQueuedSolves, maxTokens: maxTokens,
             maxTimeoutSeconds: maxTimeout, maxWidth: maxWidth, maxTokensPerCall: maxTokensPerCall,
-            graceSeconds: shutdownGrace, promptCacheTokens: promptCacheTokens)
+            graceSeconds: shutdownGrace, promptCacheTokens: promptCacheTokens, deterministic: deterministic)
 
         SystemdNotifier.notify("STATUS=loading \(configuration.modelPath)")
         logger.info("loading model", metadata: ["path": "\(configuration.modelPath)", "threads": "\(threads)"])
@@ -171,7 +174,7 @@ struct StrategyDaemon: ParsableCommand {
         let model: Model
         let engine: Engine
         do {
-            model = try Model(path: configuration.modelPath)
+            model = try Model(path: configuration.modelPath, batchInvariant: configuration.deterministic)
             engine = try Engine(model: model, options: configuration.engineOptions)
         } catch {
             if case EngineError.fileNotFound = error, !configuration.modelPath.contains("/") || configuration.modelPath.hasPrefix(Configuration.modelCache.path) {
@@ -186,7 +189,8 @@ struct StrategyDaemon: ParsableCommand {
         // load_reward_model); the facts plugins read follow.
         let resources = SharedResources(policy: engine, loadModel: { name in
             let (path, _) = Configuration.resolveModel(name)
-            let reward = try Engine(model: try Model(path: path), options: configuration.engineOptions)
+            let reward = try Engine(model: try Model(path: path, batchInvariant: configuration.deterministic),
+                                    options: configuration.engineOptions)
             logger.info("reward model resident", metadata: ["path": "\(path)"])
             return reward
         }, changed: { HostTable.setModelInfo(modelInfo.json.serialized()) })

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-from strategyd_client import Client, ModelInfo, SolveResult
+from strategyd_client import Client, SolveResult, Status
 from strategyd_client.errors import (Busy, ConnectionLost, DaemonNotRunning, InvalidParams, InvalidRequest,
                                      MethodNotFound, NotPermitted, ParseError, ProtocolError, RequestTimeout,
                                      RPCError, ShuttingDown, UnknownPlugin)
@@ -91,8 +91,10 @@ def model_identity(client: Client) -> Dict[str, Optional[str]]:
     return {"name": info.name, "sha256": info.sha256}
 
 
-def backend_identity(info: ModelInfo) -> Dict[str, Any]:
-    return {**info.backend, "threads": info.extra.get("threads")}
+def backend_identity(status: Status) -> Dict[str, Any]:
+    """The llama.cpp build, its threads, and whether the daemon's numerics are batch-invariant
+    (only then does a seeded solve run beside others repeat one run alone)."""
+    return {**status.model.backend, "threads": status.model.extra.get("threads"), "deterministic": status.deterministic}
 
 
 def check_strategies(client: Client, specs: Sequence[Spec]) -> Dict[str, str]:

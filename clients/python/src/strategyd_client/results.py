@@ -171,6 +171,9 @@ class Status:
     solves_in_flight: int
     totals: Metrics
     limits: Dict[str, Any]
+    # Batch-invariant numerics (strategyd --deterministic): a seeded solve gives the same
+    # tokens alone or beside other solves. False from daemons without the mode.
+    deterministic: bool = False
     extra: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod
