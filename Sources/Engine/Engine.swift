@@ -180,6 +180,9 @@ public final class Engine: @unchecked Sendable {
         var promptLength = 0
         /// The ledger's handles of the cells holding the evaluated tokens, one per position.
         var cells: [Int32] = []
+        /// After preemption: the sibling whose first `length` cells this sequence shared,
+        /// to be shared again rather than evaluated twice.
+        var sharesOnRecompute: (donor: SequenceID, length: Int)?
     }
 
     /// A freed sequence's prompt, its cells kept under a sequence id of its own.
@@ -813,57 +816,95 @@ public final class Engine: @unchecked Sendable {
     /// way first; then the oldest accounts' tokens go in first and the rest wait, queued,
     /// for cells to free, so that a solve wanting cells waits for others to finish instead
     /// of failing. Nothing fits only when no cell is free. If then every account with live
-    /// sequences is waiting here, none will free any: the youngest account holding cells
-    /// gives them up, its tokens queued to be evaluated again once there is room (as a
-    /// batching server preempts by recomputation), and when only one account holds cells,
-    /// that one alone exceeds the cache and fails with a full cache.
-    private func fitToFreeCells(_ work: [WorkItem], failures: inout [SequenceID: Error]) -> [WorkItem] {
+    /// sequences is `waiting` on the engine, none will free any: the youngest account
+    /// holding cells gives them up, its tokens queued to be evaluated again once there is
+    /// room (as a batching server preempts by recomputation), and when only one account
+    /// holds cells, that one alone exceeds the cache and fails with a full cache.
+    private func fitToFreeCells(_ work: [WorkItem], waiting: Set<ObjectIdentifier>,
+                                failures: inout [SequenceID: Error]) -> [WorkItem] {
+        // A recurrent state takes one cell per sequence, not per token: llama.cpp alone knows.
+        guard prefixesShareable else { return work }
         let needed = work.reduce(0) { $0 + $1.end - sequences[$1.id]!.evaluated }
         while needed > freeCells, let oldest = oldestPrompt { freeIDs.append(evictPrompt(at: oldest)) }
         var free = freeCells
         guard needed > free else { return work }
-        func serial(_ item: WorkItem) -> UInt64 { liveAccounts[ObjectIdentifier(sequences[item.id]!.account)]!.serial }
-        let ordered = work.indices.sorted { (serial(work[$0]), $0) < (serial(work[$1]), $1) }.map { work[$0] }
+        func serial(_ id: SequenceID) -> UInt64 { liveAccounts[ObjectIdentifier(sequences[id]!.account)]!.serial }
+        let ordered = work.indices.sorted { (serial(work[$0].id), $0) < (serial(work[$1].id), $1) }.map { work[$0] }
+        // A preempted account comes back only once all it queued fits: taking cells a bit
+        // at a time, it would give them up again as soon as an older one grows.
+        var outstanding: [UInt64: Int] = [:]
+        for (id, state) in sequences where state.pending.contains(where: \.recomputed) {
+            outstanding[serial(id), default: 0] += state.tokens.count - state.evaluated
+        }
         var fitting: [WorkItem] = []
-        for item in ordered where free > 0 {
-            let evaluated = sequences[item.id]!.evaluated
-            let count = min(item.end - evaluated, free)
-            fitting.append((item.id, evaluated + count, item.scoring))
-            free -= count
+        for wholly in [true, false] where fitting.isEmpty {
+            // (When nothing else takes the cells, a preempted account takes them as it can.)
+            for item in ordered where free > 0 {
+                if wholly, let queued = outstanding[serial(item.id)], queued > free { continue }
+                let evaluated = sequences[item.id]!.evaluated
+                let count = min(item.end - evaluated, free)
+                fitting.append((item.id, evaluated + count, item.scoring))
+                free -= count
+            }
         }
-        guard fitting.isEmpty, Set(work.map(serial)).count == liveAccounts.count else { return fitting }
+        guard fitting.isEmpty, waiting.count == liveAccounts.count else { return fitting }
         var holders: [UInt64: [SequenceID]] = [:]
-        for (id, state) in sequences where state.evaluated > 0 {
-            holders[liveAccounts[ObjectIdentifier(state.account)]!.serial, default: []].append(id)
-        }
+        for (id, state) in sequences where state.evaluated > 0 { holders[serial(id), default: []].append(id) }
         // A sequence being scored reports each position's score once: it is never preempted.
         let scored = Set(evaluations.compactMap(\.scoring))
         let oldest = holders.keys.min()
         if let youngest = holders.filter({ $0.key != oldest && $0.value.allSatisfy { !scored.contains($0) } }).keys.max() {
-            for id in holders[youngest]! { preempt(id) }
-            return fitToFreeCells(work, failures: &failures)
+            preempt(holders[youngest]!.sorted())
+            return fitToFreeCells(work, waiting: waiting, failures: &failures)
         }
+        // The youngest holder fails (alone, it is the one that exceeds the cache), every one
+        // of its sequences, so that its cells are freed.
+        guard let failing = holders.keys.max() else { return [] }
         let capacity = Int(llama_n_ctx(context))
-        let failing = holders.count == 1 ? holders.keys.first! : work.map(serial).max()!
-        for item in work where serial(item) == failing {
-            failures[item.id] = EngineError.kvCacheFull(tokens: item.end - sequences[item.id]!.evaluated, capacity: capacity)
+        for (id, state) in sequences where serial(id) == failing {
+            failures[id] = EngineError.kvCacheFull(tokens: state.tokens.count - state.evaluated, capacity: capacity)
         }
         return []
     }
 
-    /// Frees a sequence's cells and queues all its tokens again (owner thread): they are
-    /// evaluated anew when there is room, charged to nobody but executed FLOPs.
-    private func preempt(_ id: SequenceID) {
-        var state = sequences[id]!
-        llama_memory_seq_rm(memory, id, -1, -1)
-        ledger.release(state.cells)
-        state.cells = []
-        state.pending = state.tokens[..<state.evaluated].indices.map { _ in
-            PendingToken(kind: .prompt, sampled: true, recomputed: true)
-        } + state.pending
-        state.evaluated = 0
-        sequences[id] = state
+    /// Frees these sequences' cells and queues all their tokens again (owner thread): they
+    /// are evaluated anew when there is room, charged to nobody but executed FLOPs. Cells
+    /// a sequence shared with one preempted before it (forks of one prompt) are copied
+    /// from that one once it is evaluated again, not evaluated twice.
+    private func preempt(_ ids: [SequenceID]) {
+        var dropped: [(id: SequenceID, cells: [Int32])] = []
+        for id in ids {
+            var state = sequences[id]!
+            var share: (donor: SequenceID, length: Int)?
+            for other in dropped {
+                let common = zip(other.cells, state.cells).prefix { $0 == $1 }.count
+                if common > (share?.length ?? 0) { share = (other.id, common) }
+            }
+            dropped.append((id, state.cells))
+            llama_memory_seq_rm(memory, id, -1, -1)
+            ledger.release(state.cells)
+            state.cells = []
+            state.pending = state.tokens[..<state.evaluated].indices.map { _ in
+                PendingToken(kind: .prompt, sampled: true, recomputed: true)
+            } + state.pending
+            state.evaluated = 0
+            state.sharesOnRecompute = share
+            sequences[id] = state
+        }
         publishAvailableCells()
+    }
+
+    /// A preempted sequence takes its shared prefix's cells from the sibling that holds
+    /// them again (owner thread).
+    private func resumeShared(_ id: SequenceID) {
+        let share = sequences[id]!.sharesOnRecompute!
+        let cells = Array(sequences[share.donor]!.cells[..<share.length])
+        llama_memory_seq_cp(memory, share.donor, id, 0, Int32(share.length))
+        ledger.retain(cells)
+        sequences[id]!.cells = cells
+        sequences[id]!.pending.removeFirst(share.length)
+        sequences[id]!.evaluated = share.length
+        sequences[id]!.sharesOnRecompute = nil
     }
 
     // MARK: the owner
@@ -954,19 +995,30 @@ public final class Engine: @unchecked Sendable {
             return operations
         }
         for operation in work { operation() }
-        if !evaluations.isEmpty || !generations.isEmpty { tick() }
+        if !evaluations.isEmpty || !generations.isEmpty, !tick() {
+            // Everything waits for cells that only a posted operation (a remove) frees.
+            posted.withLock { if operations.isEmpty { _ = posted.wait(until: Date(timeIntervalSinceNow: 0.01)) } }
+        }
         return true
     }
 
     /// One batch: a token for every generating sequence whose last one is evaluated, then
-    /// queued tokens of the callers waiting, round-robin, up to `tickTokens`.
-    private func tick() {
+    /// queued tokens of the callers waiting, round-robin, up to `tickTokens`. False when
+    /// nothing could be evaluated or answered.
+    private func tick() -> Bool {
+        let waitingBefore = evaluations.count + generations.count
         // Sample the next step of every generation that is ready for one.
         var generating: [SequenceID] = []
         generations = generations.filter { task in
             let ids = task.live.map { task.ids[$0] }
             guard ids.allSatisfy({ sequences[$0].map { $0.evaluated == $0.tokens.count } ?? true }) else {
-                // Its prompt (or a token a full cache left queued) is still to evaluate.
+                // Its prompt (or a token waiting for cells) is still to evaluate; a cancel or
+                // a budget ends it meanwhile, as it would between steps.
+                guard task.shouldContinue(task.step) else {
+                    for index in task.live { task.results[index].finish = .interrupted }
+                    task.finish(.success([]))
+                    return false
+                }
                 generating += ids
                 return true
             }
@@ -982,22 +1034,32 @@ public final class Engine: @unchecked Sendable {
         var promptBudget = evaluations.isEmpty ? budget : max(1, budget / 2)
         var work: [WorkItem] = []
         var taken = Set<SequenceID>()
-        /// Takes up to `limit` of a sequence's queued tokens into the tick's work, once.
-        func take(_ id: SequenceID, scoring: Bool, limit: Int) {
-            guard !taken.contains(id), let state = sequences[id] else { return }
+        /// Takes up to `limit` of a sequence's queued tokens into the tick's work, once, and
+        /// returns how many. A preempted sequence that shared cells with a sibling takes
+        /// them again from the sibling once it is evaluated that far, and waits till then.
+        func take(_ id: SequenceID, scoring: Bool, limit: Int) -> Int {
+            guard !taken.contains(id), sequences[id] != nil else { return 0 }
+            if let share = sequences[id]!.sharesOnRecompute {
+                guard let donor = sequences[share.donor], sequences[id]!.evaluated == 0 else {
+                    sequences[id]!.sharesOnRecompute = nil
+                    return take(id, scoring: scoring, limit: limit)
+                }
+                guard donor.evaluated >= share.length else { return take(share.donor, scoring: false, limit: limit) }
+                resumeShared(id)
+            }
+            let state = sequences[id]!
             let end = state.tokens.count - (scoring ? 1 : 0)
             let count = min(end - state.evaluated, limit)
-            guard count > 0 else { return }
+            guard count > 0 else { return 0 }
             taken.insert(id)
             work.append((id, state.evaluated + count, scoring))
+            return count
         }
         for id in generating {
             let queued = sequences[id].map { $0.tokens.count - $0.evaluated } ?? 0
             // A generating sequence's sampled token always goes in; a prompt is chunked.
-            let before = work.count
-            take(id, scoring: false, limit: queued <= 1 ? 1 : promptBudget)
-            if queued > 1, work.count > before {
-                let count = work[before].end - sequences[id]!.evaluated
+            let count = take(id, scoring: false, limit: queued <= 1 ? 1 : promptBudget)
+            if queued > 1 {
                 budget -= count
                 promptBudget -= count
             }
@@ -1007,16 +1069,16 @@ public final class Engine: @unchecked Sendable {
             for index in order where budget > 0 {
                 let evaluation = evaluations[index]
                 for id in evaluation.ids where budget > 0 {
-                    let before = work.count
-                    take(id, scoring: id == evaluation.scoring, limit: budget)
-                    if work.count > before { budget -= work[before].end - sequences[id]!.evaluated }
+                    budget -= take(id, scoring: id == evaluation.scoring, limit: budget)
                 }
             }
             nextEvaluation = (nextEvaluation + 1) % max(evaluations.count, 1)
         }
         // Why each sequence that could not be evaluated failed.
         var failures: [SequenceID: Error] = [:]
-        work = fitToFreeCells(work, failures: &failures)
+        let waiting = Set((generations.flatMap { task in task.live.map { task.ids[$0] } } + evaluations.flatMap(\.ids))
+            .compactMap { sequences[$0].map { ObjectIdentifier($0.account) } })
+        work = fitToFreeCells(work, waiting: waiting, failures: &failures)
         if !work.isEmpty {
             do {
                 try evaluateWork(work)
@@ -1065,6 +1127,7 @@ public final class Engine: @unchecked Sendable {
             evaluation.done(nil)
             return false
         }
+        return !work.isEmpty || !failures.isEmpty || evaluations.count + generations.count != waitingBefore
     }
 
     /// Queued tokens of a sequence a tick evaluates: up to `end`, with an output row at each

@@ -426,22 +426,50 @@ final class EngineTests: XCTestCase {
         XCTAssertNoThrow(try engine.generate([first], options: GenerationOptions(maxTokens: 2)))
     }
 
-    func testKVCacheFullIsAnErrorNotACrash() throws {
+    func testASequenceWantingCellsWaitsForThemAndOneTooLongAloneEndsCacheFull() throws {
         let engine = try makeEngine { $0.contextSize = 256; $0.maxSequences = 4 }
         let a = try engine.createSequence([Int32](repeating: 100, count: 200), account: Account())
         let b = try engine.createSequence([Int32](repeating: 101, count: 200), account: Account())
         try engine.evaluate([a])
-        XCTAssertThrowsError(try engine.evaluate([b])) { error in
-            guard case EngineError.kvCacheFull = error else { return XCTFail("\(error)") }
-        }
-        engine.remove(a)
-        XCTAssertNoThrow(try engine.evaluate([b]), "freed cells are reusable")
-        // A generation that runs out of cells returns what it generated.
+        // b's tokens do not fit beside a's: b waits until a is freed, then is evaluated.
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.5) { engine.remove(a) }
+        let started = Date()
+        XCTAssertNoThrow(try engine.evaluate([b]))
+        XCTAssertGreaterThan(Date().timeIntervalSince(started), 0.4, "b waited for a's cells")
+        engine.remove(b)
+        // A generation that alone runs out of cells returns what it generated.
         let c = try engine.createSequence([Int32](repeating: 102, count: 8), account: Account())
-        let generation = try engine.generate([c], options: GenerationOptions(maxTokens: 100, minTokens: 100))[0]
+        let generation = try engine.generate([c], options: GenerationOptions(maxTokens: 300, minTokens: 300))[0]
         XCTAssertEqual(generation.finish, .cacheFull)
-        XCTAssertGreaterThan(generation.tokens.count, 10)
-        XCTAssertLessThan(generation.tokens.count, 100)
+        XCTAssertGreaterThan(generation.tokens.count, 200)
+        XCTAssertLessThan(generation.tokens.count, 300)
+    }
+
+    func testGenerationsThatTogetherOutgrowTheCacheBothFinish() throws {
+        // Each generation fits alone (8 + 150 cells of 256); together they do not. The
+        // younger gives its cells up and is evaluated again once the older is freed.
+        let engine = try makeEngine { $0.contextSize = 256; $0.maxSequences = 4 }
+        let accounts = [Account(), Account()]
+        let ids = try accounts.enumerated().map { index, account in
+            try engine.createSequence([Int32](repeating: Int32(102 + index), count: 8), account: account)
+        }
+        let lock = NSLock()
+        nonisolated(unsafe) var generations = [Generation?](repeating: nil, count: 2)
+        DispatchQueue.concurrentPerform(iterations: 2) { index in
+            let generation = try? engine.generate([ids[index]], options: GenerationOptions(maxTokens: 150, minTokens: 150))[0]
+            // The older frees its cells as a solve would when done; the younger can go on.
+            engine.remove(ids[index])
+            lock.withLock { generations[index] = generation }
+        }
+        for (index, generation) in generations.enumerated() {
+            XCTAssertEqual(generation?.finish, .maxTokens, "generation \(index)")
+            XCTAssertEqual(generation?.tokens.count, 150, "generation \(index)")
+        }
+        let usages = accounts.map(\.snapshot)
+        XCTAssertEqual(usages.map(\.evaluatedTokens), [157, 157], "each charged its own tokens once")
+        XCTAssertEqual(usages[0].flops, usages[1].flops, accuracy: 1)
+        XCTAssertGreaterThan(usages.map(\.executedFlops).max()!, usages[0].flops * 1.01,
+                             "the preempted one's recomputation is executed, not charged")
     }
 
     func testHiddenStatesOnlyWhenEnabled() throws {
