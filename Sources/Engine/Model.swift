@@ -58,7 +58,12 @@ public final class Model: @unchecked Sendable {
     /// first product: a process that computed with it on keeps it on.
     public init(path: String, batchInvariant: Bool = false) throws {
         LlamaRuntime.initialize()
-        if batchInvariant { setenv("GGML_CPU_TILED_MM", "0", 1) }
+        if batchInvariant {
+            setenv("GGML_CPU_TILED_MM", "0", 1)
+            // Read by strategyd's llama.cpp patch (scripts/patches/llama.cpp): each sequence's
+            // KV cells in position order.
+            setenv("LLAMA_KV_CELLS_IN_ORDER", "1", 1)
+        }
         self.batchInvariant = batchInvariant
         let inspection = try GGUFInspection(path: path)
         oneRowTakesOtherKernels = inspection.sgemmWeights
