@@ -17,12 +17,13 @@ struct Configuration: Sendable {
     }
 
     static let requestBytes = Bounds(defaultValue: 1 << 20, range: 1024...(64 << 20))
-    // Eight: a sweep of greedy GSM8K solves gains 1.23x there over one at a time, while at
-    // sixteen it lost (0.77x; docs/results/sweep-problems-per-hour), though llama.cpp's
-    // batched decode gains up to sixteen sequences. A solve starts only while the free KV
+    // Sixteen: llama.cpp's batched decode on two cores keeps gaining up to about sixteen
+    // sequences (docs/results/concurrent-solves), and a greedy GSM8K sweep gains about 1.4x
+    // there against 1.23x at eight (docs/results/sweep-problems-per-hour,
+    // reproducibility-under-load). A solve starts only while the free KV
     // cells hold its share of the cache, and one that wants more cells than are free waits
     // for them, so wide solves queue instead of failing.
-    static let concurrentSolves = Bounds(defaultValue: 8, range: 1...64)
+    static let concurrentSolves = Bounds(defaultValue: 16, range: 1...64)
     static let queuedSolves = Bounds(defaultValue: 64, range: 0...4096)
     static let solveTokens = Bounds(defaultValue: 65_536, range: 1...1_048_576)
     // An hour: sixteen solves in flight share every step, so a sampled solve of 512-token
