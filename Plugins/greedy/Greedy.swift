@@ -1,8 +1,9 @@
 import StrategyKit
 
 /// Greedy chain-of-thought: one sample at temperature 0, the answer extracted from it.
-/// The baseline every other strategy is measured against. (Not bit-reproducible across
-/// daemon states: llama.cpp's sums depend on where the KV cells lie and what shares a batch.)
+/// The baseline every other strategy is measured against. (Bit-reproducible beside other
+/// solves only when the daemon runs --deterministic: otherwise llama.cpp's sums depend on
+/// where the KV cells lie and what shares a batch.)
 struct Greedy: Strategy {
     static let name = "greedy"
     static let version = "1.0.0"
