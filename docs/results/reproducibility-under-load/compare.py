@@ -22,15 +22,20 @@ def clock(records):
     return max(ends) - min(starts)
 
 
-alone, loaded = load(sys.argv[1]), load(sys.argv[2])
-common = sorted(alone.keys() & loaded.keys())
-texts = sum(alone[k]["text"] == loaded[k]["text"] for k in common)
-answers = sum(alone[k]["answer"] == loaded[k]["answer"] for k in common)
-candidates = sum(alone[k]["candidates"] == loaded[k]["candidates"] for k in common)
-solved = [sum(bool(run[k]["correct"]) for k in common) for run in (alone, loaded)]
-modes = {str(r["backend"].get("deterministic", False)).lower() for run in (alone, loaded) for r in run.values()}
-print(f"{len(common)} problems (deterministic: {', '.join(sorted(modes))}): identical texts {texts}, "
-      f"identical answers {answers}, identical candidate lists {candidates}; "
-      f"solved {solved[0]} alone, {solved[1]} under load")
-print(f"wall clock: {clock(alone):.0f} s alone, {clock(loaded):.0f} s under load "
-      f"({clock(alone) / clock(loaded):.2f}x problems per hour)")
+def main():
+    alone, loaded = load(sys.argv[1]), load(sys.argv[2])
+    common = sorted(alone.keys() & loaded.keys())
+    texts = sum(alone[k]["text"] == loaded[k]["text"] for k in common)
+    answers = sum(alone[k]["answer"] == loaded[k]["answer"] for k in common)
+    candidates = sum(alone[k]["candidates"] == loaded[k]["candidates"] for k in common)
+    solved = [sum(bool(run[k]["correct"]) for k in common) for run in (alone, loaded)]
+    modes = {str(r["backend"].get("deterministic", False)).lower() for run in (alone, loaded) for r in run.values()}
+    print(f"{len(common)} problems (deterministic: {', '.join(sorted(modes))}): identical texts {texts}, "
+          f"identical answers {answers}, identical candidate lists {candidates}; "
+          f"solved {solved[0]} alone, {solved[1]} under load")
+    print(f"wall clock: {clock(alone):.0f} s alone, {clock(loaded):.0f} s under load "
+          f"({clock(alone) / clock(loaded):.2f}x problems per hour)")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,9 +4,7 @@ files here; no model calls.
 
     python3 docs/results/reproducibility-under-load/plot.py MODEL
 """
-import json
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import matplotlib
@@ -14,21 +12,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from compare import clock, load  # noqa: E402  (this folder)
+
 here = Path(__file__).resolve().parent
 model = sys.argv[1]
 specs = ("greedy", "self-consistency-k-4")
 modes = ("default", "deterministic")
-
-
-def load(path):
-    with open(path, encoding="utf-8") as f:
-        return {r["problem_id"]: r for r in map(json.loads, f) if r.get("error") is None}
-
-
-def per_hour(records):
-    ends = [datetime.fromisoformat(r["time"]).timestamp() for r in records.values()]
-    starts = [end - r["metrics"]["wall_s"] for end, r in zip(ends, records.values())]
-    return 3600 * len(records) / (max(ends) - min(starts))
 
 
 # (mode, spec, one at a time, eight at once): the default mode's alone run predates the
@@ -49,8 +38,8 @@ for m, mode in enumerate(modes):
         common = alone.keys() & loaded.keys()
         xs.append(i + (m - 0.5) * width)
         shares.append(100 * sum(alone[k]["text"] == loaded[k]["text"] for k in common) / len(common))
-        alone_rates.append(per_hour(alone))
-        loaded_rates.append(per_hour(loaded))
+        alone_rates.append(3600 * len(alone) / clock(alone))
+        loaded_rates.append(3600 * len(loaded) / clock(loaded))
     left.bar(xs, shares, width, label=mode)
     right.bar(xs, loaded_rates, width, label=f"{mode}, 8 at once")
     right.scatter(xs, alone_rates, color="black", marker="_", s=300,
