@@ -211,23 +211,20 @@ public final class Engine: @unchecked Sendable {
             // own sequence's cells, in cell order (its split-KV kernel for one row and its
             // tiled kernel for 64 rows or more take F16 caches only, and add up in another
             // order). llama.cpp, as strategyd builds it, keeps a sequence's cells in
-            // position order (scripts/patches/llama.cpp).
+            // position order (scripts/patches/llama.cpp, turned on by the model).
             params.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED
             params.type_k = GGML_TYPE_Q8_0
             params.type_v = GGML_TYPE_Q8_0
-            if model.oneRowTakesOtherKernels {
-                // llamafile's sgemm takes products of two rows or more, a vector dot product
-                // one row: each call is one micro-batch, padded to two rows and two outputs.
-                guard options.maxSequences < 256 else {
-                    throw EngineError.contextCreationFailed(reason: "batch-invariant numerics keep one of llama.cpp's 256 sequence ids for a padding row: at most 255 sequences")
-                }
-                params.n_seq_max = UInt32(options.maxSequences + 1)
-                decodeRows = Int(params.n_ubatch) - 1
-                paddingSequence = SequenceID(options.maxSequences)
-            } else {
-                decodeRows = options.batchSize
-                paddingSequence = nil
+        }
+        if model.batchInvariant && model.oneRowTakesOtherKernels {
+            // llamafile's sgemm takes products of two rows or more, a vector dot product
+            // one row: each call is one micro-batch, padded to two rows and two outputs.
+            guard options.maxSequences < 256 else {
+                throw EngineError.contextCreationFailed(reason: "batch-invariant numerics keep one of llama.cpp's 256 sequence ids for a padding row: at most 255 sequences")
             }
+            params.n_seq_max = UInt32(options.maxSequences + 1)
+            decodeRows = Int(params.n_ubatch) - 1
+            paddingSequence = SequenceID(options.maxSequences)
         } else {
             decodeRows = options.batchSize
             paddingSequence = nil
@@ -1214,8 +1211,8 @@ public final class Engine: @unchecked Sendable {
     }
 
     private func decode(_ rows: [Row], onScore: (SequenceID, Float) -> Void) throws {
-        let outputs = (0..<Int(batch.n_tokens)).reduce(0) { $0 + (batch.logits[$1] != 0 ? 1 : 0) }
-        if let padding = paddingSequence, batch.n_tokens == 1 || outputs == 1 {
+        if let padding = paddingSequence,
+           batch.n_tokens == 1 || (0..<Int(batch.n_tokens)).filter({ batch.logits[$0] != 0 }).count == 1 {
             // One token at position 0 of a sequence of its own, with an output; its cell from
             // the last call goes first.
             llama_memory_seq_rm(memory, padding, -1, -1)

@@ -212,8 +212,8 @@ struct GGUFInspection {
         }
         defer { gguf_free(gguf) }
         var end = UInt64(gguf_get_data_offset(gguf))
-        let sgemmTypes: Set<UInt32> = [GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,
-                                       GGML_TYPE_Q5_0, GGML_TYPE_IQ4_NL].map(\.rawValue).reduce(into: []) { $0.insert($1) }
+        let sgemmTypes = Set([GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,
+                              GGML_TYPE_Q5_0, GGML_TYPE_IQ4_NL].map(\.rawValue))
         for tensor in 0..<gguf_get_n_tensors(gguf) {
             let name = String(cString: gguf_get_tensor_name(gguf, tensor))
             if sgemmTypes.contains(gguf_get_tensor_type(gguf, tensor).rawValue), name.hasSuffix(".weight"), !name.contains("norm") {
