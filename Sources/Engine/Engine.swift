@@ -274,15 +274,16 @@ public final class Engine: @unchecked Sendable {
 
     // MARK: sequences
 
-    /// `text` as tokens (`model.tokenize(text, addSpecial: true)`), except that the longest
-    /// prefix of the text a sequence in `reusing` spells keeps that sequence's own tokens.
-    /// Sampling often picks tokens the tokenizer would not ("4", "8" for "48"): a scorer's
-    /// prompt quoting the sampled text then still shares the sequence's KV cells to its end,
-    /// not only up to the first such token, and sees the text as the policy wrote it.
-    public func tokenize(_ text: String, reusing candidates: [SequenceID]) -> [Int32] {
-        let canonical = model.tokenize(text, addSpecial: true)
+    /// `prompt` as tokens (`model.tokenize(prompt, addSpecial: true)`), except that the
+    /// longest prefix of its text a sequence in `reusing` spells keeps that sequence's own
+    /// tokens. Sampling often picks tokens the tokenizer would not ("4", "8" for "48"): a
+    /// scorer's prompt quoting the sampled text then still shares the sequence's KV cells to
+    /// its end, not only up to the first such token, and sees the text as the policy wrote
+    /// it. A control token is taken over only where the prompt's own tokens have it.
+    public func tokenize(_ prompt: PromptText, reusing candidates: [SequenceID]) -> [Int32] {
+        let canonical = model.tokenize(prompt, addSpecial: true)
         let owned = run { [self] in candidates.compactMap { sequences[$0]?.tokens } }
-        let bytes = Array(text.utf8)
+        let bytes = Array(prompt.text.utf8)
         let addedBOS = model.beginningOfSequence != nil && canonical.first == model.beginningOfSequence ? 1 : 0
         // Where each canonical token's text ends (the added BOS spells none): computed once,
         // when the first sequence parts from the canonical tokens, not once per sequence.
@@ -307,16 +308,18 @@ public final class Engine: @unchecked Sendable {
             var reused = common
             while reused < tokens.count {
                 let piece = model.piece(tokens[reused], renderSpecial: true)
-                guard !piece.isEmpty, offset + piece.count <= bytes.count,
+                guard !piece.isEmpty, !model.isControl(tokens[reused]), offset + piece.count <= bytes.count,
                       bytes[offset..<(offset + piece.count)].elementsEqual(piece) else { break }
                 offset += piece.count
                 reused += 1
             }
             guard reused > max(canonicalShared, best?.shared ?? 0) else { continue }
             // The rest tokenized alone must spell exactly the rest: not if the cut splits a
-            // character, or the tokenizer prefixes a space to a text's start.
+            // character or a control token's spelling, or the tokenizer prefixes a space to
+            // a text's start.
             let rest = Array(bytes[offset...])
-            let restTokens = rest.isEmpty ? [] : model.tokenize(String(decoding: rest, as: UTF8.self))
+            guard let restPrompt = prompt.suffix(fromByte: offset) else { continue }
+            let restTokens = model.tokenize(restPrompt)
             guard restTokens.flatMap({ model.piece($0, renderSpecial: true) }) == rest else { continue }
             best = (Array(tokens[..<reused]) + restTokens, reused)
         }

@@ -33,6 +33,56 @@ public struct ChatMessage: Sendable, Equatable {
     }
 }
 
+/// Prompt text in parts. Only the chat template's own text is read for control tokens
+/// (its "<|im_start|>" is that token); every other part is only ever text, so a problem
+/// holding "<|im_end|>\n<|im_start|>system" cannot close its turn or open another.
+public struct PromptText: Sendable, Equatable {
+    public struct Part: Sendable, Equatable {
+        public var text: String
+        /// Written by the chat template: control tokens spelled in it are parsed.
+        public var isTemplate: Bool
+    }
+
+    public private(set) var parts: [Part] = []
+
+    /// Plain text: no control token in it.
+    public init(_ text: String = "") { append(text) }
+
+    init(parts: [Part]) { for part in parts { append(part) } }
+
+    public var text: String { parts.map(\.text).joined() }
+
+    public mutating func append(_ text: String) { append(Part(text: text, isTemplate: false)) }
+
+    mutating func append(_ part: Part) {
+        guard !part.text.isEmpty else { return }
+        if let last = parts.last, last.isTemplate == part.isTemplate {
+            parts[parts.count - 1].text += part.text
+        } else {
+            parts.append(part)
+        }
+    }
+
+    /// The parts from byte `offset` of `text` on; nil when the cut falls inside a template
+    /// part (it could split a control token's spelling into plain text).
+    func suffix(fromByte offset: Int) -> PromptText? {
+        var start = 0
+        var rest = PromptText()
+        for part in parts {
+            let bytes = Array(part.text.utf8)
+            let end = start + bytes.count
+            if offset <= start {
+                rest.append(part)
+            } else if offset < end {
+                guard !part.isTemplate else { return nil }
+                rest.append(String(decoding: bytes[(offset - start)...], as: UTF8.self))
+            }
+            start = end
+        }
+        return rest
+    }
+}
+
 /// One GGUF model loaded through llama.cpp. Immutable after load; tokenization is
 /// thread-safe (llama.h says so), so a Model is shared freely.
 public final class Model: @unchecked Sendable {
@@ -118,9 +168,17 @@ public final class Model: @unchecked Sendable {
 
     // MARK: tokens
 
+    /// A prompt to tokens: its template parts with their control tokens, the rest as text.
+    /// `addSpecial` puts the BOS token first when the vocabulary asks for one.
+    public func tokenize(_ prompt: PromptText, addSpecial: Bool = false) -> [Int32] {
+        var tokens = addSpecial ? beginningOfSequence.map { [$0] } ?? [] : []
+        for part in prompt.parts { tokens += tokenize(part.text, parseSpecial: part.isTemplate) }
+        return tokens
+    }
+
     /// Text to tokens. `parseSpecial` lets control tokens written as text (such as
-    /// "<|im_start|>" in a rendered chat template) become those tokens.
-    public func tokenize(_ text: String, addSpecial: Bool = false, parseSpecial: Bool = true) -> [Int32] {
+    /// "<|im_start|>") become those tokens: only ever for the chat template's own text.
+    public func tokenize(_ text: String, addSpecial: Bool = false, parseSpecial: Bool = false) -> [Int32] {
         let utf8 = Array(text.utf8)
         var capacity = utf8.count + 8
         while true {
@@ -153,6 +211,9 @@ public final class Model: @unchecked Sendable {
 
     public func isEndOfGeneration(_ token: Int32) -> Bool { llama_vocab_is_eog(vocab, token) }
 
+    /// Whether a token is a control token (a turn marker, BOS, EOS, ...).
+    public func isControl(_ token: Int32) -> Bool { llama_vocab_is_control(vocab, token) }
+
     public var beginningOfSequence: Int32? {
         llama_vocab_get_add_bos(vocab) ? llama_vocab_bos(vocab) : nil
     }
@@ -160,8 +221,29 @@ public final class Model: @unchecked Sendable {
     // MARK: chat template
 
     /// Renders messages with the model's own chat template (llama.cpp's built-in
-    /// template matcher, no Jinja), ending with the assistant's turn opened.
-    public func chatPrompt(_ messages: [ChatMessage]) throws -> String {
+    /// template matcher, no Jinja), ending with the assistant's turn opened. The template
+    /// is rendered around a stand-in for each content, which then goes back in as text.
+    public func chatPrompt(_ messages: [ChatMessage]) throws -> PromptText {
+        let nonce = UUID().uuidString
+        let marks = messages.indices.map { "\u{1}content-\($0)-\(nonce)\u{1}" }
+        var rest = Substring(try render(messages.indices.map { ChatMessage(role: messages[$0].role, content: marks[$0]) }))
+        var prompt = PromptText()
+        for (message, mark) in zip(messages, marks) {
+            guard let range = rest.range(of: mark) else {
+                throw EngineError.chatTemplate(reason: "the template does not copy each message's content once, in order")
+            }
+            prompt.append(PromptText.Part(text: String(rest[..<range.lowerBound]), isTemplate: true))
+            prompt.append(message.content)
+            rest = rest[range.upperBound...]
+        }
+        guard !rest.contains(nonce) else {
+            throw EngineError.chatTemplate(reason: "the template does not copy each message's content once, in order")
+        }
+        prompt.append(PromptText.Part(text: String(rest), isTemplate: true))
+        return prompt
+    }
+
+    private func render(_ messages: [ChatMessage]) throws -> String {
         guard let template = facts.chatTemplate else {
             throw EngineError.chatTemplate(reason: "the model carries no chat template")
         }

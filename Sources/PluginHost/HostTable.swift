@@ -109,10 +109,14 @@ public enum HostTable {
             if let system = HostTable.string(system) { messages.append(ChatMessage(role: "system", content: system)) }
             messages.append(ChatMessage(role: "user", content: user))
             let model = request.engine.model
-            guard var text = try? model.chatPrompt(messages) else {
-                return HostTable.status(of: EngineError.chatTemplate(reason: "the model has no usable chat template"), in: request)
+            let prompt: PromptText
+            do {
+                prompt = try model.chatPrompt(messages)
+            } catch {
+                return HostTable.status(of: error, in: request)
             }
-            text += HostTable.string(assistantPrefix) ?? ""
+            var text = prompt
+            text.append(HostTable.string(assistantPrefix) ?? "")
             return HostTable.newSequence(request, tokens: request.engine.tokenize(text, reusing: request.ownedSequences),
                                          kind: .prompt, out: out)
         }
@@ -120,7 +124,7 @@ public enum HostTable {
         host.seq_from_text = { raw, text, kind, out in
             guard let request = SolveRequest.from(raw), let text = HostTable.string(text),
                   let kind = HostTable.tokenKind(kind) else { return HostTable.invalid }
-            return HostTable.newSequence(request, tokens: request.engine.tokenize(text, reusing: request.ownedSequences),
+            return HostTable.newSequence(request, tokens: request.engine.tokenize(PromptText(text), reusing: request.ownedSequences),
                                          kind: kind, out: out)
         }
 
@@ -359,7 +363,7 @@ public enum HostTable {
             var firstTokens: [Int32] = []
             for index in 0..<Int(count) {
                 guard let candidate = HostTable.string(candidates[index]),
-                      let token = engine.model.tokenize(candidate, parseSpecial: false).first else { return HostTable.invalid }
+                      let token = engine.model.tokenize(candidate).first else { return HostTable.invalid }
                 firstTokens.append(token)
             }
             do {

@@ -155,11 +155,15 @@ typedef struct sd_host {
 
     /* A sequence holding the model's chat template applied to an optional system message
        and the user message, with the assistant's turn opened and `assistant_prefix`
-       (may be NULL) already written in it. Charged as prompt tokens. */
+       (may be NULL) already written in it. Charged as prompt tokens. Only the template's
+       own text holds control tokens: the messages and the prefix are tokenized as text,
+       so "<|im_end|>" in a problem is those characters, never the token. */
     int32_t (*seq_from_chat)(sd_request * r, const char * system, const char * user,
                              const char * assistant_prefix, sd_seq * out);
-    /* A sequence holding raw text (control tokens written as text are parsed; the model's
-       BOS token is added first when its vocabulary asks for one, as in seq_from_chat). */
+    /* A sequence holding text, tokenized as text (control tokens written in it stay
+       characters: a plugin that means a control token appends its id with
+       seq_append_tokens). The model's BOS token is added first when its vocabulary asks
+       for one, as in seq_from_chat. seq_append_text and tokenize read text the same way. */
     int32_t (*seq_from_text)(sd_request * r, const char * text, int32_t kind, sd_seq * out);
     /* n children sharing every token of parent (evaluated once). n in [1, 256]. */
     int32_t (*seq_fork)(sd_request * r, sd_seq parent, int32_t n, sd_seq * children);
@@ -210,7 +214,7 @@ typedef struct sd_host {
 
     /* Log-probabilities, as the next token after `text`, of the first token of each of
        the n candidate strings, on the model named by `model` (enum sd_model). `text` is
-       evaluated in a sequence of its own (control tokens written as text are parsed) and
+       evaluated in a sequence of its own (tokenized as text, as seq_from_text) and
        charged as scorer tokens. SD_ERR_INVALID_ARGUMENT for SD_MODEL_REWARD when no
        reward model is resident. n in [1, 64]. */
     int32_t (*next_token_logprobs)(sd_request * r, int32_t model, const char * text,
