@@ -5,7 +5,7 @@
 //   Sources/PluginABI     the C header that is the whole plugin contract
 //   Sources/PluginHost    dlopen, ABI checks, hot-swap, the host table handed to plugins
 //   Sources/JSONValue     the JSON value type (jansson), shared by the host and the RPC layer
-//   Sources/RPC           JSON-RPC 2.0 over a Unix socket
+//   Sources/RPC           JSON-RPC 2.0 over a Unix socket (SwiftNIO)
 //   Sources/strategyd     the daemon;  Sources/strategyctl  the CLI
 //   Sources/StrategyKit   write a plugin in plain Swift;  Sources/Answers  answer parsing
 //   Plugins/NAME          one strategy or scorer plugin each (lib NAME.so)
@@ -56,7 +56,9 @@ var targets: [Target] = [
     .target(name: "Engine", dependencies: ["CLlama"], linkerSettings: llamaRpath),
     .target(name: "JSONValue", dependencies: ["CJansson"]),
     .target(name: "CachePaths"),
-    .target(name: "RPC", dependencies: ["JSONValue", "CJansson"]),
+    .target(name: "RPC", dependencies: [
+        "JSONValue", "CJansson", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+    ]),
     .target(name: "PluginHost", dependencies: ["Engine", "JSONValue", "Answers", "PluginABI"], linkerSettings: llamaRpath),
     .target(name: "StrategyKit", dependencies: ["PluginABI"]),
     .executableTarget(name: "strategyd", dependencies: [
@@ -96,6 +98,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: targets
 )

@@ -18,6 +18,9 @@ public struct EngineOptions: Sendable, Equatable {
     /// KV cells the prompt cache may keep: the prompts of freed sequences, which a new
     /// sequence starting with the same tokens copies instead of evaluating. 0 = off.
     public var promptCacheTokens = 0
+    /// KV cells the sequences of one account (a solve) may hold together; a sequence whose
+    /// tokens would take its account past it ends `kvCacheFull`. 0 = the whole cache.
+    public var maxCellsPerAccount = 0
     /// CPU threads for decoding. 1 ... 256; default: every core.
     public var threads = ProcessInfo.processInfo.activeProcessorCount
     /// Keep the last hidden state (after the final norm) of every sequence, as well as
@@ -820,6 +823,27 @@ public final class Engine: @unchecked Sendable {
     /// holding cells gives them up, its tokens queued to be evaluated again once there is
     /// room (as a batching server preempts by recomputation), and when only one account
     /// holds cells, that one alone exceeds the cache and fails with a full cache.
+    /// The work whose accounts stay within `maxCellsPerAccount` cells (owner thread); an
+    /// account that would go past it fails in the sequences that asked for more, which
+    /// is what it alone exceeds. Its other sequences keep what they hold.
+    private func withinAccountLimits(_ work: [WorkItem], failures: inout [SequenceID: Error]) -> [WorkItem] {
+        let limit = options.maxCellsPerAccount
+        guard limit > 0, prefixesShareable else { return work }
+        var adding: [ObjectIdentifier: Int] = [:]
+        for item in work { adding[ObjectIdentifier(sequences[item.id]!.account), default: 0] += item.end - sequences[item.id]!.evaluated }
+        var over: [ObjectIdentifier: Int] = [:]
+        for (account, count) in adding where count > 0 {
+            let held = Set(sequences.values.lazy.filter { ObjectIdentifier($0.account) == account }.flatMap(\.cells)).count
+            if held + count > limit { over[account] = count }
+        }
+        guard !over.isEmpty else { return work }
+        return work.filter { item in
+            guard let count = over[ObjectIdentifier(sequences[item.id]!.account)] else { return true }
+            failures[item.id] = EngineError.kvCacheFull(tokens: count, capacity: limit)
+            return false
+        }
+    }
+
     private func fitToFreeCells(_ work: [WorkItem], waiting: Set<ObjectIdentifier>,
                                 failures: inout [SequenceID: Error]) -> [WorkItem] {
         // A recurrent state takes one cell per sequence, not per token: llama.cpp alone knows.
@@ -1078,6 +1102,7 @@ public final class Engine: @unchecked Sendable {
         var failures: [SequenceID: Error] = [:]
         let waiting = Set((generations.flatMap { task in task.live.map { task.ids[$0] } } + evaluations.flatMap(\.ids))
             .compactMap { sequences[$0].map { ObjectIdentifier($0.account) } })
+        work = withinAccountLimits(work, failures: &failures)
         work = fitToFreeCells(work, waiting: waiting, failures: &failures)
         if !work.isEmpty {
             do {

@@ -45,7 +45,7 @@ public enum EngineError: Error, Equatable, CustomStringConvertible, Sendable {
         case .contextOverflow(let sequence, let needed, let capacity):
             return "context overflow: sequence \(sequence) needs \(needed) positions, the context holds \(capacity)"
         case .kvCacheFull(let tokens, let capacity):
-            return "KV cache full: no room for \(tokens) more tokens in \(capacity) cells shared by all sequences"
+            return "KV cache full: no room for \(tokens) more tokens within \(capacity) cells (the cache, or a solve's share of it)"
         case .tooManySequences(let limit):
             return "too many live sequences: the context allows \(limit)"
         case .unknownSequence(let id):

@@ -140,3 +140,28 @@ extension JSON {
     public init(_ value: Double) { self = .double(value) }
     public init(_ value: String?) { self = value.map { .string($0) } ?? .null }
 }
+
+extension JSON {
+    /// The path ("params.prompt", "problem", "list[2]") and length in bytes of the first
+    /// string, key or value, longer than `limit` bytes, if any (keys in sorted order).
+    public func firstString(longerThan limit: Int, path: String = "") -> (path: String, bytes: Int)? {
+        switch self {
+        case .string(let text):
+            return text.utf8.count > limit ? (path, text.utf8.count) : nil
+        case .array(let elements):
+            for (index, element) in elements.enumerated() {
+                if let found = element.firstString(longerThan: limit, path: "\(path)[\(index)]") { return found }
+            }
+        case .object(let members):
+            for key in members.keys.sorted() {
+                if key.utf8.count > limit { return (path.isEmpty ? "a key" : "a key in \(path)", key.utf8.count) }
+                if let found = members[key]!.firstString(longerThan: limit, path: path.isEmpty ? key : "\(path).\(key)") {
+                    return found
+                }
+            }
+        case .null, .bool, .int, .double:
+            break
+        }
+        return nil
+    }
+}

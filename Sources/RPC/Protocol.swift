@@ -41,6 +41,18 @@ public struct RPCError: Error, Sendable, Equatable, CustomStringConvertible {
     public static let notPermittedCode = -32005
     public static let engineErrorCode = -32006
     public static let shuttingDownCode = -32007
+    /// A cap of the daemon's (status.limits) refuses the request; data names the limit.
+    public static let limitExceededCode = -32008
+
+    public static func limitExceeded(_ limit: String, _ message: String, max: Int, found: Int? = nil) -> RPCError {
+        var data: [String: JSON] = ["limit": .string(limit), "max": JSON(max)]
+        if let found { data["found"] = JSON(found) }
+        return RPCError(limitExceededCode, "Limit exceeded: " + message, data: .object(data))
+    }
+
+    public static func replyTooLarge(_ bytes: Int, limit: Int) -> RPCError {
+        limitExceeded("max_reply_bytes", "the reply would take \(bytes) bytes, at most \(limit) are sent", max: limit, found: bytes)
+    }
 }
 
 /// A request element that cannot be served, with the id to answer it under.

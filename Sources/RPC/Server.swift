@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import NIOPosix
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,86 +10,122 @@ public struct PeerCredentials: Sendable, Equatable {
     public var pid: Int32
     public var uid: UInt32
     public var gid: UInt32
+
+    public init(pid: Int32, uid: UInt32, gid: UInt32) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+    }
+}
+
+extension PeerCredentials {
+    /// Whether a peer may administer the daemon (load code into it): root or the daemon's
+    /// own user. A peer whose credentials could not be read (nil) may not.
+    public static func mayAdminister(_ peer: PeerCredentials?, daemonUser: uid_t = getuid()) -> Bool {
+        guard let peer else { return false }
+        return peer.uid == 0 || peer.uid == daemonUser
+    }
 }
 
 /// struct ucred of <sys/socket.h> (hidden behind _GNU_SOURCE from Swift): the layout
 /// SO_PEERCRED fills on Linux.
-private struct LinuxPeerCredentials {
+private struct LinuxPeerCredentials: Sendable {
     var pid: Int32 = 0
     var uid: UInt32 = 0
     var gid: UInt32 = 0
 }
 
-/// Handles the requests of every connection. `handle` is called on the connection's
-/// reader thread, in order; it must call `reply` exactly once for a request with an id
-/// (not for notifications), from any thread, now or later — so a slow method does not
-/// hold up the requests pipelined behind it.
+/// Handles the requests of every connection. `handle` is called in order for each
+/// connection's requests, on a thread of that connection's (never an event loop); it must
+/// call `reply` exactly once for a request with an id (not for notifications), from any
+/// thread, now or later — so a slow method does not hold up the requests pipelined
+/// behind it.
 public protocol RPCHandler: AnyObject, Sendable {
     func handle(_ request: Request, on connection: Connection, reply: @escaping @Sendable (Result<JSON, RPCError>) -> Void)
     func connectionClosed(_ connection: Connection)
 }
 
-/// One client connection. Writes are serialized; a write to a closed connection is dropped.
+/// One client connection. Sends are thread-safe; a send to a closed connection is dropped.
 public final class Connection: @unchecked Sendable {
     public let id: Int
-    public let peer: PeerCredentials
-    private let fd: Int32
-    private let writeLock = NSLock()
-    private var closed = false
+    /// nil when the kernel could not say who connected: such a peer is nobody, never admin.
+    public let peer: PeerCredentials?
+    private let channel: Channel
+    private let maxReplyBytes: Int
+    /// Requests are handled here, one after another, off the event loop.
+    fileprivate let queue: DispatchQueue
 
-    init(id: Int, fd: Int32, peer: PeerCredentials) {
+    fileprivate init(id: Int, channel: Channel, peer: PeerCredentials?, maxReplyBytes: Int) {
         self.id = id
-        self.fd = fd
+        self.channel = channel
         self.peer = peer
+        self.maxReplyBytes = maxReplyBytes
+        queue = DispatchQueue(label: "strategyd-connection-\(id)")
     }
 
-    /// Sends one message as a line. Returns false if the connection is gone.
+    /// Sends one message as a line. A response longer than the reply limit goes out as
+    /// that limit's error for the same id, a notification that long not at all. Returns
+    /// false if the connection is gone.
     @discardableResult
     public func send(_ message: JSON) -> Bool {
-        var line = Array(message.serialized().utf8)
-        line.append(UInt8(ascii: "\n"))
-        writeLock.lock(); defer { writeLock.unlock() }
-        guard !closed else { return false }
-        var offset = 0
-        while offset < line.count {
-            let written = line[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                // EPIPE, ECONNRESET, or the send timeout of a client that stopped reading.
-                shutdownLocked()
-                return false
-            }
-            offset += written
+        let line = message.serialized()
+        if line.utf8.count > maxReplyBytes {
+            guard let id = message.objectValue?["id"] else { return channel.isActive }
+            return sendLine(Message.response(id: id, error: .replyTooLarge(line.utf8.count, limit: maxReplyBytes)).serialized())
         }
+        return sendLine(line)
+    }
+
+    /// Sends serialized JSON as one line.
+    fileprivate func sendLine(_ line: String) -> Bool {
+        guard channel.isActive else { return false }
+        var buffer = channel.allocator.buffer(capacity: line.utf8.count + 1)
+        buffer.writeString(line)
+        buffer.writeInteger(UInt8(ascii: "\n"))
+        channel.writeAndFlush(buffer, promise: nil)
         return true
     }
 
-    func shutdown() {
-        writeLock.lock(); defer { writeLock.unlock() }
-        shutdownLocked()
+    /// The replies of a batch, each under the reply limit's share still free (answered
+    /// with that limit's error where it does not fit), as one line.
+    fileprivate func sendBatch(_ responses: [JSON]) {
+        var budget = maxReplyBytes
+        let lines = responses.map { response -> String in
+            let line = response.serialized()
+            if line.utf8.count + 1 <= budget {
+                budget -= line.utf8.count + 1
+                return line
+            }
+            return Message.response(id: response.objectValue?["id"] ?? .null,
+                                    error: .replyTooLarge(line.utf8.count, limit: budget)).serialized()
+        }
+        _ = sendLine("[" + lines.joined(separator: ",") + "]")
     }
 
-    private func shutdownLocked() {
-        guard !closed else { return }
-        closed = true
-        Glibc.shutdown(fd, Int32(SHUT_RDWR))
-    }
-
-    func closeDescriptor() { close(fd) }
+    func close() { channel.close(promise: nil) }
 }
 
 public struct ServerOptions: Sendable {
-    /// A request line longer than this gets -32600 and is skipped. 1 KiB ... 64 MiB.
+    /// A request line longer than this gets -32600 and is skipped.
     public var maxRequestBytes = 1 << 20
+    /// Elements of one batch; a longer batch is refused whole.
+    public var maxBatchElements = 64
+    /// Bytes of one reply line (a batch's replies together).
+    public var maxReplyBytes = 16 << 20
+    /// Connections open at once; one more gets an error line and is closed.
+    public var maxConnections = 256
     /// Mode of the socket file when the server creates it.
     public var socketMode: mode_t = 0o660
-    /// A client that does not read its responses for this long is disconnected.
+    /// A client that leaves this long unread what the daemon has to send is disconnected.
     public var sendTimeoutSeconds = 30
 
     public init() {}
 }
 
-/// A JSON-RPC 2.0 server on a Unix stream socket, one thread per connection.
+/// A JSON-RPC 2.0 server on a Unix stream socket. SwiftNIO's event loop reads and writes
+/// every connection (an idle connection costs no thread); each connection's requests are
+/// handled in order on a serial queue of its own, and the connection is read no further
+/// while `maxQueuedLines` of its requests wait there.
 public final class UnixSocketServer: @unchecked Sendable {
     public enum SetupError: Error, CustomStringConvertible {
         case socket(String)
@@ -95,32 +133,37 @@ public final class UnixSocketServer: @unchecked Sendable {
     }
 
     public let path: String
-    private let options: ServerOptions
-    private let handler: RPCHandler
-    private let listener: Int32
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let connections: ConnectionSet
+    private let serverChannel: Channel
     private let ownsSocketFile: Bool
-    private let wakePipe: (read: Int32, write: Int32)
-    private let lock = NSLock()
-    private var connections: [Int: Connection] = [:]
-    private var nextConnectionID = 1
+    private let stopOnce = NSLock()
     private var stopping = false
 
     /// Listens on `path`, or adopts an already listening descriptor (systemd socket
     /// activation), in which case the socket file belongs to systemd.
     public init(path: String, inheritedDescriptor: Int32? = nil, options: ServerOptions, handler: RPCHandler) throws {
         self.path = path
-        self.options = options
-        self.handler = handler
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw SetupError.socket("pipe: \(String(cString: strerror(errno)))") }
-        wakePipe = (fds[0], fds[1])
+        let descriptor: Int32
         if let inherited = inheritedDescriptor {
-            listener = inherited
+            descriptor = inherited
             ownsSocketFile = false
-            return
+        } else {
+            descriptor = try UnixSocketServer.listen(path: path, mode: options.socketMode)
+            ownsSocketFile = true
         }
-        listener = try UnixSocketServer.listen(path: path, mode: options.socketMode)
-        ownsSocketFile = true
+        let connections = ConnectionSet(options: options, handler: handler)
+        self.connections = connections
+        do {
+            serverChannel = try ServerBootstrap(group: group)
+                .childChannelOption(.writeBufferWaterMark, value: ChannelOptions.Types.WriteBufferWaterMark(low: 256 << 10, high: 1 << 20))
+                .childChannelInitializer { channel in connections.accept(channel) }
+                .withBoundSocket(descriptor)
+                .wait()
+        } catch {
+            try? group.syncShutdownGracefully()
+            throw SetupError.socket("listen: \(error)")
+        }
     }
 
     private static func listen(path: String, mode: mode_t) throws -> Int32 {
@@ -134,7 +177,7 @@ public final class UnixSocketServer: @unchecked Sendable {
             raw.copyBytes(from: path.utf8)
             raw[path.utf8.count] = 0
         }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw SetupError.socket("socket: \(String(cString: strerror(errno)))") }
         // A socket file left by a daemon that died is stale if nobody answers on it.
         if access(path, F_OK) == 0 {
@@ -155,8 +198,13 @@ public final class UnixSocketServer: @unchecked Sendable {
             close(fd)
             throw SetupError.socket("bind \(path): \(message)")
         }
-        chmod(path, mode)
-        guard Glibc.listen(fd, 128) == 0 else {
+        guard chmod(path, mode) == 0 else {
+            let message = String(cString: strerror(errno))
+            close(fd)
+            throw SetupError.socket("chmod \(path): \(message)")
+        }
+        // The kernel's own cap on pending connections, so a burst of clients queues.
+        guard Glibc.listen(fd, SOMAXCONN) == 0 else {
             close(fd)
             throw SetupError.socket("listen: \(String(cString: strerror(errno)))")
         }
@@ -177,98 +225,101 @@ public final class UnixSocketServer: @unchecked Sendable {
         } == 0
     }
 
-    /// Accepts connections until `stopAccepting()`. Blocks.
+    /// Serves connections until `stopAccepting()`. Blocks.
     public func run() {
-        while true {
-            var polls = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
-                         pollfd(fd: wakePipe.read, events: Int16(POLLIN), revents: 0)]
-            let ready = poll(&polls, 2, -1)
-            if ready < 0 && errno == EINTR { continue }
-            if lock.withLock({ stopping }) || polls[1].revents != 0 { return }
-            guard polls[0].revents & Int16(POLLIN) != 0 else { continue }
-            let client = accept(listener, nil, nil)
-            guard client >= 0 else { continue }
-            _ = fcntl(client, F_SETFD, FD_CLOEXEC)
-            startConnection(client)
-        }
+        try? serverChannel.closeFuture.wait()
     }
 
     /// Stops accepting and removes the socket file (if this server created it).
     /// Connections stay open until `closeConnections()`.
     public func stopAccepting() {
-        let first: Bool = lock.withLock {
+        let first: Bool = stopOnce.withLock {
             defer { stopping = true }
             return !stopping
         }
         guard first else { return }
-        var byte: UInt8 = 1
-        _ = write(wakePipe.write, &byte, 1)
+        try? serverChannel.close().wait()
         if ownsSocketFile { unlink(path) }
     }
 
     public func closeConnections() {
-        for connection in lock.withLock({ Array(connections.values) }) { connection.shutdown() }
+        connections.closeAll()
     }
 
-    private func startConnection(_ fd: Int32) {
-        var credentials = LinuxPeerCredentials()
-        var length = socklen_t(MemoryLayout<LinuxPeerCredentials>.size)
-        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length)
-        var timeout = timeval(tv_sec: options.sendTimeoutSeconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let connection: Connection = lock.withLock {
-            defer { nextConnectionID += 1 }
-            let connection = Connection(id: nextConnectionID, fd: fd,
-                                        peer: PeerCredentials(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid))
-            connections[connection.id] = connection
-            return connection
-        }
-        let thread = Thread { [self] in
-            serve(connection, fd: fd)
-            lock.withLock { _ = connections.removeValue(forKey: connection.id) }
-            connection.shutdown()
-            handler.connectionClosed(connection)
-            connection.closeDescriptor()
-        }
-        thread.name = "strategyd-connection-\(connection.id)"
-        thread.start()
+    deinit {
+        try? group.syncShutdownGracefully()
+    }
+}
+
+/// The open connections, their cap, and the request path of each.
+private final class ConnectionSet: @unchecked Sendable {
+    let options: ServerOptions
+    let handler: RPCHandler
+    private let lock = NSLock()
+    private var open: [Int: Connection] = [:]
+    /// Accepted and not yet closed, with or without a Connection yet.
+    private var accepted = 0
+    private var nextID = 1
+
+    init(options: ServerOptions, handler: RPCHandler) {
+        self.options = options
+        self.handler = handler
     }
 
-    /// Reads lines until the peer closes; each complete line is one request or batch.
-    private func serve(_ connection: Connection, fd: Int32) {
-        var pending: [UInt8] = []
-        var discarding = false
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if count < 0 && errno == EINTR { continue }
-            if count <= 0 { return }
-            var start = 0
-            for index in 0..<count where chunk[index] == UInt8(ascii: "\n") {
-                if discarding {
-                    discarding = false
-                } else if pending.count + (index - start) > options.maxRequestBytes {
-                    rejectOversized(on: connection)
-                } else {
-                    pending.append(contentsOf: chunk[start..<index])
-                    process(pending, on: connection)
-                }
-                pending.removeAll(keepingCapacity: true)
-                start = index + 1
+    /// A new connection (on its event loop): refused with an error line beyond the cap;
+    /// otherwise its peer is read and its pipeline built.
+    func accept(_ channel: Channel) -> EventLoopFuture<Void> {
+        let id: Int? = lock.withLock {
+            guard accepted < options.maxConnections else { return nil }
+            accepted += 1
+            defer { nextID += 1 }
+            return nextID
+        }
+        guard let id else {
+            let error = RPCError.limitExceeded("max_connections", "\(options.maxConnections) connections are open",
+                                               max: options.maxConnections)
+            var line = channel.allocator.buffer(string: Message.response(id: .null, error: error).serialized())
+            line.writeInteger(UInt8(ascii: "\n"))
+            channel.writeAndFlush(line).whenComplete { _ in channel.close(promise: nil) }
+            return channel.eventLoop.makeSucceededVoidFuture()
+        }
+        channel.closeFuture.whenComplete { [self] _ in lock.withLock { accepted -= 1 } }
+        // SO_PEERCRED, failing closed: a peer the kernel cannot name gets no credentials.
+        let credentials: EventLoopFuture<LinuxPeerCredentials> = (channel as? SocketOptionProvider).map {
+            $0.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+        } ?? channel.eventLoop.makeFailedFuture(ChannelError.operationUnsupported)
+        return credentials
+            .map { Optional(PeerCredentials(pid: $0.pid, uid: $0.uid, gid: $0.gid)) }
+            .recover { _ in nil }
+            .flatMapThrowing { [self] peer in
+                let connection = Connection(id: id, channel: channel, peer: peer, maxReplyBytes: options.maxReplyBytes)
+                lock.withLock { open[id] = connection }
+                try channel.pipeline.syncOperations.addHandlers([
+                    ByteToMessageHandler(LineFrameDecoder(maxBytes: options.maxRequestBytes)),
+                    RequestReader(connection: connection, connections: self, sendTimeout: .seconds(Int64(options.sendTimeoutSeconds))),
+                ])
             }
-            guard !discarding else { continue }
-            pending.append(contentsOf: chunk[start..<count])
-            if pending.count > options.maxRequestBytes {
-                rejectOversized(on: connection)
-                pending.removeAll(keepingCapacity: false)
-                discarding = true
-            }
-        }
     }
 
-    private func rejectOversized(on connection: Connection) {
-        connection.send(Message.response(id: .null, error: RPCError.invalidRequest(
-            "request line exceeds \(options.maxRequestBytes) bytes; it is discarded up to its newline")))
+    func closed(_ connection: Connection) {
+        lock.withLock { _ = open.removeValue(forKey: connection.id) }
+        handler.connectionClosed(connection)
+    }
+
+    func closeAll() {
+        for connection in lock.withLock({ Array(open.values) }) { connection.close() }
+    }
+
+    // MARK: requests (on the connection's queue)
+
+    func process(_ frame: Frame, on connection: Connection) {
+        switch frame {
+        case .oversized:
+            connection.send(Message.response(id: .null, error: RPCError.invalidRequest(
+                "request line exceeds \(options.maxRequestBytes) bytes; it is discarded up to its newline")))
+        case .line(let line):
+            process(line, on: connection)
+        }
     }
 
     private func process(_ line: [UInt8], on connection: Connection) {
@@ -283,6 +334,12 @@ public final class UnixSocketServer: @unchecked Sendable {
         if case .array(let elements) = parsed {
             guard !elements.isEmpty else {
                 connection.send(Message.response(id: .null, error: .invalidRequest("empty batch")))
+                return
+            }
+            guard elements.count <= options.maxBatchElements else {
+                connection.send(Message.response(id: .null, error: .limitExceeded(
+                    "max_batch_elements", "a batch of \(elements.count) elements", max: options.maxBatchElements,
+                    found: elements.count)))
                 return
             }
             let batch = BatchCollector(expected: elements.count, connection: connection)
@@ -315,6 +372,122 @@ public final class UnixSocketServer: @unchecked Sendable {
     }
 }
 
+/// A request line, or the news that one was too long (and is being skipped).
+public enum Frame: Sendable {
+    case line([UInt8])
+    case oversized
+}
+
+/// Splits the byte stream at newlines; a line longer than `maxBytes` is reported once and
+/// skipped up to its newline without being held.
+public struct LineFrameDecoder: ByteToMessageDecoder {
+    public typealias InboundOut = Frame
+    let maxBytes: Int
+    private var discarding = false
+
+    public init(maxBytes: Int) { self.maxBytes = maxBytes }
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        let view = buffer.readableBytesView
+        if let newline = view.firstIndex(of: UInt8(ascii: "\n")) {
+            let length = newline - view.startIndex
+            if discarding {
+                discarding = false
+            } else if length > maxBytes {
+                context.fireChannelRead(wrapInboundOut(.oversized))
+            } else {
+                context.fireChannelRead(wrapInboundOut(.line(Array(view[view.startIndex..<newline]))))
+            }
+            buffer.moveReaderIndex(forwardBy: length + 1)
+            return .continue
+        }
+        if discarding || buffer.readableBytes > maxBytes {
+            if !discarding { context.fireChannelRead(wrapInboundOut(.oversized)) }
+            discarding = true
+            buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
+        }
+        return .needMoreData
+    }
+
+    /// A last line without its newline is not a request.
+    public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
+        return .needMoreData
+    }
+}
+
+/// Hands each frame to the connection's queue, reads no further while too many wait
+/// there, and closes a connection that leaves the daemon's replies unread too long.
+private final class RequestReader: ChannelDuplexHandler, @unchecked Sendable {
+    typealias InboundIn = Frame
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// Request lines read ahead of the one being handled.
+    static let maxQueuedLines = 16
+
+    private let connection: Connection
+    private let connections: ConnectionSet
+    private let sendTimeout: TimeAmount
+    // Event-loop state.
+    private var queued = 0
+    private var readHeld = false
+    private var unwritableClose: Scheduled<Void>?
+
+    init(connection: Connection, connections: ConnectionSet, sendTimeout: TimeAmount) {
+        self.connection = connection
+        self.connections = connections
+        self.sendTimeout = sendTimeout
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        queued += 1
+        let loop = context.eventLoop
+        let context = NIOLoopBound(context, eventLoop: loop)
+        connection.queue.async { [self, connections, connection] in
+            connections.process(frame, on: connection)
+            loop.execute { [self] in
+                queued -= 1
+                if readHeld && queued < Self.maxQueuedLines {
+                    readHeld = false
+                    context.value.read()
+                }
+            }
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if queued >= Self.maxQueuedLines {
+            readHeld = true
+        } else {
+            context.read()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            unwritableClose?.cancel()
+            unwritableClose = nil
+        } else if unwritableClose == nil {
+            let channel = context.channel
+            unwritableClose = context.eventLoop.scheduleTask(in: sendTimeout) { channel.close(promise: nil) }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        unwritableClose?.cancel()
+        // After the requests already read: they may still answer (to nobody) first.
+        connection.queue.async { [connections, connection] in connections.closed(connection) }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
+
 /// Gathers the responses of one batch and sends them together once all are in.
 private final class BatchCollector: @unchecked Sendable {
     private let lock = NSLock()
@@ -334,6 +507,6 @@ private final class BatchCollector: @unchecked Sendable {
             remaining -= 1
             return remaining == 0 ? responses : nil
         }
-        if let complete, !complete.isEmpty { connection.send(.array(complete)) }
+        if let complete, !complete.isEmpty { connection.sendBatch(complete) }
     }
 }

@@ -25,10 +25,27 @@ struct Configuration: Sendable {
     // for them, so wide solves queue instead of failing.
     static let concurrentSolves = Bounds(defaultValue: 16, range: 1...64)
     static let queuedSolves = Bounds(defaultValue: 64, range: 0...4096)
+    // A solve's budget has two figures: what a request that names none gets, and the most
+    // it may ask for. 65,536 tokens hold every preset's widest strategy at GSM8K lengths.
     static let solveTokens = Bounds(defaultValue: 65_536, range: 1...1_048_576)
-    // An hour: sixteen solves in flight share every step, so a sampled solve of 512-token
-    // samples can take ten minutes and more on two cores (docs/results/reproducibility-under-load).
-    static let timeout = Bounds(defaultValue: 3600.0, range: 1.0...86_400.0)
+    static let solveTokensCap = Bounds(defaultValue: 262_144, range: 1...1_048_576)
+    // Ten minutes for an interactive solve; up to an hour for one that asks (a sweep: sixteen
+    // solves in flight share every step, so a sampled solve of 512-token samples can take
+    // ten minutes and more on two cores, docs/results/reproducibility-under-load).
+    static let timeout = Bounds(defaultValue: 600.0, range: 1.0...86_400.0)
+    static let timeoutCap = Bounds(defaultValue: 3600.0, range: 1.0...86_400.0)
+    // What one client can hold (docs/api.md, "Limits"). Connections cost a descriptor and
+    // buffers, never a thread; a batch answers each element; a reply of a few solves is
+    // kilobytes; the problem is the longest string a request carries.
+    static let connections = Bounds(defaultValue: 256, range: 1...65_536)
+    static let batchElements = Bounds(defaultValue: 64, range: 1...4096)
+    static let replyBytes = Bounds(defaultValue: 16 << 20, range: 4096...(1 << 30))
+    static let stringBytes = Bounds(defaultValue: 64 << 10, range: 1024...(64 << 20))
+    // Two sweeps' worth of one user's solves in flight, out of the 16 running + 64 queued.
+    static let solvesPerUser = Bounds(defaultValue: 32, range: 1...4160)
+    // By default half the cache (--context-size / 2): one solve never holds all of it; 0
+    // lifts the cap.
+    static let cellsPerSolve = Bounds(defaultValue: contextSize.defaultValue / 2, range: 0...1_048_576)
     static let width = Bounds(defaultValue: 64, range: 1...256)
     static let callTokens = Bounds(defaultValue: 4096, range: 1...32_768)
     static let contextSize = Bounds(defaultValue: 32_768, range: 256...1_048_576)
@@ -51,8 +68,16 @@ struct Configuration: Sendable {
     var maxRequestBytes: Int
     var maxConcurrentSolves: Int
     var maxQueuedSolves: Int
+    var defaultTokens: Int
     var maxTokens: Int
+    var defaultTimeoutSeconds: Double
     var maxTimeoutSeconds: Double
+    var maxConnections: Int
+    var maxBatchElements: Int
+    var maxReplyBytes: Int
+    var maxStringBytes: Int
+    var maxSolvesPerUser: Int
+    var maxCellsPerSolve: Int
     var maxWidth: Int
     var maxTokensPerCall: Int
     var graceSeconds: Double
@@ -75,15 +100,20 @@ struct Configuration: Sendable {
         options.maxSequences = min(deterministic ? 255 : 256, maxWidth * maxConcurrentSolves)
         options.threads = threads
         options.promptCacheTokens = promptCacheTokens
+        options.maxCellsPerAccount = maxCellsPerSolve
         return options
     }
 
     var limitsJSON: JSON {
         ["max_request_bytes": JSON(maxRequestBytes), "max_concurrent_solves": JSON(maxConcurrentSolves),
          "max_queued_solves": JSON(maxQueuedSolves),
-         "max_tokens": JSON(maxTokens), "max_timeout_s": JSON(maxTimeoutSeconds), "max_width": JSON(maxWidth),
+         "default_tokens": JSON(defaultTokens), "max_tokens": JSON(maxTokens),
+         "default_timeout_s": JSON(defaultTimeoutSeconds), "max_timeout_s": JSON(maxTimeoutSeconds), "max_width": JSON(maxWidth),
          "max_tokens_per_call": JSON(maxTokensPerCall), "context_size": JSON(contextSize),
-         "prompt_cache_tokens": JSON(promptCacheTokens)]
+         "prompt_cache_tokens": JSON(promptCacheTokens), "max_connections": JSON(maxConnections),
+         "max_batch_elements": JSON(maxBatchElements), "max_reply_bytes": JSON(maxReplyBytes),
+         "max_string_bytes": JSON(maxStringBytes), "max_solves_per_user": JSON(maxSolvesPerUser),
+         "max_cells_per_solve": JSON(maxCellsPerSolve)]
     }
 
     /// Where catalog models are fetched to (scripts/setup, scripts/fetch.py).

@@ -30,6 +30,9 @@ final class Methods: RPCHandler, @unchecked Sendable {
         let id: String
     }
 
+    /// Solves in flight per peer uid (nil: a peer whose credentials could not be read).
+    private var inFlightByUser: [UInt32?: Int] = [:]
+
     /// A solve from its arrival: queued until a running place frees, then running.
     final class InFlightSolve: @unchecked Sendable {
         private let lock = NSLock()
@@ -79,6 +82,10 @@ final class Methods: RPCHandler, @unchecked Sendable {
         case nil: params = [:]
         case .object(let members)?: params = members
         default: return finish(.failure(.invalidParams("params", expected: "an object (by-name params)")))
+        }
+        if let (path, bytes) = JSON.object(params).firstString(longerThan: configuration.maxStringBytes) {
+            return finish(.failure(.limitExceeded("max_string_bytes", "'\(path)' holds \(bytes) bytes",
+                                                  max: configuration.maxStringBytes, found: bytes)))
         }
         switch request.method {
         case "ping": finish(.success("pong"))
@@ -159,7 +166,13 @@ final class Methods: RPCHandler, @unchecked Sendable {
             guard inFlight[key] == nil else {
                 return .invalidParams("id", expected: "unique among this connection's solves in flight")
             }
+            let user = connection.peer?.uid
+            guard inFlightByUser[user, default: 0] < configuration.maxSolvesPerUser else {
+                return .limitExceeded("max_solves_per_user", "this user has \(configuration.maxSolvesPerUser) solves in flight",
+                                      max: configuration.maxSolvesPerUser)
+            }
             inFlight[key] = solve
+            inFlightByUser[user, default: 0] += 1
             unanswered += 1
             return nil
         }
@@ -189,7 +202,11 @@ final class Methods: RPCHandler, @unchecked Sendable {
             // Leave the in-flight set before answering (a cancel after the answer finds
             // nothing), but count as running until answered: shutdown closes connections
             // only once every answer is out.
-            lock.withLock { _ = inFlight.removeValue(forKey: key) }
+            lock.withLock {
+                _ = inFlight.removeValue(forKey: key)
+                inFlightByUser[connection.peer?.uid]! -= 1
+                if inFlightByUser[connection.peer?.uid] == 0 { inFlightByUser[connection.peer?.uid] = nil }
+            }
             defer {
                 lock.withLock { unanswered -= 1 }
                 solvesDone.withLock { solvesDone.broadcast() }
@@ -260,12 +277,9 @@ final class Methods: RPCHandler, @unchecked Sendable {
     // MARK: plugins
 
     private func authorize(_ connection: Connection) -> RPCError? {
-        let peer = connection.peer.uid
-        guard peer == 0 || peer == getuid() else {
-            return RPCError(RPCError.notPermittedCode, "Not permitted: plugin administration is for the daemon's user or root",
-                            data: ["uid": JSON(Int(peer))])
-        }
-        return nil
+        guard !PeerCredentials.mayAdminister(connection.peer) else { return nil }
+        return RPCError(RPCError.notPermittedCode, "Not permitted: plugin administration is for the daemon's user or root",
+                        data: ["uid": connection.peer.map { JSON(Int($0.uid)) } ?? .null])
     }
 
     private func pluginName(_ params: [String: JSON]) -> Result<String, RPCError> {
@@ -351,8 +365,8 @@ struct SolveParams {
         if let unknown = params.keys.sorted().first(where: { !known.contains($0) }) {
             return .failure(.invalidParams(unknown, expected: "absent: solve takes \(known.sorted().joined(separator: ", "))"))
         }
-        guard let problem = params["problem"]?.stringValue, !problem.isEmpty, problem.utf8.count <= 65536 else {
-            return .failure(.invalidParams("problem", expected: "a string of 1 byte to 64 KiB"))
+        guard let problem = params["problem"]?.stringValue, !problem.isEmpty else {
+            return .failure(.invalidParams("problem", expected: "a non-empty string"))
         }
         var strategy = "greedy"
         if let value = params["strategy"] {
@@ -364,9 +378,9 @@ struct SolveParams {
         if let value = params["params"], value != .null, value.objectValue == nil {
             return .failure(.invalidParams("params", expected: "an object"))
         }
-        var maxTokens = configuration.maxTokens
+        var maxTokens = configuration.defaultTokens
         var maxFlops: Double?
-        var timeout = configuration.maxTimeoutSeconds
+        var timeout = configuration.defaultTimeoutSeconds
         if let budget = params["budget"], budget != .null {
             guard let members = budget.objectValue else { return .failure(.invalidParams("budget", expected: "an object")) }
             for key in members.keys.sorted() where !["max_tokens", "max_flops", "timeout_s"].contains(key) {

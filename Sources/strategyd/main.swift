@@ -64,11 +64,38 @@ struct StrategyDaemon: ParsableCommand {
     @Option(help: "Solves waiting for a running place, in arrival order; beyond them a solve is refused Busy (\(Configuration.queuedSolves.range)).")
     var maxQueuedSolves: Int = Configuration.queuedSolves.defaultValue
 
-    @Option(help: "Evaluated tokens per solve: the default and the cap of budget.max_tokens (\(Configuration.solveTokens.range)).")
-    var maxTokens: Int = Configuration.solveTokens.defaultValue
+    @Option(help: "Evaluated tokens per solve when budget.max_tokens is not given (at most --max-tokens).")
+    var defaultTokens: Int = Configuration.solveTokens.defaultValue
 
-    @Option(help: "Seconds per solve: the default and the cap of budget.timeout_s (\(Configuration.timeout.range)).")
-    var maxTimeout: Double = Configuration.timeout.defaultValue
+    @Option(help: "The most budget.max_tokens may ask for (\(Configuration.solveTokensCap.range)).")
+    var maxTokens: Int = Configuration.solveTokensCap.defaultValue
+
+    @Option(help: "Seconds per solve when budget.timeout_s is not given (at most --max-timeout).")
+    var defaultTimeout: Double = Configuration.timeout.defaultValue
+
+    @Option(help: "The most budget.timeout_s may ask for (\(Configuration.timeoutCap.range)).")
+    var maxTimeout: Double = Configuration.timeoutCap.defaultValue
+
+    @Option(help: "Connections open at once; one more is told so and closed (\(Configuration.connections.range)).")
+    var maxConnections: Int = Configuration.connections.defaultValue
+
+    @Option(help: "Elements of one JSON-RPC batch (\(Configuration.batchElements.range)).")
+    var maxBatchElements: Int = Configuration.batchElements.defaultValue
+
+    @Option(help: "Bytes of one reply line; a longer reply is answered with an error (\(Configuration.replyBytes.range)).")
+    var maxReplyBytes: Int = Configuration.replyBytes.defaultValue
+
+    @Option(help: "Bytes of any one string in a request's params, the problem included (\(Configuration.stringBytes.range)).")
+    var maxStringBytes: Int = Configuration.stringBytes.defaultValue
+
+    @Option(help: "Solves running or queued at once for one user id of the socket's peers (\(Configuration.solvesPerUser.range)).")
+    var maxSolvesPerUser: Int = Configuration.solvesPerUser.defaultValue
+
+    @Option(help: "KV cells one solve may hold; past them its growing sequences end with stopped_by kv_cache (0: the whole cache; at most --context-size). Default: half of --context-size.")
+    var maxCellsPerSolve: Int?
+
+    /// Half the cache unless said.
+    var cellsPerSolve: Int { maxCellsPerSolve ?? contextSize / 2 }
 
     @Option(help: "Live sequences per solve (\(Configuration.width.range)).")
     var maxWidth: Int = Configuration.width.defaultValue
@@ -95,12 +122,29 @@ struct StrategyDaemon: ParsableCommand {
         try check(maxRequestBytes, Configuration.requestBytes, "max-request-bytes")
         try check(maxConcurrentSolves, Configuration.concurrentSolves, "max-concurrent-solves")
         try check(maxQueuedSolves, Configuration.queuedSolves, "max-queued-solves")
-        try check(maxTokens, Configuration.solveTokens, "max-tokens")
-        try check(maxTimeout, Configuration.timeout, "max-timeout")
+        try check(defaultTokens, Configuration.solveTokens, "default-tokens")
+        try check(maxTokens, Configuration.solveTokensCap, "max-tokens")
+        try check(defaultTimeout, Configuration.timeout, "default-timeout")
+        try check(maxTimeout, Configuration.timeoutCap, "max-timeout")
+        try check(maxConnections, Configuration.connections, "max-connections")
+        try check(maxBatchElements, Configuration.batchElements, "max-batch-elements")
+        try check(maxReplyBytes, Configuration.replyBytes, "max-reply-bytes")
+        try check(maxStringBytes, Configuration.stringBytes, "max-string-bytes")
+        try check(maxSolvesPerUser, Configuration.solvesPerUser, "max-solves-per-user")
+        try check(cellsPerSolve, Configuration.cellsPerSolve, "max-cells-per-solve")
+        guard cellsPerSolve <= contextSize else {
+            throw ValidationError("--max-cells-per-solve must be at most --context-size (\(contextSize)), got \(cellsPerSolve)")
+        }
         try check(maxWidth, Configuration.width, "max-width")
         try check(maxTokensPerCall, Configuration.callTokens, "max-tokens-per-call")
         try check(shutdownGrace, Configuration.grace, "shutdown-grace")
         try check(promptCacheTokens, Configuration.promptCache, "prompt-cache-tokens")
+        guard defaultTokens <= maxTokens else {
+            throw ValidationError("--default-tokens must be at most --max-tokens (\(maxTokens)), got \(defaultTokens)")
+        }
+        guard defaultTimeout <= maxTimeout else {
+            throw ValidationError("--default-timeout must be at most --max-timeout (\(maxTimeout)), got \(defaultTimeout)")
+        }
         guard promptCacheTokens <= contextSize else {
             throw ValidationError("--prompt-cache-tokens must be at most --context-size (\(contextSize)), got \(promptCacheTokens)")
         }
@@ -164,8 +208,11 @@ struct StrategyDaemon: ParsableCommand {
             pluginSettings: try pluginSettings(),
             watchPlugins: watch, threads: threads, contextSize: contextSize,
             maxRequestBytes: maxRequestBytes, maxConcurrentSolves: maxConcurrentSolves,
-            maxQueuedSolves: maxQueuedSolves, maxTokens: maxTokens,
-            maxTimeoutSeconds: maxTimeout, maxWidth: maxWidth, maxTokensPerCall: maxTokensPerCall,
+            maxQueuedSolves: maxQueuedSolves, defaultTokens: defaultTokens, maxTokens: maxTokens,
+            defaultTimeoutSeconds: defaultTimeout, maxTimeoutSeconds: maxTimeout,
+            maxConnections: maxConnections, maxBatchElements: maxBatchElements, maxReplyBytes: maxReplyBytes,
+            maxStringBytes: maxStringBytes, maxSolvesPerUser: maxSolvesPerUser, maxCellsPerSolve: cellsPerSolve,
+            maxWidth: maxWidth, maxTokensPerCall: maxTokensPerCall,
             graceSeconds: shutdownGrace, promptCacheTokens: promptCacheTokens, deterministic: deterministic)
 
         SystemdNotifier.notify("STATUS=loading \(configuration.modelPath)")
@@ -244,6 +291,9 @@ final class RPCService: Service, @unchecked Sendable {
     init(configuration: Configuration, methods: Methods, logger: Logger) throws {
         var options = ServerOptions()
         options.maxRequestBytes = configuration.maxRequestBytes
+        options.maxBatchElements = configuration.maxBatchElements
+        options.maxReplyBytes = configuration.maxReplyBytes
+        options.maxConnections = configuration.maxConnections
         options.socketMode = configuration.socketMode
         if configuration.inheritedSocket == nil {
             // The socket's folder is the daemon user's alone: 0750.

@@ -14,7 +14,7 @@ import pytest
 from strategyd_daemon import LONG_PARAMS, LONG_PROBLEM, SHORT_PARAMS, SHORT_PROBLEM, Daemon
 
 from strategyd_client import (AsyncClient, Busy, Cancelled, Client, ConnectionLost, EngineError, InternalError,
-                              InvalidParams, InvalidRequest, MethodNotFound, NotPermitted, ParseError,
+                              InvalidParams, InvalidRequest, LimitExceeded, MethodNotFound, NotPermitted, ParseError,
                               PluginFailed, PluginLoadFailed, Progress, RPCError, ShuttingDown, SolveResult,
                               UnknownPlugin, error_from_json)
 
@@ -52,9 +52,10 @@ def test_invalid_params(client: Client, params: Dict[str, Any], offending: str) 
     assert caught.value.data["expected"]
 
 
-def test_problem_over_64_kib_is_invalid(client: Client) -> None:
-    with pytest.raises(InvalidParams):
+def test_problem_over_the_string_limit_is_refused(client: Client) -> None:
+    with pytest.raises(LimitExceeded) as caught:
         client.solve("x" * (64 * 1024 + 1), params=SHORT_PARAMS, timeout=30)
+    assert caught.value.data == {"limit": "max_string_bytes", "max": 64 * 1024, "found": 64 * 1024 + 1}
 
 
 def test_unknown_strategy(client: Client) -> None:

@@ -73,7 +73,8 @@ def command_run(args: argparse.Namespace) -> int:
             context = RunContext(dataset=dataset, seed=seed, model=model_identity(client),
                                  daemon_version=status.version, commit=commit, dirty=dirty,
                                  command=shlex.join(["strategyd-bench", *args.argv]), concurrency=concurrency,
-                                 strategy_versions=versions, backend=backend_identity(status))
+                                 strategy_versions=versions, backend=backend_identity(status),
+                                 solve_timeout=status.limits.get("max_timeout_s"))
             run_file.check_model(context.model)
             if args.retry_errors:
                 keys = {problem_key(context, spec, problem) for spec in specs for problem in problems}

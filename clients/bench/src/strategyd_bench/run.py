@@ -48,6 +48,9 @@ class RunContext:
     concurrency: int  # solves in flight at once: above 1 each wall time includes the others' steps
     strategy_versions: Dict[str, str]  # of the plugins the specs name, as loaded when the run started
     backend: Dict[str, Any]  # llama.cpp build, CPU kernels, threads: seeded samples repeat only where all match
+    # Seconds each solve may run unless its spec's budget says: the daemon's maximum, since a
+    # solve of a sweep shares every step with the others in flight (not part of the record's budget).
+    solve_timeout: Optional[float] = None
 
 
 def git_state(run_file: Optional[Path] = None) -> Tuple[Optional[str], Optional[bool]]:
@@ -152,7 +155,10 @@ def solve_problem(client: Client, spec: Spec, problem: Problem, context: RunCont
     """The record of one problem: its result, or the error of a solve that failed."""
     while True:
         try:
-            outcome = _solved(client.solve(problem.text, spec.strategy, spec.params, spec.budget or None,
+            budget = dict(spec.budget)
+            if context.solve_timeout is not None:
+                budget.setdefault("timeout_s", context.solve_timeout)
+            outcome = _solved(client.solve(problem.text, spec.strategy, spec.params, budget or None,
                                            context.seed, timeout=timeout), spec, problem.gold)
             break
         except Busy:  # other clients hold the daemon's solve slots: wait for one, unless the run stops

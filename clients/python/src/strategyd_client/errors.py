@@ -77,11 +77,16 @@ class ShuttingDown(RPCError):
     code = -32007
 
 
+class LimitExceeded(RPCError):
+    """One of the daemon's caps (status.limits) refused the request: data["limit"] names it."""
+    code = -32008
+
+
 _BY_CODE: Dict[int, Type[RPCError]] = {
     cls.code: cls
     for cls in (ParseError, InvalidRequest, MethodNotFound, InvalidParams, InternalError,
                 UnknownPlugin, PluginFailed, PluginLoadFailed, Cancelled, Busy, NotPermitted,
-                EngineError, ShuttingDown)
+                EngineError, ShuttingDown, LimitExceeded)
 }
 
 
