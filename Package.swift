@@ -48,6 +48,7 @@ var products: [Product] = [
     .executable(name: "strategyctl", targets: ["strategyctl"]),
     .executable(name: "strategyd-bench-engine", targets: ["BenchEngine"]),
     .executable(name: "strategyd-bench-daemon", targets: ["BenchDaemon"]),
+    .executable(name: "strategyd-fuzz-requests", targets: ["FuzzRequests"]),
 ]
 var targets: [Target] = [
     .systemLibrary(name: "CLlama", path: "Sources/CLlama", pkgConfig: "llama"),
@@ -73,6 +74,10 @@ var targets: [Target] = [
     .target(name: "TestSupport", dependencies: ["RPC", "CachePaths"], path: "Sources/TestSupport"),
     .executableTarget(name: "BenchEngine", dependencies: ["Engine"], linkerSettings: llamaRpath),
     .executableTarget(name: "BenchDaemon", dependencies: ["RPC"]),
+    // libFuzzer's target over the request path (scripts/fuzz); built plainly, it replays inputs.
+    .executableTarget(name: "FuzzRequests", dependencies: [
+        "RPC", "PluginHost", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
+    ], linkerSettings: llamaRpath),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "TestSupport"], linkerSettings: llamaRpath),
     .testTarget(name: "AnswersTests", dependencies: ["Answers", "TestSupport"]),
     .testTarget(name: "PluginHostTests", dependencies: ["PluginHost", "JSONValue"], linkerSettings: llamaRpath),

@@ -138,6 +138,23 @@ final class HostileClientTests: XCTestCase {
         XCTAssertFalse(PeerCredentials.mayAdminister(PeerCredentials(pid: 1, uid: 1001, gid: 1001), daemonUser: 1000))
     }
 
+    func testTheFuzzCorpusAndEveryCrashFoundReplayThroughTheRequestPath() throws {
+        let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fuzz/requests")
+        let inputs = try FileManager.default.contentsOfDirectory(atPath: corpus.path)
+        XCTAssertGreaterThanOrEqual(inputs.count, 5)
+        let replay = Process()
+        replay.executableURL = TestAssets.productsFolder.appendingPathComponent("strategyd-fuzz-requests")
+        replay.arguments = [corpus.path]
+        let output = Pipe()
+        replay.standardOutput = output
+        try replay.run()
+        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        replay.waitUntilExit()
+        XCTAssertEqual(replay.terminationStatus, 0, printed)
+        XCTAssertTrue(printed.contains("replayed \(inputs.count) inputs"), printed)
+    }
+
     func testThousandsOfIdleConnectionsCostNoThreads() throws {
         let daemon = try DaemonProcess(extraArguments: ["--max-connections", "1100"])
         defer { daemon.stop(); daemon.removeFolder() }
