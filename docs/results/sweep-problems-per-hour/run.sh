@@ -3,8 +3,9 @@
 # first LIMIT (default 64) of its 128 GSM8K test problems (SPECS to run fewer), through a
 # daemon of this checkout's release build with its default flags but a solve's time limit
 # of an hour, the harness sending CONCURRENCY solves at once (default: as many as the
-# daemon runs); run file MODEL-cN.jsonl here (resumed if there). Then compare.py against
-# the solves alone. Nothing else should run on the cores meanwhile.
+# daemon runs); run file MODEL-cN.jsonl here (resumed if there). Then, for a run at more
+# than one, compare.py against the same problems one at a time (MODEL-c1.jsonl, from
+# `run.sh 1`). Nothing else should run on the cores meanwhile.
 #
 #   [LIMIT=N] [SPECS="greedy ..."] docs/results/sweep-problems-per-hour/run.sh [CONCURRENCY]
 set -euo pipefail
@@ -23,4 +24,6 @@ concurrency=${1:-$("$repo/.build/release/strategyctl" status --socket "$socket" 
   python3 -c 'import json, sys; print(json.load(sys.stdin)["limits"]["max_concurrent_solves"])')}
 python3 -m strategyd_bench run --socket "$socket" --dataset gsm8k-test --sample 128 --seed 0 --limit "${LIMIT:-64}" \
   $(printf -- "--strategy %s " ${SPECS:-greedy self-consistency:k=4}) --concurrency "$concurrency" --out "$here/$model-c$concurrency.jsonl"
-python3 "$here/compare.py" "$repo/docs/results/gsm8k-paper-table/$model.jsonl" "$here/$model-c$concurrency.jsonl"
+if [ "$concurrency" != 1 ] && [ -f "$here/$model-c1.jsonl" ]; then
+  python3 "$here/compare.py" "$here/$model-c1.jsonl" "$here/$model-c$concurrency.jsonl"
+fi
