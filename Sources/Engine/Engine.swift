@@ -282,11 +282,20 @@ public final class Engine: @unchecked Sendable {
     /// tokens. Sampling often picks tokens the tokenizer would not ("4", "8" for "48"): a
     /// scorer's prompt quoting the sampled text then still shares the sequence's KV cells to
     /// its end, not only up to the first such token, and sees the text as the policy wrote
-    /// it. A control token is taken over only where the prompt's own tokens have it.
+    /// it. Tokens are taken over only for text: never a control token, never where the
+    /// chat template wrote.
     public func tokenize(_ prompt: PromptText, reusing candidates: [SequenceID]) -> [Int32] {
         let canonical = model.tokenize(prompt, addSpecial: true)
         let owned = run { [self] in candidates.compactMap { sequences[$0]?.tokens } }
         let bytes = Array(prompt.text.utf8)
+        // The template's own bytes keep the template's tokens (its control tokens above all).
+        var templateBytes: [Range<Int>] = []
+        var start = 0
+        for part in prompt.parts {
+            let end = start + part.text.utf8.count
+            if part.isTemplate { templateBytes.append(start..<end) }
+            start = end
+        }
         let addedBOS = model.beginningOfSequence != nil && canonical.first == model.beginningOfSequence ? 1 : 0
         // Where each canonical token's text ends (the added BOS spells none): computed once,
         // when the first sequence parts from the canonical tokens, not once per sequence.
@@ -312,6 +321,7 @@ public final class Engine: @unchecked Sendable {
             while reused < tokens.count {
                 let piece = model.piece(tokens[reused], renderSpecial: true)
                 guard !piece.isEmpty, !model.isControl(tokens[reused]), offset + piece.count <= bytes.count,
+                      !templateBytes.contains(where: { $0.overlaps(offset..<(offset + piece.count)) }),
                       bytes[offset..<(offset + piece.count)].elementsEqual(piece) else { break }
                 offset += piece.count
                 reused += 1
@@ -831,8 +841,12 @@ public final class Engine: @unchecked Sendable {
         guard limit > 0, prefixesShareable else { return work }
         var adding: [ObjectIdentifier: Int] = [:]
         for item in work { adding[ObjectIdentifier(sequences[item.id]!.account), default: 0] += item.end - sequences[item.id]!.evaluated }
+        // Cells counted once per sequence bound what an account holds (forks share theirs):
+        // only an account past the limit by that bound has its distinct cells counted.
+        var bound: [ObjectIdentifier: Int] = [:]
+        for state in sequences.values { bound[ObjectIdentifier(state.account), default: 0] += state.cells.count }
         var over: [ObjectIdentifier: Int] = [:]
-        for (account, count) in adding where count > 0 {
+        for (account, count) in adding where count > 0 && bound[account, default: 0] + count > limit {
             let held = Set(sequences.values.lazy.filter { ObjectIdentifier($0.account) == account }.flatMap(\.cells)).count
             if held + count > limit { over[account] = count }
         }

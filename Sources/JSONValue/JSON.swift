@@ -143,19 +143,34 @@ extension JSON {
 
 extension JSON {
     /// The path ("params.prompt", "problem", "list[2]") and length in bytes of the first
-    /// string, key or value, longer than `limit` bytes, if any (keys in sorted order).
-    public func firstString(longerThan limit: Int, path: String = "") -> (path: String, bytes: Int)? {
+    /// string, key or value, longer than `limit` bytes, if any (keys in sorted order). The
+    /// path is spelled only once found: a deep value costs no copies of it on the way.
+    public func firstString(longerThan limit: Int) -> (path: String, bytes: Int)? {
+        guard let (steps, bytes) = firstLongString(limit) else { return nil }
+        var path = ""
+        for step in steps.reversed() {
+            path += step.hasPrefix("[") || path.isEmpty ? step : "." + step
+        }
+        return (path.isEmpty ? "params" : path, bytes)
+    }
+
+    /// The steps to the string, innermost first.
+    private func firstLongString(_ limit: Int) -> (steps: [String], bytes: Int)? {
         switch self {
         case .string(let text):
-            return text.utf8.count > limit ? (path, text.utf8.count) : nil
+            return text.utf8.count > limit ? ([], text.utf8.count) : nil
         case .array(let elements):
             for (index, element) in elements.enumerated() {
-                if let found = element.firstString(longerThan: limit, path: "\(path)[\(index)]") { return found }
+                if var found = element.firstLongString(limit) {
+                    found.steps.append("[\(index)]")
+                    return found
+                }
             }
         case .object(let members):
             for key in members.keys.sorted() {
-                if key.utf8.count > limit { return (path.isEmpty ? "a key" : "a key in \(path)", key.utf8.count) }
-                if let found = members[key]!.firstString(longerThan: limit, path: path.isEmpty ? key : "\(path).\(key)") {
+                if key.utf8.count > limit { return (["<a key>"], key.utf8.count) }
+                if var found = members[key]!.firstLongString(limit) {
+                    found.steps.append(key)
                     return found
                 }
             }

@@ -96,13 +96,20 @@ public final class Connection: @unchecked Sendable {
                 budget -= line.utf8.count + 1
                 return line
             }
-            return Message.response(id: response.objectValue?["id"] ?? .null,
-                                    error: .replyTooLarge(line.utf8.count, limit: budget)).serialized()
+            let refusal = Message.response(id: response.objectValue?["id"] ?? .null,
+                                           error: .replyTooLarge(line.utf8.count, limit: max(budget, 0))).serialized()
+            budget -= refusal.utf8.count + 1
+            return refusal
         }
         _ = sendLine("[" + lines.joined(separator: ",") + "]")
     }
 
-    func close() { channel.close(promise: nil) }
+    /// Closes once what was sent before has been written (or the peer is gone).
+    func closeAfterWrites() -> EventLoopFuture<Void> {
+        let channel = channel
+        channel.writeAndFlush(channel.allocator.buffer(capacity: 0)).whenComplete { _ in channel.close(promise: nil) }
+        return channel.closeFuture
+    }
 }
 
 public struct ServerOptions: Sendable {
@@ -283,7 +290,12 @@ private final class ConnectionSet: @unchecked Sendable {
             channel.writeAndFlush(line).whenComplete { _ in channel.close(promise: nil) }
             return channel.eventLoop.makeSucceededVoidFuture()
         }
-        channel.closeFuture.whenComplete { [self] _ in lock.withLock { accepted -= 1 } }
+        channel.closeFuture.whenComplete { [self] _ in
+            lock.withLock {
+                accepted -= 1
+                open[id] = nil
+            }
+        }
         // SO_PEERCRED, failing closed: a peer the kernel cannot name gets no credentials.
         let credentials: EventLoopFuture<LinuxPeerCredentials> = (channel as? SocketOptionProvider).map {
             $0.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
@@ -293,21 +305,28 @@ private final class ConnectionSet: @unchecked Sendable {
             .recover { _ in nil }
             .flatMapThrowing { [self] peer in
                 let connection = Connection(id: id, channel: channel, peer: peer, maxReplyBytes: options.maxReplyBytes)
-                lock.withLock { open[id] = connection }
                 try channel.pipeline.syncOperations.addHandlers([
                     ByteToMessageHandler(LineFrameDecoder(maxBytes: options.maxRequestBytes)),
                     RequestReader(connection: connection, connections: self, sendTimeout: .seconds(Int64(options.sendTimeoutSeconds))),
                 ])
+                lock.withLock { open[id] = connection }
             }
     }
 
     func closed(_ connection: Connection) {
-        lock.withLock { _ = open.removeValue(forKey: connection.id) }
         handler.connectionClosed(connection)
     }
 
+    /// Closes every connection once what it was sent is written, waiting at most the
+    /// send timeout for clients that do not read.
     func closeAll() {
-        for connection in lock.withLock({ Array(open.values) }) { connection.close() }
+        let closing = lock.withLock { Array(open.values) }.map { $0.closeAfterWrites() }
+        let deadline = Date().addingTimeInterval(TimeInterval(options.sendTimeoutSeconds))
+        for future in closing {
+            let done = DispatchSemaphore(value: 0)
+            future.whenComplete { _ in done.signal() }
+            _ = done.wait(timeout: .now() + max(0, deadline.timeIntervalSinceNow))
+        }
     }
 
     // MARK: requests (on the connection's queue)
@@ -417,7 +436,8 @@ public struct LineFrameDecoder: ByteToMessageDecoder {
 }
 
 /// Hands each frame to the connection's queue, reads no further while too many wait
-/// there, and closes a connection that leaves the daemon's replies unread too long.
+/// there or replies wait unsent, and closes a connection that leaves the daemon's replies
+/// unread too long.
 private final class RequestReader: ChannelDuplexHandler, @unchecked Sendable {
     typealias InboundIn = Frame
     typealias OutboundIn = ByteBuffer
@@ -449,7 +469,7 @@ private final class RequestReader: ChannelDuplexHandler, @unchecked Sendable {
             connections.process(frame, on: connection)
             loop.execute { [self] in
                 queued -= 1
-                if readHeld && queued < Self.maxQueuedLines {
+                if readHeld && queued < Self.maxQueuedLines && context.value.channel.isWritable {
                     readHeld = false
                     context.value.read()
                 }
@@ -457,8 +477,10 @@ private final class RequestReader: ChannelDuplexHandler, @unchecked Sendable {
         }
     }
 
+    /// No further reading while 16 requests wait, or while replies wait unsent: a client
+    /// that does not read what it asked for is not read either.
     func read(context: ChannelHandlerContext) {
-        if queued >= Self.maxQueuedLines {
+        if queued >= Self.maxQueuedLines || !context.channel.isWritable {
             readHeld = true
         } else {
             context.read()
@@ -469,6 +491,10 @@ private final class RequestReader: ChannelDuplexHandler, @unchecked Sendable {
         if context.channel.isWritable {
             unwritableClose?.cancel()
             unwritableClose = nil
+            if readHeld && queued < Self.maxQueuedLines {
+                readHeld = false
+                context.read()
+            }
         } else if unwritableClose == nil {
             let channel = context.channel
             unwritableClose = context.eventLoop.scheduleTask(in: sendTimeout) { channel.close(promise: nil) }

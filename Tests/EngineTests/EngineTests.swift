@@ -189,6 +189,14 @@ final class EngineTests: XCTestCase {
         let markerTokens = engine.tokenize(spelledMarker, reusing: [marker])
         XCTAssertEqual(markerTokens, model.tokenize(spelledMarker, addSpecial: true))
         XCTAssertFalse(markerTokens.dropFirst(prompt.count).contains(imEnd[0]))
+
+        // Nor does a sequence whose text spells the template's markers lend that text where
+        // the template writes them: the prompt keeps its control tokens.
+        let hi = try model.chatPrompt([ChatMessage(role: "user", content: "Hi")])
+        var asText = PromptText()
+        asText.append(hi.text)
+        let mimic = try engine.createSequence(model.tokenize(asText, addSpecial: true), account: Account())
+        XCTAssertEqual(engine.tokenize(hi, reusing: [mimic]), model.tokenize(hi, addSpecial: true))
     }
 
     func testAppendScoredMatchesTokenByTokenLogits() throws {
