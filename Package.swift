@@ -59,6 +59,7 @@ var targets: [Target] = [
     .target(name: "CachePaths"),
     .target(name: "RPC", dependencies: [
         "JSONValue", "CJansson", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "CoreMetrics", package: "swift-metrics"),
     ]),
     .target(name: "PluginHost", dependencies: ["Engine", "JSONValue", "Answers", "PluginABI"], linkerSettings: llamaRpath),
     .target(name: "StrategyKit", dependencies: ["PluginABI"]),
@@ -66,6 +67,8 @@ var targets: [Target] = [
         "Engine", "RPC", "PluginHost", "CachePaths",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
+        .product(name: "CoreMetrics", package: "swift-metrics"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
     ], linkerSettings: llamaRpath),
     .executableTarget(name: "strategyctl", dependencies: [
         "RPC", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -104,6 +107,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: targets
 )

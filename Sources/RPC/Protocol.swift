@@ -1,6 +1,7 @@
 // Requests, responses and the handler API are written in JSON values: re-exported so
 // that users of RPC need not import the value module too.
 @_exported import JSONValue
+import CoreMetrics
 
 /// JSON-RPC 2.0 messages: parsing requests, building responses and notifications.
 /// The error codes are listed in docs/api.md.
@@ -44,7 +45,13 @@ public struct RPCError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A cap of the daemon's (status.limits) refuses the request; data names the limit.
     public static let limitExceededCode = -32008
 
+    /// A request refused by a cap, in the daemon's metrics (strategyd_refusals_total{limit}).
+    public static func countRefusal(_ limit: String) {
+        Counter(label: "strategyd_refusals_total", dimensions: [("limit", limit)]).increment()
+    }
+
     public static func limitExceeded(_ limit: String, _ message: String, max: Int, found: Int? = nil) -> RPCError {
+        countRefusal(limit)
         var data: [String: JSON] = ["limit": .string(limit), "max": JSON(max)]
         if let found { data["found"] = JSON(found) }
         return RPCError(limitExceededCode, "Limit exceeded: " + message, data: .object(data))

@@ -253,6 +253,9 @@ public final class UnixSocketServer: @unchecked Sendable {
         connections.closeAll()
     }
 
+    /// Connections open now.
+    public var openConnections: Int { connections.count }
+
     deinit {
         try? group.syncShutdownGracefully()
     }
@@ -312,6 +315,8 @@ private final class ConnectionSet: @unchecked Sendable {
                 lock.withLock { open[id] = connection }
             }
     }
+
+    var count: Int { lock.withLock { accepted } }
 
     func closed(_ connection: Connection) {
         handler.connectionClosed(connection)

@@ -42,7 +42,7 @@ struct StrategyCtl: ParsableCommand {
         commandName: "strategyctl",
         abstract: "Talk to a running strategyd.",
         discussion: "Exit codes: 0 ok; 1 the daemon answered with an error; 3 strategyd is not running; 4 the connection was lost.",
-        subcommands: [Solve.self, Status.self, Ping.self, Plugins.self])
+        subcommands: [Solve.self, Status.self, Metrics.self, Ping.self, Plugins.self])
 }
 
 struct Solve: ParsableCommand {
@@ -130,6 +130,17 @@ struct Status: ParsableCommand {
         print("in flight: \(status["solves_in_flight"]?.intValue ?? 0) solves, \(status["requests_in_flight"]?.intValue ?? 0) requests")
         print(String(format: "since start: %lld tokens evaluated, %.3e FLOPs", totals["evaluated_tokens"]?.intValue ?? 0,
                      totals["flops"]?.doubleValue ?? 0))
+    }
+}
+
+struct Metrics: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The daemon's metrics, in Prometheus text format.")
+    @OptionGroup var connection: Connection
+
+    func run() throws {
+        let text = try connection.call("metrics")
+        if connection.json { return connection.printJSON(text) }
+        print(text.stringValue ?? "", terminator: "")
     }
 }
 

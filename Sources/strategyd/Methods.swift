@@ -15,6 +15,9 @@ final class Methods: RPCHandler, @unchecked Sendable {
     let configuration: Configuration
     let modelInfo: ModelInfo
     let logger: Logger
+    let metrics: DaemonMetrics
+    /// Connections open now (set by the RPC service once its server exists).
+    nonisolated(unsafe) var openConnections: @Sendable () -> Int = { 0 }
     private let started = Date()
     private let lock = NSLock()
     /// Solves queued or running, by connection and id (for cancel).
@@ -60,7 +63,8 @@ final class Methods: RPCHandler, @unchecked Sendable {
     private var nextTicket: UInt64 = 0
 
     init(engine: Engine, resources: SharedResources, registry: PluginRegistry, configuration: Configuration, modelInfo: ModelInfo,
-         logger: Logger) {
+         logger: Logger, metrics: DaemonMetrics) {
+        self.metrics = metrics
         self.engine = engine
         self.resources = resources
         self.registry = registry
@@ -90,6 +94,7 @@ final class Methods: RPCHandler, @unchecked Sendable {
         switch request.method {
         case "ping": finish(.success("pong"))
         case "status": finish(.success(status()))
+        case "metrics": finish(.success(.string(metricsText())))
         case "models.info": finish(.success(modelInfo.json))
         case "solve": solve(request, params: params, on: connection, reply: finish)
         case "cancel": finish(cancel(params, on: connection))
@@ -121,6 +126,12 @@ final class Methods: RPCHandler, @unchecked Sendable {
                 "prompt_cache": ["prompts": JSON(cache.prompts), "tokens": JSON(cache.tokens)],
                 "totals": SolveRequest.metrics(totals, wallSeconds: Date().timeIntervalSince(started)),
                 "limits": configuration.limitsJSON]
+    }
+
+    private func metricsText() -> String {
+        let (solves, queued) = (lock.withLock { inFlight.count }, admission.withLock { waiting.count })
+        return metrics.text(solvesRunning: solves - queued, solvesQueued: queued, liveSequences: engine.liveSequences,
+                            cellsInUse: configuration.contextSize - engine.cellsAvailable, connections: openConnections())
     }
 
     // MARK: solve
@@ -158,6 +169,7 @@ final class Methods: RPCHandler, @unchecked Sendable {
         let admitted: RPCError? = lock.withLock {
             guard acceptingSolves else { return RPCError(RPCError.shuttingDownCode, "Shutting down: no new solves") }
             guard inFlight.count < capacity else {
+                RPCError.countRefusal("busy")
                 return RPCError(RPCError.busyCode, "Busy: \(configuration.maxConcurrentSolves) solves are running and "
                                 + "\(configuration.maxQueuedSolves) waiting",
                                 data: ["max_concurrent_solves": JSON(configuration.maxConcurrentSolves),
@@ -211,6 +223,14 @@ final class Methods: RPCHandler, @unchecked Sendable {
                 lock.withLock { unanswered -= 1 }
                 solvesDone.withLock { solvesDone.broadcast() }
             }
+            let outcomeName: String
+            switch outcome {
+            case .success(let result): outcomeName = result["budget_exhausted"] == true ? "stopped" : "ok"
+            case .cancelled: outcomeName = "cancelled"
+            default: outcomeName = "failed"
+            }
+            metrics.solved(strategy: strategy.name, outcome: outcomeName, usage: solveRequest?.usage,
+                           seconds: solveRequest?.wallSeconds ?? 0)
             switch outcome {
             case .success(let result):
                 logger.info("solved", metadata: [
@@ -299,11 +319,13 @@ final class Methods: RPCHandler, @unchecked Sendable {
         let startedAt = Date()
         do {
             let loaded = try registry.load(name)
+            metrics.plugin(name, event: loaded.generation > 1 ? "reload" : "load")
             logger.info(reload ? "plugin reloaded" : "plugin loaded", metadata: [
                 "plugin": "\(name)", "generation": "\(loaded.generation)", "version": "\(loaded.version)",
                 "ms": "\(String(format: "%.1f", Date().timeIntervalSince(startedAt) * 1000))"])
             return .success(loaded.json)
         } catch let error as PluginLoadError {
+            metrics.plugin(name, event: "refused")
             logger.warning("plugin refused", metadata: ["plugin": "\(name)", "error": "\(error)"])
             return .failure(RPCError(error))
         } catch {
@@ -320,6 +342,7 @@ final class Methods: RPCHandler, @unchecked Sendable {
                 return .failure(RPCError(RPCError.unknownPluginCode, "Unknown plugin: '\(name)' is not loaded",
                                          data: ["plugin": .string(name), "available": .array(registry.all.map { .string($0.name) })]))
             }
+            metrics.plugin(name, event: "unload")
             logger.info("plugin unloaded", metadata: ["plugin": "\(name)"])
             return .success(["unloaded": .string(name)])
         }

@@ -186,6 +186,7 @@ struct StrategyDaemon: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "strategyd")
+        let metrics = DaemonMetrics()
         let environment = ProcessInfo.processInfo.environment
         let (modelPath, modelName) = Configuration.resolveModel(model)
         let executableFolder = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
@@ -262,12 +263,15 @@ struct StrategyDaemon: ParsableCommand {
         logger.info("plugins", metadata: ["directory": "\(configuration.pluginDirectory.path)",
                                           "loaded": "\(registry.all.map { "\($0.name) \($0.version)" }.joined(separator: ", "))"])
 
-        let methods = Methods(engine: engine, resources: resources, registry: registry, configuration: configuration, modelInfo: modelInfo, logger: logger)
+        let methods = Methods(engine: engine, resources: resources, registry: registry, configuration: configuration,
+                              modelInfo: modelInfo, logger: logger, metrics: metrics)
         let rpc = try RPCService(configuration: configuration, methods: methods, logger: logger)
         var services: [Service] = [rpc]
-        if configuration.watchPlugins { services.append(PluginWatcher(registry: registry, logger: logger)) }
+        if configuration.watchPlugins { services.append(PluginWatcher(registry: registry, logger: logger, metrics: metrics)) }
         let group = ServiceGroup(services: services, graceSeconds: configuration.graceSeconds, logger: logger) {
             let (reloaded, refused) = registry.reloadChanged()
+            for plugin in reloaded { metrics.plugin(plugin.name, event: "reload") }
+            for refusal in refused { metrics.plugin(refusal.name, event: "refused") }
             logger.info("SIGHUP: reloaded changed plugins", metadata: [
                 "reloaded": "\(reloaded.map { "\($0.name)#\($0.generation)" })", "refused": "\(refused.map(\.description))"])
         }
@@ -303,8 +307,10 @@ final class RPCService: Service, @unchecked Sendable {
                                                         attributes: [.posixPermissions: 0o750])
             }
         }
-        server = try UnixSocketServer(path: configuration.socketPath, inheritedDescriptor: configuration.inheritedSocket,
-                                      options: options, handler: methods)
+        let server = try UnixSocketServer(path: configuration.socketPath, inheritedDescriptor: configuration.inheritedSocket,
+                                          options: options, handler: methods)
+        self.server = server
+        methods.openConnections = { server.openConnections }
         self.methods = methods
         self.logger = logger
     }
@@ -329,14 +335,19 @@ final class PluginWatcher: Service, @unchecked Sendable {
     private let logger: Logger
     private let stop = DispatchSemaphore(value: 0)
 
-    init(registry: PluginRegistry, logger: Logger) {
+    private let metrics: DaemonMetrics
+
+    init(registry: PluginRegistry, logger: Logger, metrics: DaemonMetrics) {
         self.registry = registry
         self.logger = logger
+        self.metrics = metrics
     }
 
     func run() {
         while stop.wait(timeout: .now() + 1) == .timedOut {
             let (reloaded, refused) = registry.reloadChanged()
+            for plugin in reloaded { metrics.plugin(plugin.name, event: "reload") }
+            for refusal in refused { metrics.plugin(refusal.name, event: "refused") }
             for plugin in reloaded {
                 logger.info("plugin file changed: reloaded", metadata: ["plugin": "\(plugin.name)", "generation": "\(plugin.generation)"])
             }
