@@ -28,6 +28,23 @@ def test_ping(client: Client) -> None:
     assert client.ping() == "pong"
 
 
+def test_metrics_parse_as_prometheus_text_and_count_a_solve(client: Client) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def solves() -> float:
+        return sum(sample.value for family in text_string_to_metric_families(client.metrics())
+                   for sample in family.samples
+                   if sample.name == "strategyd_solves_total" and sample.labels["strategy"] == "greedy")
+
+    before = solves()
+    client.solve("What is 2 + 3?", params={"max_tokens": 4}, timeout=120)
+    assert solves() == before + 1
+    families = {family.name: family.type for family in text_string_to_metric_families(client.metrics())}
+    assert families["strategyd_solve_duration_seconds"] == "histogram"
+    assert families["strategyd_live_sequences"] == "gauge"
+    assert families["strategyd_tokens"] == "counter"
+
+
 def test_status(client: Client) -> None:
     status = client.status()
     assert status.uptime_s >= 0

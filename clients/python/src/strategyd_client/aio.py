@@ -282,6 +282,10 @@ class AsyncClient:
     async def status(self, *, timeout: Optional[float] = SHORT_TIMEOUT) -> Status:
         return Status.from_json(await self.call("status", timeout=timeout))
 
+    async def metrics(self, *, timeout: Optional[float] = SHORT_TIMEOUT) -> str:
+        """The daemon's metrics in Prometheus text format."""
+        return str(await self.call("metrics", timeout=timeout))
+
     async def models_info(self, *, timeout: Optional[float] = SHORT_TIMEOUT) -> ModelInfo:
         return ModelInfo.from_json(await self.call("models.info", timeout=timeout))
 

@@ -271,6 +271,10 @@ class Client:
     def models_info(self, *, timeout: Optional[float] = SHORT_TIMEOUT) -> ModelInfo:
         return ModelInfo.from_json(self.call("models.info", timeout=timeout))
 
+    def metrics(self, *, timeout: Optional[float] = SHORT_TIMEOUT) -> str:
+        """The daemon's metrics in Prometheus text format."""
+        return str(self.call("metrics", timeout=timeout))
+
     def solve(self, problem: str, strategy: str = "greedy", params: Optional[Mapping[str, Any]] = None,
               budget: Union[Budget, Mapping[str, Any], None] = None, seed: Optional[int] = None, *,
               timeout: Optional[float] = None) -> SolveResult:
