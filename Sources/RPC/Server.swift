@@ -79,11 +79,16 @@ public final class Connection: @unchecked Sendable {
     /// Sends serialized JSON as one line.
     fileprivate func sendLine(_ line: String) -> Bool {
         guard channel.isActive else { return false }
-        var buffer = channel.allocator.buffer(capacity: line.utf8.count + 1)
+        channel.writeAndFlush(Connection.frame(line, allocator: channel.allocator), promise: nil)
+        return true
+    }
+
+    /// Serialized JSON as the protocol's line.
+    fileprivate static func frame(_ line: String, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: line.utf8.count + 1)
         buffer.writeString(line)
         buffer.writeInteger(UInt8(ascii: "\n"))
-        channel.writeAndFlush(buffer, promise: nil)
-        return true
+        return buffer
     }
 
     /// The replies of a batch, each under the reply limit's share still free (answered
@@ -288,8 +293,7 @@ private final class ConnectionSet: @unchecked Sendable {
         guard let id else {
             let error = RPCError.limitExceeded("max_connections", "\(options.maxConnections) connections are open",
                                                max: options.maxConnections)
-            var line = channel.allocator.buffer(string: Message.response(id: .null, error: error).serialized())
-            line.writeInteger(UInt8(ascii: "\n"))
+            let line = Connection.frame(Message.response(id: .null, error: error).serialized(), allocator: channel.allocator)
             channel.writeAndFlush(line).whenComplete { _ in channel.close(promise: nil) }
             return channel.eventLoop.makeSucceededVoidFuture()
         }

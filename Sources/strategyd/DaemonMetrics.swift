@@ -21,9 +21,15 @@ final class DaemonMetrics: Sendable {
         MetricsSystem.bootstrap(factory)
     }
 
-    /// A solve answered (`outcome`: ok, cancelled, stopped, failed), with its own compute.
-    func solved(strategy: String, outcome: String, usage: Usage?, seconds: Double) {
-        Counter(label: "strategyd_solves_total", dimensions: [("strategy", strategy), ("outcome", outcome)]).increment()
+    /// A solve answered (outcome ok, stopped by a budget, cancelled, or failed), with its own compute.
+    func solved(strategy: String, outcome: SolveOutcome, usage: Usage?, seconds: Double) {
+        let name: String
+        switch outcome {
+        case .success(let result): name = result["budget_exhausted"] == true ? "stopped" : "ok"
+        case .cancelled: name = "cancelled"
+        default: name = "failed"
+        }
+        Counter(label: "strategyd_solves_total", dimensions: [("strategy", strategy), ("outcome", name)]).increment()
         Timer(label: "strategyd_solve_duration_seconds", dimensions: [("strategy", strategy)])
             .recordNanoseconds(Int64(seconds * 1e9))
         guard let usage else { return }

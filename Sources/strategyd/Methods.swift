@@ -166,6 +166,7 @@ final class Methods: RPCHandler, @unchecked Sendable {
         let key = InFlightKey(connection: connection.id, id: request.isNotification ? UUID().uuidString : id.serialized())
         let solve = InFlightSolve()
         let capacity = configuration.maxConcurrentSolves + configuration.maxQueuedSolves
+        let user = connection.peer?.uid
         let admitted: RPCError? = lock.withLock {
             guard acceptingSolves else { return RPCError(RPCError.shuttingDownCode, "Shutting down: no new solves") }
             guard inFlight.count < capacity else {
@@ -178,7 +179,6 @@ final class Methods: RPCHandler, @unchecked Sendable {
             guard inFlight[key] == nil else {
                 return .invalidParams("id", expected: "unique among this connection's solves in flight")
             }
-            let user = connection.peer?.uid
             guard inFlightByUser[user, default: 0] < configuration.maxSolvesPerUser else {
                 return .limitExceeded("max_solves_per_user", "this user has \(configuration.maxSolvesPerUser) solves in flight",
                                       max: configuration.maxSolvesPerUser)
@@ -216,20 +216,14 @@ final class Methods: RPCHandler, @unchecked Sendable {
             // only once every answer is out.
             lock.withLock {
                 _ = inFlight.removeValue(forKey: key)
-                inFlightByUser[connection.peer?.uid]! -= 1
-                if inFlightByUser[connection.peer?.uid] == 0 { inFlightByUser[connection.peer?.uid] = nil }
+                inFlightByUser[user]! -= 1
+                if inFlightByUser[user] == 0 { inFlightByUser[user] = nil }
             }
             defer {
                 lock.withLock { unanswered -= 1 }
                 solvesDone.withLock { solvesDone.broadcast() }
             }
-            let outcomeName: String
-            switch outcome {
-            case .success(let result): outcomeName = result["budget_exhausted"] == true ? "stopped" : "ok"
-            case .cancelled: outcomeName = "cancelled"
-            default: outcomeName = "failed"
-            }
-            metrics.solved(strategy: strategy.name, outcome: outcomeName, usage: solveRequest?.usage,
+            metrics.solved(strategy: strategy.name, outcome: outcome, usage: solveRequest?.usage,
                            seconds: solveRequest?.wallSeconds ?? 0)
             switch outcome {
             case .success(let result):

@@ -118,6 +118,11 @@ struct StrategyDaemon: ParsableCommand {
                 throw ValidationError("--\(flag) must be in \(bounds.range), got \(value)")
             }
         }
+        func atMost<T: Comparable>(_ value: T, _ flag: String, _ bound: T, _ boundFlag: String) throws {
+            guard value <= bound else {
+                throw ValidationError("--\(flag) must be at most --\(boundFlag) (\(bound)), got \(value)")
+            }
+        }
         try check(contextSize, Configuration.contextSize, "context-size")
         try check(maxRequestBytes, Configuration.requestBytes, "max-request-bytes")
         try check(maxConcurrentSolves, Configuration.concurrentSolves, "max-concurrent-solves")
@@ -132,22 +137,14 @@ struct StrategyDaemon: ParsableCommand {
         try check(maxStringBytes, Configuration.stringBytes, "max-string-bytes")
         try check(maxSolvesPerUser, Configuration.solvesPerUser, "max-solves-per-user")
         try check(cellsPerSolve, Configuration.cellsPerSolve, "max-cells-per-solve")
-        guard cellsPerSolve <= contextSize else {
-            throw ValidationError("--max-cells-per-solve must be at most --context-size (\(contextSize)), got \(cellsPerSolve)")
-        }
+        try atMost(cellsPerSolve, "max-cells-per-solve", contextSize, "context-size")
         try check(maxWidth, Configuration.width, "max-width")
         try check(maxTokensPerCall, Configuration.callTokens, "max-tokens-per-call")
         try check(shutdownGrace, Configuration.grace, "shutdown-grace")
         try check(promptCacheTokens, Configuration.promptCache, "prompt-cache-tokens")
-        guard defaultTokens <= maxTokens else {
-            throw ValidationError("--default-tokens must be at most --max-tokens (\(maxTokens)), got \(defaultTokens)")
-        }
-        guard defaultTimeout <= maxTimeout else {
-            throw ValidationError("--default-timeout must be at most --max-timeout (\(maxTimeout)), got \(defaultTimeout)")
-        }
-        guard promptCacheTokens <= contextSize else {
-            throw ValidationError("--prompt-cache-tokens must be at most --context-size (\(contextSize)), got \(promptCacheTokens)")
-        }
+        try atMost(defaultTokens, "default-tokens", maxTokens, "max-tokens")
+        try atMost(defaultTimeout, "default-timeout", maxTimeout, "max-timeout")
+        try atMost(promptCacheTokens, "prompt-cache-tokens", contextSize, "context-size")
         guard (1...256).contains(threads) else { throw ValidationError("--threads must be in 1...256, got \(threads)") }
         guard let mode = mode_t(socketMode, radix: 8), mode & ~0o777 == 0, mode & 0o002 == 0 else {
             throw ValidationError("--socket-mode must be octal permission bits that are not world-writable, got \(socketMode)")

@@ -15,12 +15,7 @@ _loader = importlib.machinery.SourceFileLoader("strategyd_fuzz_socket", str(REPO
 _spec = importlib.util.spec_from_loader(_loader.name, _loader)
 fuzz_socket = importlib.util.module_from_spec(_spec)
 _loader.exec_module(fuzz_socket)
-_cache_loader = importlib.machinery.SourceFileLoader(
-    "strategyd_cache_rule", str(REPO / "clients" / "bench" / "src" / "strategyd_bench" / "cache.py"))
-_cache_spec = importlib.util.spec_from_loader(_cache_loader.name, _cache_loader)
-_cache = importlib.util.module_from_spec(_cache_spec)
-_cache_loader.exec_module(_cache)
-MODEL = _cache.cache_dir() / "models" / "smollm2-135m-instruct-q4_1.gguf"
+MODEL = fuzz_socket.test_model()
 
 
 def test_mutated_requests_get_well_formed_replies_and_the_daemon_lives():
