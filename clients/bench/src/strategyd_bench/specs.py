@@ -1,4 +1,6 @@
-"""Strategy specs: NAME[:KEY=VALUE,...][@BUDGET], what one row of a run solves with.
+"""Strategy specs: NAME[:KEY=VALUE,...][@BUDGET], what one row of a run solves with (and
+the `model` the gateway takes: Sources/Gateway/StrategySpec.swift, held to the same cases,
+Tests/cases/specs.json).
 
 Values read as integers, numbers, true/false, else strings; a "quoted" value is a JSON
 string ("\\n\\n", " ки"); a {...} value is passed on as the JSON text it is
@@ -8,6 +10,7 @@ max_tokens=N,max_flops=F,timeout_s=T (any of them) and replaces --budget for tha
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Dict, List
@@ -54,23 +57,34 @@ def split_top_level(text: str, separator: str) -> List[str]:
 
 
 def parse_value(raw: str) -> Any:
-    """A spec value: integer, number, true/false, a "JSON string", {JSON} kept as text, or a string."""
+    """A spec value: integer, number, true/false, a "JSON string", {JSON} or [JSON] kept as text, or a string."""
     if raw.startswith('"'):
-        value = json.loads(raw)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = None
         if not isinstance(value, str):
             raise ValueError(f"{raw} is not a JSON string")
         return value
     if raw.startswith(("{", "[")):
-        json.loads(raw)  # the plugin parses it; a typo is better caught here
+        try:
+            json.loads(raw)  # the plugin parses it; a typo is better caught here
+        except json.JSONDecodeError:
+            raise ValueError(f"{raw} is not JSON") from None
         return raw
     if raw in ("true", "false"):
         return raw == "true"
-    if re.fullmatch(r"[+-]?\d+", raw):
-        return int(raw)
-    try:
-        return float(raw)
-    except ValueError:
-        return raw
+    if re.fullmatch(r"[+-]?[0-9]+", raw):
+        value = int(raw)
+        if not -2**63 <= value < 2**63:
+            raise ValueError(f"{raw} is out of the 64-bit integer range")
+        return value
+    if re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", raw):
+        number = float(raw)
+        if not math.isfinite(number):
+            raise ValueError(f"{raw} is not a finite number")
+        return number
+    return raw
 
 
 def parse_assignments(text: str, what: str) -> Dict[str, Any]:
