@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 // strategyd: a daemon that keeps one GGUF model resident (llama.cpp) and runs strategy
 // plugins over it. The tree shows the architecture:
 //   Sources/Engine        the model, sequences, batched decoding, sampling, accounting
@@ -7,6 +7,7 @@
 //   Sources/JSONValue     the JSON value type (jansson), shared by the host and the RPC layer
 //   Sources/RPC           JSON-RPC 2.0 over a Unix socket (SwiftNIO)
 //   Sources/strategyd     the daemon;  Sources/strategyctl  the CLI
+//   Sources/Gateway       the OpenAI-compatible HTTP gateway (Hummingbird), strategyd-gateway its executable
 //   Sources/StrategyKit   write a plugin in plain Swift;  Sources/Answers  answer parsing
 //   Plugins/NAME          one strategy or scorer plugin each (lib NAME.so)
 import PackageDescription
@@ -46,6 +47,7 @@ let plugins: [(name: String, swift: Bool)] = [
 var products: [Product] = [
     .executable(name: "strategyd", targets: ["strategyd"]),
     .executable(name: "strategyctl", targets: ["strategyctl"]),
+    .executable(name: "strategyd-gateway", targets: ["strategyd-gateway"]),
     .executable(name: "strategyd-bench-engine", targets: ["BenchEngine"]),
     .executable(name: "strategyd-bench-daemon", targets: ["BenchDaemon"]),
     .executable(name: "strategyd-fuzz-requests", targets: ["FuzzRequests"]),
@@ -57,6 +59,7 @@ var targets: [Target] = [
     .target(name: "Engine", dependencies: ["CLlama"], linkerSettings: llamaRpath),
     .target(name: "JSONValue", dependencies: ["CJansson"]),
     .target(name: "CachePaths"),
+    .target(name: "Systemd"),
     .target(name: "RPC", dependencies: [
         "JSONValue", "CJansson", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -64,7 +67,7 @@ var targets: [Target] = [
     .target(name: "PluginHost", dependencies: ["Engine", "JSONValue", "Answers", "PluginABI"], linkerSettings: llamaRpath),
     .target(name: "StrategyKit", dependencies: ["PluginABI"]),
     .executableTarget(name: "strategyd", dependencies: [
-        "Engine", "RPC", "PluginHost", "CachePaths",
+        "Engine", "RPC", "PluginHost", "CachePaths", "Systemd",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -72,6 +75,16 @@ var targets: [Target] = [
     ], linkerSettings: llamaRpath),
     .executableTarget(name: "strategyctl", dependencies: [
         "RPC", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+    ]),
+    .target(name: "Gateway", dependencies: [
+        "RPC", "JSONValue", .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+    ]),
+    .executableTarget(name: "strategyd-gateway", dependencies: [
+        "Gateway", "RPC", "Systemd", .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "HummingbirdCore", package: "hummingbird"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
     ]),
     .target(name: "Answers"),
     .target(name: "TestSupport", dependencies: ["RPC", "CachePaths"], path: "Sources/TestSupport"),
@@ -82,6 +95,7 @@ var targets: [Target] = [
         "RPC", "PluginHost", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
     ], linkerSettings: llamaRpath),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "TestSupport"], linkerSettings: llamaRpath),
+    .testTarget(name: "GatewayTests", dependencies: ["Gateway", "JSONValue"]),
     .testTarget(name: "AnswersTests", dependencies: ["Answers", "TestSupport"]),
     .testTarget(name: "PluginHostTests", dependencies: ["PluginHost", "JSONValue"], linkerSettings: llamaRpath),
     .testTarget(name: "DaemonTests", dependencies: ["RPC", "TestSupport"], exclude: ["Fixtures"]),
@@ -109,6 +123,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // The gateway's HTTP server; its swift-configuration support is not used.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
     ],
     targets: targets
 )

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import PluginHost
 import RPC
+import Systemd
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -15,6 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("STRATEGYD_BIN", REPO / ".build" / "debug" / "strategyd"))
+GATEWAY_BIN = BIN.parent / "strategyd-gateway"
 # The cache layout is stated once for Python, in the harness; loaded by path so that these
 # tests need no package installed.
 _rule = importlib.util.spec_from_file_location(
@@ -58,6 +59,49 @@ def test_units_verify(tmp_path):
     service = units["strategyd.service"]
     assert "Type=notify" in service and "NoNewPrivileges=yes" in service
     assert "SocketMode=0660" in units["strategyd.socket"]
+
+
+def test_gateway_unit_verifies(tmp_path):
+    units = {name: (REPO / "systemd" / name).read_text() for name in ("strategyd.service", "strategyd.socket")}
+    units["strategyd.service"] = units["strategyd.service"].replace("/usr/local/bin/strategyd", str(BIN))
+    gateway = (REPO / "systemd" / "strategyd-gateway.service").read_text()
+    units["strategyd-gateway.service"] = gateway.replace("/usr/local/bin/strategyd-gateway", str(GATEWAY_BIN))
+    for name, text in units.items():
+        (tmp_path / name).write_text(text)
+    result = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "strategyd-gateway.service")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == "", result.stderr + result.stdout
+    assert "Type=notify" in gateway and "--listen 127.0.0.1:" in gateway and "SupplementaryGroups=strategyd" in gateway
+
+
+def test_gateway_notify_protocol(tmp_path):
+    notify_path = tmp_path / "notify"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify_path))
+    listener.settimeout(60)
+    listen = tmp_path / "gateway.sock"
+    # It starts without its daemon (which systemd may start later) and says so on /health.
+    gateway = subprocess.Popen([str(GATEWAY_BIN), "--listen", str(listen), "--socket", str(tmp_path / "absent.sock")],
+                               env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ready = listener.recv(4096).decode()
+        assert "READY=1" in ready and "STATUS=serving" in ready, ready
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.settimeout(30)
+            client.connect(str(listen))
+            client.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            reply = b""
+            while chunk := client.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 503"), reply
+        gateway.send_signal(signal.SIGTERM)
+        assert "STOPPING=1" in listener.recv(4096).decode()
+        assert gateway.wait(timeout=30) == 0
+    finally:
+        if gateway.poll() is None:
+            gateway.kill()
+        listener.close()
 
 
 def test_a_broken_unit_fails_verification(tmp_path):
