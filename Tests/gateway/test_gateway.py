@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, List, Optional
 
 import httpx2  # the openai package's HTTP client
 import openai
@@ -19,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from strategyd_client import Client
-from strategyd_daemon import LONG_PARAMS, LONG_PROBLEM, REPO, SHORT_PROBLEM, Daemon
+from strategyd_daemon import LONG_PARAMS, LONG_PROBLEM, REPO, SHORT_PROBLEM, Daemon, stop_process
 
 GATEWAY_BIN = Path(os.environ.get("STRATEGYD_BIN") or REPO / ".build" / "debug" / "strategyd").parent / "strategyd-gateway"
 SHORT = "greedy:max_tokens=24"
@@ -31,13 +29,7 @@ class Gateway:
         self.process, self.url, self.log = process, url, log
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def free_port() -> int:
@@ -258,7 +250,7 @@ def test_503_when_the_daemon_is_down(spare_daemon, tmp_path: Path) -> None:
     doomed = spare_daemon()
     front = start_gateway(tmp_path, doomed.socket_path)
     try:
-        sdk = openai.OpenAI(base_url=front.url + "/v1", api_key="unused", max_retries=0, timeout=60)
+        sdk = openai.OpenAI(base_url=front.url + "/v1", api_key="unused", max_retries=0, timeout=120)
         assert sdk.chat.completions.create(model=SHORT, messages=user(SHORT_PROBLEM)).choices
         doomed.stop()
         with pytest.raises(openai.InternalServerError) as raised:
@@ -273,7 +265,7 @@ def test_503_when_the_daemon_is_down(spare_daemon, tmp_path: Path) -> None:
 def test_a_request_timeout_ends_the_solve_with_its_best(daemon: Daemon, tmp_path: Path) -> None:
     quick = start_gateway(tmp_path, daemon.socket_path, "--request-timeout", "2")
     try:
-        sdk = openai.OpenAI(base_url=quick.url + "/v1", api_key="unused", max_retries=0, timeout=60)
+        sdk = openai.OpenAI(base_url=quick.url + "/v1", api_key="unused", max_retries=0, timeout=120)
         completion = sdk.chat.completions.create(model="greedy", messages=user(LONG_PROBLEM),
                                                  extra_body={"strategyd": {"params": LONG_PARAMS}})
         assert completion.model_extra["strategyd"]["stopped_by"] == "timeout_s"
