@@ -48,6 +48,30 @@ public enum FinishReason: String, Sendable, Codable {
     /// tokens that were not evaluated stay queued, evaluated when the sequence is next used
     /// if there is room by then.
     case cacheFull = "cache_full"
+    /// A window of tokens fell below `ConfidenceOptions.stopBelow` (DeepConf's early stop).
+    case lowConfidence = "low_confidence"
+}
+
+/// Per-token signals of how sure the model was of each step, read from the next-token
+/// distribution at temperature 1 before sampling: DeepConf's token confidence (Fu et al.
+/// 2025: minus the mean log-probability of the top k tokens), the entropy, and the margin
+/// between the two likeliest tokens.
+public struct ConfidenceOptions: Sendable, Equatable {
+    /// Tokens whose mean log-probability makes a token's confidence, 1 ... 20.
+    public var topK: Int
+    /// Tokens in a group, whose mean confidence is the group's.
+    public var window: Int
+    /// Ends a sequence (finish `.lowConfidence`) once the group of its last `window`
+    /// tokens has a mean confidence below this; nil never does.
+    public var stopBelow: Double?
+
+    public static let topKRange = 1...20
+
+    public init(topK: Int = 5, window: Int = 64, stopBelow: Double? = nil) {
+        self.topK = topK
+        self.window = window
+        self.stopBelow = stopBelow
+    }
 }
 
 public struct GenerationOptions: Sendable {
@@ -63,16 +87,33 @@ public struct GenerationOptions: Sendable {
     public var logprobs = false
     /// What the sampled tokens are charged as.
     public var kind = TokenKind.generated
+    /// Record each token's confidence, entropy and margin, and stop on low confidence.
+    public var confidence: ConfidenceOptions?
 
     public init(maxTokens: Int = 256, minTokens: Int = 0, stop: [String] = [], sampling: SamplingParams = .greedy,
-                logprobs: Bool = false, kind: TokenKind = .generated) {
+                logprobs: Bool = false, kind: TokenKind = .generated, confidence: ConfidenceOptions? = nil) {
         self.maxTokens = maxTokens
         self.minTokens = minTokens
         self.stop = stop
         self.sampling = sampling
         self.logprobs = logprobs
         self.kind = kind
+        self.confidence = confidence
     }
+}
+
+/// What `ConfidenceOptions` records, one entry per generated token.
+public struct TokenConfidence: Sendable, Equatable {
+    /// Minus the mean log-probability of the top k tokens: high when the mass is on few tokens.
+    public var confidence: [Float] = []
+    /// Entropy of the next-token distribution, in nats.
+    public var entropy: [Float] = []
+    /// p(likeliest token) - p(second likeliest).
+    public var margin: [Float] = []
+    /// KL(uniform || p) of the next-token distribution, Kang et al. 2025's self-certainty.
+    public var certainty: [Float] = []
+
+    public init() {}
 }
 
 public struct Generation: Sendable {
@@ -84,6 +125,8 @@ public struct Generation: Sendable {
     public var stopString: String?
     /// Per-token log-probabilities, when asked for.
     public var logprobs: [Float] = []
+    /// Per-token confidence signals, when asked for (`GenerationOptions.confidence`).
+    public var confidence: TokenConfidence?
 }
 
 /// Many sequences over one resident model in one llama.cpp context.
@@ -664,8 +707,11 @@ public final class Engine: @unchecked Sendable {
                 task.finish(.failure(EngineError.unknownSequence(id)))
                 return false
             }
-            // The model's own log-normalizer, before min_tokens hides the end tokens.
+            // The model's own distribution, before min_tokens hides the end tokens.
             let lse = options.logprobs ? sequences[id]!.logits.withUnsafeBufferPointer(LogProbabilities.logSumExp) : 0
+            let signals = options.confidence.map { confidence in
+                sequences[id]!.logits.withUnsafeBufferPointer { LogProbabilities.signals($0, topK: confidence.topK) }
+            }
             if task.results[index].tokens.count < options.minTokens {
                 for eog in model.endOfGenerationTokens { sequences[id]!.logits[Int(eog)] = -.infinity }
             }
@@ -677,6 +723,14 @@ public final class Engine: @unchecked Sendable {
             }
             task.results[index].tokens.append(token)
             if options.logprobs { task.results[index].logprobs.append(logprob) }
+            if let signals {
+                var record = task.results[index].confidence ?? TokenConfidence()
+                record.confidence.append(signals.confidence)
+                record.entropy.append(signals.entropy)
+                record.margin.append(signals.margin)
+                record.certainty.append(signals.certainty)
+                task.results[index].confidence = record
+            }
             sequences[id]!.tokens.append(token)
             sequences[id]!.logprobs.append(options.logprobs ? logprob : .nan)
             sequences[id]!.pending.append(PendingToken(kind: options.kind, sampled: true))
@@ -689,6 +743,10 @@ public final class Engine: @unchecked Sendable {
                 task.results[index].stopString = String(decoding: stop, as: UTF8.self)
             } else if task.results[index].tokens.count >= options.maxTokens {
                 task.results[index].finish = .maxTokens
+            } else if let confidence = options.confidence, let threshold = confidence.stopBelow,
+                      let record = task.results[index].confidence, record.confidence.count >= confidence.window,
+                      Self.groupConfidence(record.confidence, window: confidence.window) < threshold {
+                task.results[index].finish = .lowConfidence
             } else {
                 stillLive.append(index)
             }
@@ -699,6 +757,12 @@ public final class Engine: @unchecked Sendable {
             return false
         }
         return true
+    }
+
+    /// The mean confidence of the last `window` tokens (DeepConf's group confidence).
+    public static func groupConfidence(_ confidence: [Float], window: Int) -> Double {
+        let group = confidence.suffix(max(1, window))
+        return group.isEmpty ? 0 : group.reduce(0) { $0 + Double($1) } / Double(group.count)
     }
 
     /// The first stop string that ends within the last `newBytes` bytes of `text`.

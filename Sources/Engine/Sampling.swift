@@ -84,4 +84,51 @@ public enum LogProbabilities {
         for value in logits { sum += expf(value - maximum) }
         return maximum + logf(sum)
     }
+
+    /// One pass over the logits (temperature 1): minus the mean log-probability of the
+    /// top k tokens, the entropy in nats, p(first) - p(second), and KL(uniform || p).
+    public static func signals(_ logits: UnsafeBufferPointer<Float>, topK: Int)
+        -> (confidence: Float, entropy: Float, margin: Float, certainty: Float) {
+        let k = max(1, min(topK, logits.count))
+        var top = [Float](repeating: -.infinity, count: k)  // descending
+        var maximum = -Float.infinity
+        for value in logits {
+            if value > maximum { maximum = value }
+            guard value > top[k - 1] else { continue }
+            var slot = k - 1
+            while slot > 0 && top[slot - 1] < value {
+                top[slot] = top[slot - 1]
+                slot -= 1
+            }
+            top[slot] = value
+        }
+        var sum: Float = 0
+        var weighted: Float = 0
+        var logitSum: Double = 0
+        for value in logits {
+            logitSum += Double(value)
+            let e = expf(value - maximum)
+            sum += e
+            if e > 0 { weighted += e * (value - maximum) }
+        }
+        let lse = maximum + logf(sum)
+        // H = lse - E[logit] = log(sum) - E[logit - maximum].
+        let entropy = max(0, logf(sum) - weighted / sum)
+        let confidence = -top.reduce(0) { $0 + ($1 - lse) } / Float(k)
+        let second = k > 1 ? top[1] : (logits.count > 1 ? secondLargest(logits) : -.infinity)
+        let margin = expf(top[0] - lse) - expf(second - lse)
+        // KL(U || p) = -log V - mean over the vocabulary of log p (Kang et al. 2025's self-certainty).
+        let count = Double(logits.count)
+        let certainty = Float(-log(count) - (logitSum / count - Double(lse)))
+        return (confidence, entropy, margin, certainty)
+    }
+
+    private static func secondLargest(_ logits: UnsafeBufferPointer<Float>) -> Float {
+        var first = -Float.infinity
+        var second = -Float.infinity
+        for value in logits {
+            if value > first { (first, second) = (value, first) } else if value > second { second = value }
+        }
+        return second
+    }
 }

@@ -58,6 +58,62 @@ public enum HostTable {
         }
     }
 
+    /// generate() and generate_with_signals(): the status and the generations, out[] filled;
+    /// nil for arguments that are not valid.
+    private static func runGeneration(_ raw: OpaquePointer?, _ seqs: UnsafePointer<sd_seq>?, _ count: Int32,
+                                 _ params: UnsafePointer<sd_generate_params>?, confidence: ConfidenceOptions?,
+                                 _ out: UnsafeMutablePointer<sd_generation>?) -> (status: Int32, generations: [Generation])? {
+        guard let request = SolveRequest.from(raw), let seqs, let params, let out, count >= 1 else { return nil }
+        let ids = Array(UnsafeBufferPointer(start: seqs, count: Int(count)))
+        let p = params.pointee
+        guard ids.allSatisfy(request.owns), Set(ids).count == ids.count,
+              p.max_tokens >= 1, p.max_tokens <= Int32(request.limits.maxTokensPerCall),
+              p.min_tokens >= 0, p.n_stop >= 0, p.n_stop <= 16, p.n_stop == 0 || p.stop != nil,
+              let kind = tokenKind(p.kind),
+              let sampling = sampling(p.sampling, seed: request.seed) else { return nil }
+        let stops = (0..<Int(p.n_stop)).compactMap { string(p.stop[$0]) }
+        let options = GenerationOptions(maxTokens: Int(p.max_tokens), minTokens: Int(p.min_tokens), stop: stops,
+                                        sampling: sampling, logprobs: p.logprobs || confidence != nil,
+                                        kind: request.kind(kind), confidence: confidence)
+        let generations: [Generation]
+        do {
+            generations = try request.engine.generate(ids, options: options) { _ in !request.shouldStop() }
+        } catch {
+            // out[] is unset, so this is never a stop (which promises what was generated).
+            let status = HostTable.status(of: error, in: request)
+            return (status == stopped ? limit : status, [])
+        }
+        var interrupted = false
+        for (index, generation) in generations.enumerated() {
+            let finish: sd_finish
+            switch generation.finish {
+            case .endOfGeneration: finish = SD_FINISH_EOG
+            case .stop: finish = SD_FINISH_STOP
+            case .maxTokens: finish = SD_FINISH_MAX_TOKENS
+            case .lowConfidence: finish = SD_FINISH_LOW_CONFIDENCE
+            case .interrupted: finish = SD_FINISH_STOPPED; interrupted = true
+            case .cacheFull:
+                // Like a spent budget: the strategy stops and answers with what it has.
+                finish = SD_FINISH_STOPPED; interrupted = true
+                request.noteCacheFull()
+            }
+            out[index] = sd_generation(
+                text: strdup(generation.text), n_tokens: Int32(generation.tokens.count), finish: Int32(finish.rawValue),
+                logprob_sum: generation.logprobs.reduce(0) { $0 + Double($1) },
+                logprob_min: generation.logprobs.isEmpty ? 0 : Double(generation.logprobs.min()!))
+        }
+        return (interrupted ? stopped : ok, generations)
+    }
+
+    /// A malloc'ed copy for the plugin (freed by token_signals_free).
+    private static func copy<T>(_ values: [T]) -> UnsafeMutablePointer<T> {
+        let pointer = UnsafeMutablePointer<T>(OpaquePointer(malloc(max(1, values.count) * MemoryLayout<T>.stride)!))
+        values.withUnsafeBufferPointer { buffer in
+            if let base = buffer.baseAddress { pointer.initialize(from: base, count: buffer.count) }
+        }
+        return pointer
+    }
+
     static func tokenKind(_ raw: Int32) -> TokenKind? { TokenKind(rawValue: Int(raw)) }
 
     /// A zeroed sd_sampling is greedy: top_p 0 means off, like 1.
@@ -198,44 +254,43 @@ public enum HostTable {
         }
 
         host.generate = { raw, seqs, count, params, out in
-            guard let request = SolveRequest.from(raw), let seqs, let params, let out, count >= 1 else { return HostTable.invalid }
-            let ids = Array(UnsafeBufferPointer(start: seqs, count: Int(count)))
+            HostTable.runGeneration(raw, seqs, count, params, confidence: nil, out)?.status ?? HostTable.invalid
+        }
+
+        host.generate_with_signals = { raw, seqs, count, generateParams, params, out, signals in
+            guard let params, params.pointee.size >= UInt32(MemoryLayout<sd_signal_params>.size), let signals else {
+                return HostTable.invalid
+            }
             let p = params.pointee
-            guard ids.allSatisfy(request.owns), Set(ids).count == ids.count,
-                  p.max_tokens >= 1, p.max_tokens <= Int32(request.limits.maxTokensPerCall),
-                  p.min_tokens >= 0, p.n_stop >= 0, p.n_stop <= 16, p.n_stop == 0 || p.stop != nil,
-                  let kind = HostTable.tokenKind(p.kind),
-                  let sampling = HostTable.sampling(p.sampling, seed: request.seed) else { return HostTable.invalid }
-            let stops = (0..<Int(p.n_stop)).compactMap { HostTable.string(p.stop[$0]) }
-            let options = GenerationOptions(maxTokens: Int(p.max_tokens), minTokens: Int(p.min_tokens), stop: stops,
-                                            sampling: sampling, logprobs: p.logprobs, kind: request.kind(kind))
-            let generations: [Generation]
-            do {
-                generations = try request.engine.generate(ids, options: options) { _ in !request.shouldStop() }
-            } catch {
-                // out[] is unset, so this is never a stop (which promises what was generated).
-                let status = HostTable.status(of: error, in: request)
-                return status == HostTable.stopped ? HostTable.limit : status
+            guard ConfidenceOptions.topKRange.contains(Int(p.top_k)), p.window >= 1, p.window <= 65536,
+                  p.stop_below.isFinite, p.stop_below >= 0 else { return HostTable.invalid }
+            let options = ConfidenceOptions(topK: Int(p.top_k), window: Int(p.window),
+                                            stopBelow: p.stop_below > 0 ? p.stop_below : nil)
+            guard let (status, generations) = HostTable.runGeneration(raw, seqs, count, generateParams, confidence: options, out) else {
+                return HostTable.invalid
             }
-            var interrupted = false
             for (index, generation) in generations.enumerated() {
-                let finish: sd_finish
-                switch generation.finish {
-                case .endOfGeneration: finish = SD_FINISH_EOG
-                case .stop: finish = SD_FINISH_STOP
-                case .maxTokens: finish = SD_FINISH_MAX_TOKENS
-                case .interrupted: finish = SD_FINISH_STOPPED; interrupted = true
-                case .cacheFull:
-                    // Like a spent budget: the strategy stops and answers with what it has.
-                    finish = SD_FINISH_STOPPED; interrupted = true
-                    request.noteCacheFull()
-                }
-                out[index] = sd_generation(
-                    text: strdup(generation.text), n_tokens: Int32(generation.tokens.count), finish: Int32(finish.rawValue),
-                    logprob_sum: generation.logprobs.reduce(0) { $0 + Double($1) },
-                    logprob_min: generation.logprobs.isEmpty ? 0 : Double(generation.logprobs.min()!))
+                let record = generation.confidence ?? TokenConfidence()
+                let n = generation.tokens.count
+                signals[index] = sd_token_signals(
+                    n: Int32(n), tokens: HostTable.copy(generation.tokens), logprob: HostTable.copy(generation.logprobs.count == n ? generation.logprobs : [Float](repeating: .nan, count: n)),
+                    confidence: HostTable.copy(record.confidence), entropy: HostTable.copy(record.entropy), margin: HostTable.copy(record.margin),
+                    certainty: HostTable.copy(record.certainty))
             }
-            return interrupted ? HostTable.stopped : HostTable.ok
+            return status
+        }
+
+        host.token_signals_free = { _, signals, count in
+            guard let signals else { return }
+            for index in 0..<Int(max(count, 0)) {
+                free(signals[index].tokens)
+                free(signals[index].logprob)
+                free(signals[index].confidence)
+                free(signals[index].entropy)
+                free(signals[index].margin)
+                free(signals[index].certainty)
+                signals[index] = sd_token_signals()
+            }
         }
 
         host.generations_free = { _, generations, count in
@@ -430,6 +485,20 @@ public enum HostTable {
                 }
             }
             chosen.pointee = Int32(outcome.chosen)
+            return HostTable.ok
+        }
+
+        host.stop_rule = { raw, rule, parameter, answers, count, stop, measure in
+            guard SolveRequest.from(raw) != nil, let stop, let rule = StopRule(rawValue: rule), parameter.isFinite,
+                  count >= 0, count <= HostTable.maxVoteCandidates, count == 0 || answers != nil else { return HostTable.invalid }
+            switch rule {
+            case .beta: guard parameter > 0.5, parameter < 1 else { return HostTable.invalid }
+            case .esc: guard parameter >= 1, parameter <= 65536, parameter.rounded() == parameter else { return HostTable.invalid }
+            }
+            let given = (0..<Int(count)).map { HostTable.string(answers![$0]) }
+            let decision = rule.decide(given, parameter: parameter)
+            stop.pointee = decision.stop
+            measure?.pointee = decision.measure
             return HostTable.ok
         }
 

@@ -12,6 +12,44 @@ public enum TokenKind: Int32, Sendable {
 
 public enum Finish: Int32, Sendable {
     case endOfGeneration = 0, stop = 1, maxTokens = 2, stopped = 3
+    /// A window of tokens fell below the signal params' stop_below.
+    case lowConfidence = 4
+}
+
+/// How sure the model was of each generated token (sd_token_signals).
+public struct TokenSignals: Sendable, Equatable {
+    public var tokens: [Int32]
+    public var logprob: [Float]
+    /// Minus the mean log-probability of the top k tokens (DeepConf's token confidence).
+    public var confidence: [Float]
+    public var entropy: [Float]
+    public var margin: [Float]
+    /// KL(uniform || p): Kang et al. 2025's self-certainty.
+    public var certainty: [Float]
+
+    public init(tokens: [Int32] = [], logprob: [Float] = [], confidence: [Float] = [], entropy: [Float] = [],
+                margin: [Float] = [], certainty: [Float] = []) {
+        self.tokens = tokens
+        self.logprob = logprob
+        self.confidence = confidence
+        self.entropy = entropy
+        self.margin = margin
+        self.certainty = certainty
+    }
+}
+
+/// What generateWithSignals records and when it stops a sequence (sd_signal_params).
+public struct SignalParams: Sendable {
+    public var topK: Int
+    public var window: Int
+    /// > 0: end a sequence once its last `window` tokens' mean confidence is below this.
+    public var stopBelow: Double
+
+    public init(topK: Int = 5, window: Int = 64, stopBelow: Double = 0) {
+        self.topK = topK
+        self.window = window
+        self.stopBelow = stopBelow
+    }
 }
 
 public struct Sampling: Sendable {
@@ -134,6 +172,50 @@ public struct Request: @unchecked Sendable {
             Generated(text: generation.text.map { String(cString: $0) } ?? "", tokens: Int(generation.n_tokens),
                       finish: Finish(rawValue: generation.finish) ?? .stopped,
                       logprobSum: generation.logprob_sum, logprobMin: generation.logprob_min)
+        }
+    }
+
+    /// Whether the host table has a function appended to ABI 1 after its first release
+    /// (SD_HOST_HAS): a daemon older than the plugin's header does not.
+    func hostHas<Function>(_ member: KeyPath<sd_host, Function>) -> Bool {
+        host.pointee.size >= UInt32(MemoryLayout<sd_host>.offset(of: member)! + MemoryLayout<Function>.size)
+    }
+
+    /// generate(), with each token's signals of certainty, and an early stop on low
+    /// confidence (finish `.lowConfidence`) when `signals.stopBelow` > 0.
+    public func generateWithSignals(_ sequences: [Sequence], maxTokens: Int, minTokens: Int = 0, stop: [String] = [],
+                                    sampling: Sampling = .greedy, kind: TokenKind = .generated,
+                                    signals: SignalParams) throws -> [(generated: Generated, signals: TokenSignals)] {
+        guard !sequences.isEmpty else { return [] }
+        guard hostHas(\.token_signals_free) else { throw HostError(status: Int32(SD_ERR_INVALID_ARGUMENT.rawValue), call: "generate_with_signals (host too old)") }
+        var out = [sd_generation](repeating: sd_generation(), count: sequences.count)
+        var recorded = [sd_token_signals](repeating: sd_token_signals(), count: sequences.count)
+        let ids = sequences.map(\.id)
+        let cStops = stop.map { strdup($0) }
+        defer { cStops.forEach { Foundation.free($0) } }
+        var params = sd_signal_params(size: UInt32(MemoryLayout<sd_signal_params>.size), top_k: Int32(signals.topK),
+                                      window: Int32(signals.window), stop_below: signals.stopBelow)
+        let status = cStops.map { UnsafePointer($0) }.withUnsafeBufferPointer { stops in
+            var generate = sd_generate_params(
+                max_tokens: Int32(maxTokens), min_tokens: Int32(minTokens), stop: stops.baseAddress,
+                n_stop: Int32(stops.count), sampling: sampling.raw, kind: kind.rawValue, logprobs: true)
+            return host.pointee.generate_with_signals(raw, ids, Int32(ids.count), &generate, &params, &out, &recorded)
+        }
+        if status != Int32(SD_OK.rawValue) && status != Int32(SD_ERR_STOPPED.rawValue) {
+            throw HostError(status: status, call: "generate_with_signals")
+        }
+        defer {
+            host.pointee.generations_free(raw, &out, Int32(out.count))
+            host.pointee.token_signals_free(raw, &recorded, Int32(recorded.count))
+        }
+        return zip(out, recorded).map { generation, record in
+            let n = Int(record.n)
+            func array<T>(_ pointer: UnsafeMutablePointer<T>?) -> [T] { pointer.map { Array(UnsafeBufferPointer(start: $0, count: n)) } ?? [] }
+            return (Generated(text: generation.text.map { String(cString: $0) } ?? "", tokens: Int(generation.n_tokens),
+                              finish: Finish(rawValue: generation.finish) ?? .stopped,
+                              logprobSum: generation.logprob_sum, logprobMin: generation.logprob_min),
+                    TokenSignals(tokens: array(record.tokens), logprob: array(record.logprob), confidence: array(record.confidence),
+                                 entropy: array(record.entropy), margin: array(record.margin), certainty: array(record.certainty)))
         }
     }
 

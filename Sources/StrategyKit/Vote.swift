@@ -49,3 +49,27 @@ extension Request {
 
     public var voter: Voter { { answers, weights, mode in try vote(answers: answers, weights: weights, mode: mode) } }
 }
+
+/// When an adaptive sampler may stop drawing (sd_host.stop_rule).
+public enum StopRule: Int32, Sendable {
+    /// Adaptive-Consistency: P(leader likelier than runner-up) >= the threshold.
+    case beta = 0
+    /// Early-stopping self-consistency: the last `window` answers agree.
+    case esc = 1
+}
+
+extension Request {
+    /// The host's stop rule over the answers drawn so far, in draw order.
+    public func stopRule(_ rule: StopRule, parameter: Double, answers: [String?]) throws -> (stop: Bool, measure: Double) {
+        guard hostHas(\.stop_rule) else { throw HostError(status: Int32(SD_ERR_INVALID_ARGUMENT.rawValue), call: "stop_rule (host too old)") }
+        let cStrings = answers.map { $0.flatMap { strdup($0) } }
+        defer { cStrings.forEach { Foundation.free($0) } }
+        var stop = false
+        var measure = 0.0
+        let status = cStrings.map { $0.map { UnsafePointer($0) } }.withUnsafeBufferPointer { pointers in
+            host.pointee.stop_rule(raw, rule.rawValue, parameter, pointers.baseAddress, Int32(answers.count), &stop, &measure)
+        }
+        if status != Int32(SD_OK.rawValue) { throw HostError(status: status, call: "stop_rule") }
+        return (stop, measure)
+    }
+}

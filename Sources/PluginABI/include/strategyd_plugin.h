@@ -71,12 +71,19 @@ enum sd_finish {
     SD_FINISH_STOP = 1,       /* a stop string was produced     */
     SD_FINISH_MAX_TOKENS = 2, /* max_tokens reached             */
     SD_FINISH_STOPPED = 3,    /* cancelled, out of budget, or no room left in the KV cache */
+    SD_FINISH_LOW_CONFIDENCE = 4, /* a window of tokens fell below stop_below (generate_with_signals) */
 };
 
 /* The models a plugin can ask about (next_token_logprobs). */
 enum sd_model {
     SD_MODEL_POLICY = 0,  /* the resident model strategies generate with       */
     SD_MODEL_REWARD = 1,  /* the daemon's reward model (load_reward_model), if loaded */
+};
+
+/* When an adaptive sampler may stop drawing (sd_host.stop_rule). */
+enum sd_stop_rule {
+    SD_STOP_BETA = 0,  /* Adaptive-Consistency: P(leader likelier than runner-up) >= parameter */
+    SD_STOP_ESC = 1,   /* early-stopping self-consistency: the last `parameter` answers agree  */
 };
 
 /* How sd_host.vote tallies an answer. */
@@ -117,6 +124,32 @@ typedef struct sd_generate_params {
                                     sequence keeps them, so seq_append_scored over these
                                     tokens is free                                       */
 } sd_generate_params;
+
+/* What generate_with_signals records, and when it ends a sequence early. A token's
+   confidence is minus the mean log-probability of the top_k likeliest tokens at its step
+   (DeepConf, Fu et al. 2025: high when the model's mass sits on few tokens); a group's is
+   the mean over `window` consecutive tokens. */
+typedef struct sd_signal_params {
+    uint32_t size;       /* sizeof(sd_signal_params) */
+    int32_t top_k;       /* [1, 20]                                                  */
+    int32_t window;      /* [1, 65536]                                               */
+    double stop_below;   /* > 0: end a sequence once its last `window` tokens' mean
+                            confidence is below this (finish SD_FINISH_LOW_CONFIDENCE);
+                            0: never                                                 */
+} sd_signal_params;
+
+/* One sequence's signals, one entry per generated token (n = the generation's n_tokens),
+   read from the next-token distribution at temperature 1 before sampling. Free with
+   token_signals_free. */
+typedef struct sd_token_signals {
+    int32_t n;
+    int32_t * tokens;     /* the generated tokens                        */
+    float * logprob;      /* log p of each token                        */
+    float * confidence;   /* minus the mean log-probability of the top_k */
+    float * entropy;      /* of the next-token distribution, in nats    */
+    float * margin;       /* p(likeliest) - p(second likeliest)         */
+    float * certainty;    /* KL(uniform || p), self-certainty (Kang et al. 2025) */
+} sd_token_signals;
 
 typedef struct sd_generation {
     char * text;          /* the generated text, NUL-terminated; free with generations_free */
@@ -281,6 +314,25 @@ typedef struct sd_host {
        another while one is resident is refused with SD_ERR_INVALID_ARGUMENT (one reward
        model at a time); a model that cannot be loaded, SD_ERR_ENGINE (the daemon logs why). */
     int32_t (*load_reward_model)(sd_request * r, const char * model);
+
+    /* -- signals of the model's certainty (added to ABI 1 later: SD_HOST_HAS) -- */
+
+    /* generate(), and per generated token the signals of sd_token_signals into signals[i]
+       for sequence seqs[i]; ends a sequence early when `params->stop_below` says so. */
+    int32_t (*generate_with_signals)(sd_request * r, const sd_seq * seqs, int32_t n,
+                                     const sd_generate_params * generate, const sd_signal_params * params,
+                                     sd_generation * out, sd_token_signals * signals);
+    void (*token_signals_free)(sd_request * r, sd_token_signals * signals, int32_t n);
+
+    /* Whether an adaptive sampler may stop drawing, by `rule` over the answers drawn so
+       far in draw order (NULL or "" for none), n in [0, 65536]. SD_STOP_BETA (Aggarwal et
+       al. 2023): with v1 votes for the leading answer and v2 for the runner-up, stop once
+       P(X > 1/2) for X ~ Beta(v1 + 1, v2 + 1) is at least `parameter` (in (0.5, 1));
+       SD_STOP_ESC (Li et al. 2024): stop once the last `parameter` answers (a whole number
+       >= 1) are one and the same. *measure: that probability, or the share of the last
+       window giving its most common answer. Evaluates nothing. */
+    int32_t (*stop_rule)(sd_request * r, int32_t rule, double parameter, const char * const * answers,
+                         int32_t n, bool * stop, double * measure);
 } sd_host;
 
 /* Whether a host table has a function appended to ABI 1 after its first release. */
