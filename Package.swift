@@ -42,6 +42,7 @@ let plugins: [(name: String, swift: Bool)] = [
     ("logprob", true),
     ("prm", true),
     ("combine", true),
+    ("deepconf", true),
 ]
 
 var products: [Product] = [

@@ -3,10 +3,14 @@
  * answers (Wang et al. 2022), by the host's vote. Written in C against strategyd_plugin.h alone, with
  * jansson for its params and result, to keep the plugin ABI honest.
  *
- * Adaptive mode draws samples in rounds and stops after a round once the leading answer
- * holds `confidence` of the votes drawn (by default all of them: a unanimous round, as
- * in early-stopping self-consistency, Li et al. 2024) or cannot be overtaken by the
- * samples left; the result reports the samples it saved.
+ * Adaptive mode draws samples in rounds and stops after a round by `stop_rule`:
+ * - share (the default): the leading answer holds `confidence` of the votes drawn (by
+ *   default all of them) or cannot be overtaken by the samples left;
+ * - beta (Adaptive-Consistency, Aggarwal et al. 2023): the probability that the leader is
+ *   likelier than the runner-up, under Beta(v1 + 1, v2 + 1), reaches `stop_threshold`;
+ * - esc (early-stopping self-consistency, Li et al. 2024): a round (the window) is unanimous.
+ * beta and esc are the host's stop rules (sd_host.stop_rule), the ones every adaptive
+ * sampler uses. The result reports the samples it saved.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -34,7 +38,11 @@ static const char PARAMS_SCHEMA[] =
     "\"round\": {\"type\": \"integer\", \"default\": 4, \"minimum\": 1, \"maximum\": 64,"
     " \"description\": \"samples per round in adaptive mode\"},"
     "\"confidence\": {\"type\": \"number\", \"default\": 1.0, \"minimum\": 0.5, \"maximum\": 1,"
-    " \"description\": \"adaptive: stop after a round once the leader holds this share of the votes drawn (1 = all of them)\"}"
+    " \"description\": \"adaptive, share: stop after a round once the leader holds this share of the votes drawn (1 = all of them)\"},"
+    "\"stop_rule\": {\"type\": \"string\", \"default\": \"share\", \"enum\": [\"share\", \"beta\", \"esc\"],"
+    " \"description\": \"adaptive: share (the leader's share, confidence), beta (Adaptive-Consistency's Beta rule, stop_threshold) or esc (a unanimous round)\"},"
+    "\"stop_threshold\": {\"type\": \"number\", \"default\": 0.95, \"minimum\": 0.51, \"maximum\": 0.999,"
+    " \"description\": \"adaptive, beta: stop once P(leader likelier than runner-up) reaches this\"}"
     "}";
 
 #define MAX_SAMPLES 64
@@ -80,7 +88,12 @@ static int32_t solve(void *state, const sd_host *host, sd_request *r, const char
     int adaptive = json_is_true(json_object_get(params, "adaptive"));
     int round_size = adaptive ? (int)json_integer_value(json_object_get(params, "round")) : n_samples;
     double confidence = json_number_value(json_object_get(params, "confidence"));
+    const char *rule_name = json_string_value(json_object_get(params, "stop_rule"));
+    int rule = rule_name && strcmp(rule_name, "beta") == 0 ? SD_STOP_BETA
+             : rule_name && strcmp(rule_name, "esc") == 0 ? SD_STOP_ESC : -1;
+    double stop_threshold = json_number_value(json_object_get(params, "stop_threshold"));
     json_decref(params);
+    if (adaptive && rule >= 0 && !SD_HOST_HAS(host, stop_rule)) return host->fail(r, "this daemon has no stop rules (sd_host.stop_rule)");
 
     sd_seq root;
     int32_t status = host->seq_from_chat(r, SYSTEM_PROMPT, problem, NULL, &root);
@@ -128,7 +141,22 @@ static int32_t solve(void *state, const sd_host *host, sd_request *r, const char
         snprintf(event, sizeof event, "{\"event\": \"step\", \"samples\": %d, \"leader\": \"%s\", \"leader_votes\": %d}",
                  drawn, vote.lead >= 0 ? answers[vote.lead] : "", vote.lead_votes);
         host->progress(r, event);
-        if (adaptive && vote.lead >= 0 && drawn < n_samples) {
+        if (adaptive && rule >= 0 && drawn < n_samples) {
+            const char *given[MAX_SAMPLES];
+            for (int i = 0; i < drawn; i++) given[i] = answers[i];
+            bool stop = false;
+            /* ESC's window is the round just drawn. */
+            double parameter = rule == SD_STOP_BETA ? stop_threshold : (double)n;
+            if (host->stop_rule(r, rule, parameter, given, drawn, &stop, NULL) != SD_OK) {
+                for (int i = 0; i < drawn; i++) free(owned_texts[i]);
+                host->seq_free(r, root);
+                return host->fail(r, "the stop rule refused its arguments");
+            }
+            if (stop) {
+                stopped_early = 1;
+                break;
+            }
+        } else if (adaptive && vote.lead >= 0 && drawn < n_samples) {
             int remaining = n_samples - drawn;
             /* Samples without an answer count against the leader's share. */
             if (vote.lead_votes > vote.second_votes + remaining || (double)vote.lead_votes / drawn >= confidence) {
@@ -153,8 +181,10 @@ static int32_t solve(void *state, const sd_host *host, sd_request *r, const char
     json_object_set_new(result, "text", json_string(vote.lead >= 0 ? owned_texts[vote.lead] : drawn > 0 ? owned_texts[0] : ""));
     json_object_set_new(result, "answer", vote.lead >= 0 ? json_string(answers[vote.lead]) : json_null());
     json_object_set_new(result, "candidates", candidates);
-    json_object_set_new(result, "details", json_pack("{s:i, s:i, s:b, s:i}", "samples", drawn, "samples_saved",
-                                                     n_samples - drawn, "stopped_early", stopped_early, "distinct_answers", distinct));
+    const char *rule_used = !adaptive ? "none" : rule == SD_STOP_BETA ? "beta" : rule == SD_STOP_ESC ? "esc" : "share";
+    json_object_set_new(result, "details", json_pack("{s:i, s:i, s:b, s:i, s:s}", "samples", drawn, "samples_saved",
+                                                     n_samples - drawn, "stopped_early", stopped_early, "distinct_answers", distinct,
+                                                     "stop_rule", rule_used));
     char *text = json_dumps(result, JSON_COMPACT);
     status = host->set_result(r, text);
     free(text);
@@ -174,7 +204,7 @@ static const sd_plugin PLUGIN = {
     .abi_version = SD_PLUGIN_ABI_VERSION,
     .size = sizeof(sd_plugin),
     .name = "self-consistency",
-    .version = "1.2.0",
+    .version = "1.3.0",
     .kind = SD_KIND_STRATEGY,
     .description = "Self-consistency: n sampled chains of thought, majority vote; adaptive early stop",
     .params_schema = PARAMS_SCHEMA,

@@ -49,6 +49,28 @@ final class SelfConsistencyTests: XCTestCase {
         XCTAssertEqual(details["samples_saved"], 6)
     }
 
+    func testBetaRuleStopsWhenItsProbabilityReachesTheThreshold() throws {
+        // Unanimous near-greedy samples in rounds of 2: P = 7/8 after two, 31/32 after four.
+        let result = try daemon().call("solve", ["problem": "What is 2 + 3? Answer with the number.", "strategy": "self-consistency",
+                                                 "params": ["k": 8, "round": 2, "adaptive": true, "stop_rule": "beta",
+                                                            "stop_threshold": 0.95, "temperature": 0.01, "max_tokens": 24]])
+        let details = try XCTUnwrap(result["details"])
+        XCTAssertNotNil(result["answer"]?.stringValue, "the test model must give some number here: \(result.serialized())")
+        XCTAssertEqual(details["stop_rule"], "beta")
+        XCTAssertEqual(details["samples"], 4)
+        XCTAssertEqual(details["samples_saved"], 4)
+    }
+
+    func testESCStopsAfterTheFirstUnanimousRound() throws {
+        let result = try daemon().call("solve", ["problem": "What is 2 + 3? Answer with the number.", "strategy": "self-consistency",
+                                                 "params": ["k": 8, "round": 2, "adaptive": true, "stop_rule": "esc",
+                                                            "temperature": 0.01, "max_tokens": 24]])
+        let details = try XCTUnwrap(result["details"])
+        XCTAssertEqual(details["stop_rule"], "esc")
+        XCTAssertEqual(details["samples"], 2)
+        XCTAssertEqual(details["stopped_early"], true)
+    }
+
     func testAdaptiveDefaultsStopAfterOneUnanimousRound() throws {
         // k = 8 in rounds of 4 (the defaults): the leader of a first round can never be out of
         // reach of the 4 samples left, so only the unanimity rule (confidence 1) stops here.
