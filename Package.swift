@@ -43,6 +43,8 @@ let plugins: [(name: String, swift: Bool)] = [
     ("prm", true),
     ("combine", true),
     ("deepconf", true),
+    ("escalate", true),
+    ("auto", true),
 ]
 
 var products: [Product] = [

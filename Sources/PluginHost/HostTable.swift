@@ -502,6 +502,48 @@ public enum HostTable {
             return HostTable.ok
         }
 
+        host.budget = { raw, maxTokens, maxFlops, secondsLeft in
+            guard let request = SolveRequest.from(raw) else { return HostTable.invalid }
+            maxTokens?.pointee = Int64(request.budget.maxTokens)
+            maxFlops?.pointee = request.budget.maxFlops ?? 0
+            secondsLeft?.pointee = max(0, request.budget.deadline.timeIntervalSinceNow)
+            return HostTable.ok
+        }
+
+        host.solve_with = { raw, strategyName, paramsJSON, resultJSON in
+            guard let request = SolveRequest.from(raw), let name = HostTable.string(strategyName), let resultJSON else {
+                return HostTable.invalid
+            }
+            guard let strategy = request.registry.get(name), strategy.kind == .strategy else {
+                request.setFailure("unknown strategy '\(name)'")
+                return HostTable.invalid
+            }
+            let given = HostTable.string(paramsJSON).flatMap { try? JSON.parse($0) }
+            guard case .success(let params) = strategy.schema.complete(given) else {
+                request.setFailure("strategy '\(name)': invalid params")
+                return HostTable.invalid
+            }
+            guard request.strategyDepth < HostTable.maxScorerNesting else {
+                request.setFailure("strategy '\(name)': strategies nested more than \(HostTable.maxScorerNesting) deep")
+                return HostTable.invalid
+            }
+            request.strategyDepth += 1
+            defer { request.strategyDepth -= 1 }
+            let outer = request.takeResult()
+            let status = strategy.using {
+                strategy.plugin.pointee.solve!(strategy.state, HostTable.pointer, raw, request.problem, params.serialized())
+            }
+            let inner = request.takeResult()
+            if let outer { request.setResult(outer) }
+            guard status == HostTable.ok else { return status }
+            guard let inner else {
+                request.setFailure("strategy '\(name)' returned no result")
+                return Int32(SD_ERR_PLUGIN.rawValue)
+            }
+            resultJSON.pointee = strdup(inner.serialized())
+            return HostTable.ok
+        }
+
         host.enable_hidden_states = { _ in
             guard SharedResources.isConfiguring, let resources = HostTable.resources else { return HostTable.invalid }
             resources.enableHiddenStates()

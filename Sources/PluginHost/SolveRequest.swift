@@ -56,6 +56,8 @@ public final class SolveRequest: @unchecked Sendable {
     private(set) var engineError: EngineError?
     /// Scorer calls in progress: while > 0 every token is charged as a scorer token.
     var scorerDepth = 0
+    /// Strategies run by strategies (solve_with) in progress.
+    var strategyDepth = 0
 
     public init(engine: Engine, rewardEngine: Engine? = nil, registry: PluginRegistry, problem: String, budget: Budget,
                 limits: RequestLimits, seed: UInt32, progress: (@Sendable (JSON) -> Void)?) {
@@ -127,6 +129,8 @@ public final class SolveRequest: @unchecked Sendable {
     func kind(_ requested: TokenKind) -> TokenKind { scorerDepth > 0 ? .scorer : requested }
 
     func setResult(_ value: JSON) { lock.withLock { result = value } }
+    /// The result set so far, cleared: a strategy run inside another hands its result back.
+    func takeResult() -> JSON? { lock.withLock { defer { result = nil }; return result } }
     /// Failures nest (a strategy failing because its scorer did): keep the inner reason.
     func setFailure(_ message: String) {
         lock.withLock { failure = failure.map { "\(message): \($0)" } ?? message }

@@ -30,3 +30,26 @@ public enum TraceConfidence {
         return sorted[below] + (sorted[above] - sorted[below]) * (position - Double(below))
     }
 }
+
+/// Which generated tokens spell a solution's final answer: the tokens overlapping the last
+/// place the answer's text appears (CoT-decoding, Wang & Zhou 2024, reads its confidence
+/// there).
+public enum AnswerSpan {
+    /// `pieces[i]`: token i's bytes. nil when the answer's text is not in the solution.
+    public static func tokens(spelling answer: String, in pieces: [[UInt8]]) -> [Int]? {
+        let text = pieces.flatMap { $0 }
+        let target = Array(answer.utf8)
+        guard !target.isEmpty, text.count >= target.count else { return nil }
+        var start = text.count - target.count
+        while start >= 0 && !text[start..<(start + target.count)].elementsEqual(target) { start -= 1 }
+        guard start >= 0 else { return nil }
+        let end = start + target.count
+        var offset = 0
+        var span: [Int] = []
+        for (index, piece) in pieces.enumerated() {
+            if offset < end && offset + piece.count > start { span.append(index) }
+            offset += piece.count
+        }
+        return span
+    }
+}

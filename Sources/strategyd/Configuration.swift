@@ -165,8 +165,9 @@ final class ModelInfo: @unchecked Sendable {
         return .object(object)
     }
 
-    /// Hashes the model file off the start-up path (a 1 GB file takes seconds).
-    func computeHash(path: String) {
+    /// Hashes the model file off the start-up path (a 1 GB file takes seconds), then calls
+    /// `done` (plugins' model_info carries the hash from then on).
+    func computeHash(path: String, done: @escaping @Sendable () -> Void) {
         Thread.detachNewThread { [self] in
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
@@ -177,7 +178,10 @@ final class ModelInfo: @unchecked Sendable {
             let data = output.fileHandleForReading.readDataToEndOfFile()
             process.waitUntilExit()
             let digest = String(decoding: data, as: UTF8.self).split(separator: " ").first.map(String.init)
-            if process.terminationStatus == 0, let digest, digest.count == 64 { lock.withLock { sha256 = digest } }
+            if process.terminationStatus == 0, let digest, digest.count == 64 {
+                lock.withLock { sha256 = digest }
+                done()
+            }
         }
     }
 }

@@ -242,7 +242,7 @@ struct StrategyDaemon: ParsableCommand {
         }, changed: { HostTable.setModelInfo(modelInfo.json.serialized()) })
         modelInfo.resources = resources
         HostTable.resources = resources
-        modelInfo.computeHash(path: configuration.modelPath)
+        modelInfo.computeHash(path: configuration.modelPath) { HostTable.setModelInfo(modelInfo.json.serialized()) }
         HostTable.setModelInfo(modelInfo.json.serialized())
         logger.info("model resident", metadata: [
             "architecture": "\(model.facts.architecture)", "parameters": "\(model.facts.parameters)",

@@ -333,6 +333,18 @@ typedef struct sd_host {
        window giving its most common answer. Evaluates nothing. */
     int32_t (*stop_rule)(sd_request * r, int32_t rule, double parameter, const char * const * answers,
                          int32_t n, bool * stop, double * measure);
+
+    /* -- strategies that choose strategies (added to ABI 1 later: SD_HOST_HAS) -- */
+
+    /* The request's budget: evaluated tokens, FLOPs (0: no cap) and seconds left. */
+    int32_t (*budget)(sd_request * r, int64_t * max_tokens, double * max_flops, double * seconds_left);
+    /* Runs the strategy plugin `strategy` on this request's problem, with `params_json` (a
+       JSON object checked against its schema, defaults filled in; NULL for all defaults),
+       as part of this request: its tokens, FLOPs and budget are this request's. Its result
+       object goes to *result_json (NUL-terminated, free with free()), not to the client:
+       the calling strategy sets its own. SD_ERR_INVALID_ARGUMENT for an unknown strategy, invalid params, or nesting deeper
+       than 8; the strategy's own status when it fails (host->fail's message is kept). */
+    int32_t (*solve_with)(sd_request * r, const char * strategy, const char * params_json, char ** result_json);
 } sd_host;
 
 /* Whether a host table has a function appended to ABI 1 after its first release. */

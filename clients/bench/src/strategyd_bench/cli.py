@@ -5,6 +5,7 @@ every answer and reports accuracy per FLOP.
         --strategy greedy --strategy 'rebase:width=8,scorer=arith' --out runs/1.5b.jsonl
     strategyd-bench run --preset paper --out runs/paper.jsonl [--only rebase] [--limit 32]
     strategyd-bench report runs/paper.jsonl --out-dir runs/paper
+    strategyd-bench calibrate runs/paper.jsonl --out calibration.json   # for the auto strategy
 
 A strategy spec is NAME[:KEY=VALUE,...][@BUDGET]. Values read as integers, numbers,
 true/false, else strings; a "quoted" value is a JSON string ("\\n\\n", " ки"); a {...} value
@@ -27,6 +28,7 @@ from typing import List, Optional, Sequence
 
 from strategyd_client import Client, DaemonNotRunning, StrategydError
 
+from .calibrate import write_calibration
 from .data import DATA_PACKAGE, DATASETS, default_data_dir, load_dataset, select_problems
 from .errors import MissingMatplotlib, RunFileError, UnknownBaseline, UsageError
 from .presets import PRESETS
@@ -98,6 +100,17 @@ def command_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_calibrate(args: argparse.Namespace) -> int:
+    result = write_calibration([Path(path) for path in args.runs], Path(args.out), args.dataset)
+    for model in result["models"]:
+        frontier = [spec for spec in model["specs"] if spec["frontier"]]
+        print(f"{model['name']} ({model['sha256'][:12]}), {model['dataset']}: {len(model['specs'])} specs, frontier:")
+        for spec in frontier:
+            print(f"  {spec['spec']}: {spec['solved']}/{spec['problems']} at {spec['mean_flops']:.3g} FLOPs")
+    print(f"strategyd-bench: wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -160,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--baseline", metavar="SPEC",
                         help="compare every condition with this one problem by problem (its spec as in the table; "
                              "default: greedy)")
+
+    calibrate = commands.add_parser("calibrate", help="the calibration file the auto strategy reads, from run files")
+    calibrate.set_defaults(handler=command_calibrate)
+    calibrate.add_argument("runs", nargs="+", metavar="RUN.jsonl")
+    calibrate.add_argument("--out", required=True, metavar="FILE.json")
+    calibrate.add_argument("--dataset", choices=DATASETS, help="the data set to calibrate on, where runs hold several")
     return parser
 
 

@@ -1,0 +1,147 @@
+import Foundation
+import RPC
+import StrategyKit
+import TestSupport
+import XCTest
+
+/// escalate and auto through the real daemon on the test model: the mechanics (no accuracy).
+final class EscalateTests: XCTestCase {
+    static let shared = SharedDaemon { try DaemonProcess(plugins: DaemonProcess.builtPlugins + ["escalate"]) }
+
+    func daemon() throws -> DaemonProcess { try Self.shared.get() }
+
+    override class func tearDown() {
+        shared.stop()
+        super.tearDown()
+    }
+
+    func solve(_ params: [String: JSON], budget: [String: JSON] = [:]) throws -> JSON {
+        try daemon().call("solve", ["problem": "What is 2 + 3? Answer with the number.", "strategy": "escalate",
+                                    "params": .object(params), "budget": .object(budget)])
+    }
+
+    func testAConfidentGreedyAnswerIsNotEscalated() throws {
+        let result = try solve(["threshold": 0, "max_tokens": 24])
+        let details = try XCTUnwrap(result["details"])
+        XCTAssertEqual(details["escalated"], false)
+        XCTAssertEqual(result["candidates"]?.arrayValue?.count, 1)
+        XCTAssertEqual(details["greedy_tokens"]?.intValue, result["metrics"]?["generated_tokens"]?.intValue)
+    }
+
+    func testAnUnsureOneSamplesUntilTheStopRuleSettles() throws {
+        // A threshold nothing reaches forces the escalation; near-greedy samples agree with
+        // greedy, so the Beta rule (0.95) stops at 5 votes (greedy and 4 samples): 63/64.
+        let result = try solve(["threshold": 1000, "n": 8, "round": 2, "temperature": 0.01, "max_tokens": 24])
+        let details = try XCTUnwrap(result["details"])
+        XCTAssertNotNil(result["answer"]?.stringValue, "the test model must give some number here: \(result.serialized())")
+        XCTAssertEqual(details["escalated"], true)
+        XCTAssertEqual(details["samples"], 4)
+        XCTAssertEqual(details["settled"], true)
+        XCTAssertEqual(result["candidates"]?.arrayValue?.count, 5)
+        XCTAssertGreaterThan(details["escalation_flops"]?.doubleValue ?? 0, 0)
+    }
+
+    func testEverySignalGivesAConfidence() throws {
+        for signal in ["lowest_group", "tail", "answer_margin", "certainty"] {
+            let result = try solve(["signal": .string(signal), "threshold": 0, "max_tokens": 24, "window": 8])
+            let confidence = try XCTUnwrap(result["details"]?["confidence"]?.doubleValue, signal)
+            XCTAssertTrue(confidence.isFinite && confidence >= 0, "\(signal): \(confidence)")
+        }
+    }
+
+    func testTheBudgetIsRespected() throws {
+        // Nine agreeing samples before the Beta rule at 0.999 could stop: the budget ends first.
+        let result = try solve(["threshold": 1000, "n": 16, "round": 2, "max_tokens": 64, "stop_threshold": 0.999],
+                               budget: ["max_tokens": 200])
+        XCTAssertEqual(result["budget_exhausted"], true)
+        // Checked between rounds: one round of overrun at most.
+        XCTAssertLessThanOrEqual(result["metrics"]?["evaluated_tokens"]?.intValue ?? .max, 200 + 2 * 64 + 100)
+    }
+
+    func testTheAnswerSpanIsTheTokensSpellingTheLastAnswer() {
+        let pieces = ["So", " 1", "2", " is", " 1", "2", "."].map { Array($0.utf8) }
+        XCTAssertEqual(AnswerSpan.tokens(spelling: "12", in: pieces), [4, 5])
+        XCTAssertEqual(AnswerSpan.tokens(spelling: "2 is", in: pieces), [2, 3])
+        XCTAssertNil(AnswerSpan.tokens(spelling: "13", in: pieces))
+    }
+}
+
+final class AutoTests: XCTestCase {
+    static let folder = FileManager.default.temporaryDirectory.appendingPathComponent("auto-\(getpid())")
+    static let calibration = folder.appendingPathComponent("calibration.json")
+    static let shared = SharedDaemon {
+        try DaemonProcess(plugins: DaemonProcess.builtPlugins + ["auto", "escalate"],
+                          extraArguments: ["--plugin-config", "auto.calibration=\(calibration.path)"])
+    }
+
+    func daemon() throws -> DaemonProcess { try Self.shared.get() }
+
+    override class func tearDown() {
+        shared.stop()
+        try? FileManager.default.removeItem(at: folder)
+        super.tearDown()
+    }
+
+    /// A calibration with three frontier specs (and one off it) for `sha256`.
+    func writeCalibration(sha256: String, name: String = "the test model") throws {
+        try FileManager.default.createDirectory(at: Self.folder, withIntermediateDirectories: true)
+        let spec = { (spec: String, strategy: String, params: JSON, accuracy: Double, flops: Double, frontier: Bool) -> JSON in
+            ["spec": .string(spec), "strategy": .string(strategy), "params": params, "problems": 32, "solved": 0,
+             "accuracy": JSON(accuracy), "mean_flops": JSON(flops), "frontier": .bool(frontier)]
+        }
+        let file: JSON = ["format": "strategyd-calibration/1", "models": [[
+            "name": .string(name), "sha256": .string(sha256), "dataset": "gsm8k-train",
+            "specs": [
+                spec("greedy:max_tokens=16", "greedy", ["max_tokens": 16], 0.3, 1e9, true),
+                spec("escalate:threshold=1000", "escalate", ["threshold": 1000, "max_tokens": 16, "n": 2], 0.4, 5e9, true),
+                spec("best-of-n", "best-of-n", [:], 0.35, 6e9, false),
+                spec("self-consistency:k=3", "self-consistency", ["n": 3, "max_tokens": 16], 0.5, 2e10, true),
+            ],
+        ]]]
+        try file.serialized().write(to: Self.calibration, atomically: true, encoding: .utf8)
+    }
+
+    func solve(_ params: [String: JSON] = [:], budget: [String: JSON] = [:]) throws -> JSON {
+        try daemon().call("solve", ["problem": "What is 2 + 3?", "strategy": "auto", "params": .object(params),
+                                    "budget": .object(budget)])
+    }
+
+    func testChoosesWhatTheCalibrationSaysAtEachBudget() throws {
+        // The daemon hashes the model in the background after it starts.
+        var sha256: String?
+        let deadline = Date().addingTimeInterval(60)
+        while sha256 == nil && Date() < deadline {
+            sha256 = try daemon().call("models.info")["sha256"]?.stringValue
+            if sha256 == nil { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        let hash = try XCTUnwrap(sha256, "models.info has no sha256 after a minute")
+        try writeCalibration(sha256: hash)
+        let cases: [(budget: [String: JSON], params: [String: JSON], spec: String)] = [
+            (["max_flops": 5e8], [:], "greedy:max_tokens=16"),          // none fits: the cheapest
+            (["max_flops": 2e9], [:], "greedy:max_tokens=16"),
+            (["max_flops": 1e10], [:], "escalate:threshold=1000"),     // best-of-n is off the frontier
+            (["max_flops": 1e12], [:], "self-consistency:k=3"),
+            ([:], ["target_accuracy": 0.35], "escalate:threshold=1000"),
+            ([:], ["target_accuracy": 0.9], "self-consistency:k=3"),  // none reaches it: the most accurate
+        ]
+        for (budget, params, spec) in cases {
+            let result = try solve(params, budget: budget)
+            let chosen = try XCTUnwrap(result["details"]?["chosen"])
+            XCTAssertEqual(chosen["spec"]?.stringValue, spec, "\(budget) \(params)")
+            XCTAssertEqual(chosen["calibrated"], true)
+            XCTAssertEqual(result["strategy"]?["name"], "auto")
+            // It ran what it chose: that strategy's details come along.
+            XCTAssertNotNil(result["details"]?["strategy_details"]?.objectValue)
+        }
+    }
+
+    func testRefusesACalibrationForAnotherModelByName() throws {
+        try writeCalibration(sha256: String(repeating: "ab", count: 32), name: "some-other-model")
+        let result = try solve([:], budget: ["max_flops": 1e15])
+        let chosen = try XCTUnwrap(result["details"]?["chosen"])
+        XCTAssertEqual(chosen["calibrated"], false)
+        let why = try XCTUnwrap(chosen["why"]?.stringValue)
+        XCTAssertTrue(why.contains("some-other-model") && why.contains("default ladder"), why)
+        XCTAssertEqual(chosen["strategy"], "self-consistency")  // the ladder's top rung at a large budget
+    }
+}

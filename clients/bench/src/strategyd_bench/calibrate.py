@@ -1,0 +1,84 @@
+"""The calibration file the `auto` strategy reads: from run files, per model (by sha256) and
+data set, each spec's accuracy and mean FLOPs per problem, and which specs are on the
+compute-optimal frontier (the report's frontier, Pareto over accuracy and FLOPs).
+
+    {"format": "strategyd-calibration/1",
+     "models": [{"name", "sha256", "dataset",
+                 "specs": [{"spec", "strategy", "params", "problems", "solved", "accuracy",
+                            "mean_flops", "frontier"}, ...]}, ...]}
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from .errors import UsageError
+from .report import deduplicated, pareto_frontier
+from .runfile import read_run_file
+
+FORMAT = "strategyd-calibration/1"
+
+
+@dataclass
+class _Measured:
+    spec: str
+    strategy: str
+    params: Dict[str, Any]
+    problems: int
+    solved: int
+
+    @property
+    def accuracy(self) -> float:
+        return self.solved / self.problems
+
+
+def _version(record: Dict[str, Any]) -> tuple:
+    text = str(record["strategy"].get("version") or "0")
+    return tuple(int(part) if part.isdigit() else 0 for part in text.split("."))
+
+
+def calibration(run_files: Sequence[Path], dataset: Optional[str] = None) -> Dict[str, Any]:
+    records = [record for record in deduplicated(record for path in run_files for record in read_run_file(path))
+               if record.get("error") is None and record.get("model", {}).get("sha256")]
+    if dataset is not None:
+        records = [record for record in records if record["dataset"] == dataset]
+    groups: Dict[tuple, List[Dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        groups[(record["model"]["sha256"], record["dataset"], record["spec"])].append(record)
+    per_model: Dict[tuple, List[tuple]] = defaultdict(list)
+    names: Dict[str, str] = {}
+    for (sha256, data, spec), group in groups.items():
+        # A spec run under several versions of its plugin: the newest stands for it (what would run now).
+        newest = max(_version(record) for record in group)
+        group = [record for record in group if _version(record) == newest]
+        first = group[0]
+        names[sha256] = first["model"]["name"]
+        measured = _Measured(spec, first["strategy"]["name"], first["params"], len(group),
+                             sum(1 for record in group if record["correct"]))
+        per_model[(sha256, data)].append((sum(record["metrics"]["flops"] for record in group) / len(group), measured))
+    datasets_of = defaultdict(set)
+    for sha256, data in per_model:
+        datasets_of[sha256].add(data)
+    for sha256, data in datasets_of.items():
+        if len(data) > 1:
+            raise UsageError(f"{names[sha256]} has runs on {', '.join(sorted(data))}: choose one with --dataset")
+    models = []
+    for (sha256, data), points in sorted(per_model.items(), key=lambda item: names[item[0][0]]):
+        on_frontier = {id(measured) for _, measured in pareto_frontier(points)}
+        specs = [{"spec": measured.spec, "strategy": measured.strategy, "params": measured.params,
+                  "problems": measured.problems, "solved": measured.solved, "accuracy": measured.accuracy,
+                  "mean_flops": flops, "frontier": id(measured) in on_frontier}
+                 for flops, measured in sorted(points, key=lambda point: point[0])]
+        models.append({"name": names[sha256], "sha256": sha256, "dataset": data, "specs": specs})
+    if not models:
+        raise UsageError("the run files hold no graded records with a model sha256")
+    return {"format": FORMAT, "models": models}
+
+
+def write_calibration(run_files: Sequence[Path], out: Path, dataset: Optional[str] = None) -> Dict[str, Any]:
+    result = calibration(run_files, dataset)
+    out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return result

@@ -1,0 +1,68 @@
+"""strategyd-bench calibrate: the file the auto strategy reads."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench_helpers import bench_env, record, write_jsonl
+from strategyd_bench.calibrate import FORMAT, calibration
+from strategyd_bench.errors import UsageError
+
+
+def runs(tmp_path: Path, rows) -> Path:
+    path = tmp_path / "run.jsonl"
+    write_jsonl(path, rows)
+    return path
+
+
+def test_accuracy_flops_and_the_frontier(tmp_path: Path) -> None:
+    rows = ([record("greedy", i, i < 2, 1e9) for i in range(4)]                       # 2/4 at 1 G
+            + [record("self-consistency:k=4", i, i < 3, 4e9) for i in range(4)]      # 3/4 at 4 G
+            + [record("rebase:width=4", i, i < 1, 6e9) for i in range(4)]            # 1/4 at 6 G: dominated
+            + [record("self-consistency:k=8", i, True, 8e9) for i in range(3)]
+            + [record("self-consistency:k=8", 3, None)])                              # a failure is not graded
+    result = calibration([runs(tmp_path, rows)])
+    assert result["format"] == FORMAT
+    (model,) = result["models"]
+    assert model["sha256"] == "ab" * 32 and model["dataset"] == "gsm8k-test"
+    specs = {spec["spec"]: spec for spec in model["specs"]}
+    assert [spec["spec"] for spec in model["specs"]] == ["greedy", "self-consistency:k=4", "rebase:width=4",
+                                                        "self-consistency:k=8"]  # cheapest first
+    assert specs["greedy"]["accuracy"] == 0.5 and specs["greedy"]["mean_flops"] == 1e9
+    assert specs["self-consistency:k=8"]["problems"] == 3 and specs["self-consistency:k=8"]["solved"] == 3
+    assert {name for name, spec in specs.items() if spec["frontier"]} == {"greedy", "self-consistency:k=4",
+                                                                          "self-consistency:k=8"}
+    assert specs["self-consistency:k=4"]["strategy"] == "self-consistency"
+    assert specs["self-consistency:k=4"]["params"] == {"k": "4"}
+
+
+def test_the_newest_plugin_version_stands_for_a_spec(tmp_path: Path) -> None:
+    old = [record("greedy", i, False, 1e9) for i in range(4)]
+    new = [record("greedy", i, True, 2e9) for i in range(4)]
+    for row in new:
+        row["strategy"]["version"] = "1.10.0"  # newer than 1.9.x, read as numbers
+    for row in old:
+        row["strategy"]["version"] = "1.9.0"
+    (model,) = calibration([runs(tmp_path, old + new)])["models"]
+    (spec,) = model["specs"]
+    assert spec["accuracy"] == 1.0 and spec["mean_flops"] == 2e9
+
+
+def test_several_datasets_need_a_choice(tmp_path: Path) -> None:
+    rows = [record("greedy", 0, True, 1e9), {**record("greedy", 0, True, 1e9), "dataset": "svamp"}]
+    with pytest.raises(UsageError, match="--dataset"):
+        calibration([runs(tmp_path, rows)])
+    (model,) = calibration([runs(tmp_path, rows)], dataset="svamp")["models"]
+    assert model["dataset"] == "svamp"
+
+
+def test_the_command_writes_the_file(tmp_path: Path) -> None:
+    path = runs(tmp_path, [record("greedy", i, True, 1e9) for i in range(2)])
+    out = tmp_path / "calibration.json"
+    result = subprocess.run([sys.executable, "-m", "strategyd_bench", "calibrate", str(path), "--out", str(out)],
+                            capture_output=True, text=True, env=bench_env())
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text())["models"][0]["specs"][0]["frontier"] is True
+    assert "greedy: 2/2" in result.stdout
