@@ -45,6 +45,7 @@ let plugins: [(name: String, swift: Bool)] = [
     ("deepconf", true),
     ("escalate", true),
     ("auto", true),
+    ("cot-decoding", true),
 ]
 
 var products: [Product] = [

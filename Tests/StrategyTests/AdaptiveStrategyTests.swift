@@ -145,3 +145,31 @@ final class AutoTests: XCTestCase {
         XCTAssertEqual(chosen["strategy"], "self-consistency")  // the ladder's top rung at a large budget
     }
 }
+
+final class CoTDecodingTests: XCTestCase {
+    static let shared = SharedDaemon { try DaemonProcess(plugins: DaemonProcess.builtPlugins + ["cot-decoding"]) }
+
+    func daemon() throws -> DaemonProcess { try Self.shared.get() }
+
+    override class func tearDown() {
+        shared.stop()
+        super.tearDown()
+    }
+
+    func testBranchesOnTheTopFirstTokensAndKeepsTheLargestMargin() throws {
+        let result = try daemon().call("solve", ["problem": "What is 12 + 30?", "strategy": "cot-decoding",
+                                                 "params": ["k": 4, "max_tokens": 32]])
+        let candidates = try XCTUnwrap(result["candidates"]?.arrayValue)
+        XCTAssertEqual(candidates.count, 4)
+        // Each branch starts with its own first token: greedy continuations of one prefix would agree.
+        let texts = candidates.compactMap { $0["text"]?.stringValue }
+        XCTAssertEqual(Set(texts).count, 4)
+        let margins = candidates.compactMap { $0["score"]?.doubleValue }
+        let best = try XCTUnwrap(margins.indices.max { margins[$0] < margins[$1] })
+        XCTAssertEqual(result["details"]?["chosen"]?.intValue, Int64(best))
+        XCTAssertEqual(result["text"]?.stringValue, texts[best])
+        for margin in margins { XCTAssertTrue(margin >= 0 && margin <= 1, "\(margin)") }
+        // Four branches in one batch: one decode per step, not four.
+        XCTAssertLessThanOrEqual(result["metrics"]?["decode_calls"]?.intValue ?? .max, 34)
+    }
+}
