@@ -144,6 +144,14 @@ final class AutoTests: XCTestCase {
         XCTAssertTrue(why.contains("some-other-model") && why.contains("default ladder"), why)
         XCTAssertEqual(chosen["strategy"], "self-consistency")  // the ladder's top rung at a large budget
     }
+
+    func testTheChosenStrategyRunsOnTheRequestsBudget() throws {
+        try writeCalibration(sha256: String(repeating: "ab", count: 32), name: "some-other-model")
+        let result = try solve(["target_accuracy": 0.9], budget: ["max_tokens": 120])  // the ladder's top rung
+        XCTAssertEqual(result["budget_exhausted"], true)
+        XCTAssertEqual(result["stopped_by"], "max_tokens")
+        XCTAssertLessThanOrEqual(result["metrics"]?["evaluated_tokens"]?.intValue ?? .max, 120 + 16)
+    }
 }
 
 final class CoTDecodingTests: XCTestCase {
@@ -171,5 +179,13 @@ final class CoTDecodingTests: XCTestCase {
         for margin in margins { XCTAssertTrue(margin >= 0 && margin <= 1, "\(margin)") }
         // Four branches in one batch: one decode per step, not four.
         XCTAssertLessThanOrEqual(result["metrics"]?["decode_calls"]?.intValue ?? .max, 34)
+    }
+
+    func testTheBudgetIsRespected() throws {
+        let result = try daemon().call("solve", ["problem": "What is 12 + 30?", "strategy": "cot-decoding",
+                                                 "params": ["k": 4, "max_tokens": 256], "budget": ["max_tokens": 150]])
+        XCTAssertEqual(result["budget_exhausted"], true)
+        // Checked before each step of the four branches.
+        XCTAssertLessThanOrEqual(result["metrics"]?["evaluated_tokens"]?.intValue ?? .max, 150 + 4)
     }
 }
