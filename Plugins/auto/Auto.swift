@@ -92,6 +92,8 @@ struct Calibration: Decodable {
         var spec: String
         var strategy: String
         var params: [String: JSONValue]
+        /// The budget it was measured under, if its own (auto does not choose those).
+        var budget: [String: JSONValue]?
         var problems: Int
         var accuracy: Double
         var meanFlops: Double
@@ -105,7 +107,9 @@ struct Calibration: Decodable {
         var specs: [Spec]
 
         func choose(maxFlops: Double?, targetAccuracy: Double?, file: String) throws -> Auto.Choice {
-            let frontier = specs.filter(\.frontier).sorted { $0.meanFlops < $1.meanFlops }
+            // Figures measured under a spec's own budget hold only there, and auto never runs itself.
+            let frontier = specs.filter { $0.frontier && ($0.budget ?? [:]).isEmpty && $0.strategy != Auto.name }
+                .sorted { $0.meanFlops < $1.meanFlops }
             guard let cheapest = frontier.first, let best = frontier.last else {
                 throw Auto.Failure(description: "the calibration \(file) has no frontier for \(name)")
             }

@@ -35,11 +35,11 @@ struct CoTDecoding: Strategy {
         var answers: [String?] = []
         var margins: [Double] = []
         for (token, (generated, signals)) in zip(first, drawn) {
-            let head = try request.detokenize([token])
-            let text = head + generated.text
+            let head = try request.detokenizedBytes([token])
+            let text = String(decoding: head, as: UTF8.self) + generated.text
             let answer = request.extractAnswer(text)
             // The first token was chosen, not decided: its margin does not count.
-            let pieces = try [Array(head.utf8)] + signals.tokens.map { try Array(request.detokenize([$0]).utf8) }
+            let pieces = try [head] + signals.tokens.map { try request.detokenizedBytes([$0]) }
             let margin = answer.flatMap { AnswerSpan.tokens(spelling: $0, in: pieces) }
                 .map { span in TraceConfidence.mean(span.filter { $0 > 0 }.map { signals.margin[$0 - 1] }) } ?? 0
             texts.append(text)

@@ -98,7 +98,7 @@ struct Escalate: Strategy {
         case "certainty": return TraceConfidence.mean(signals.certainty)
         case "answer_margin":
             guard let answer else { return 0 }
-            let pieces = try signals.tokens.map { try Array(request.detokenize([$0]).utf8) }
+            let pieces = try signals.tokens.map { try request.detokenizedBytes([$0]) }
             guard let span = AnswerSpan.tokens(spelling: answer, in: pieces), !span.isEmpty else { return 0 }
             return TraceConfidence.mean(span.map { signals.margin[$0] })
         default: return TraceConfidence.lowestGroup(signals.confidence, window: window)

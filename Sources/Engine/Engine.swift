@@ -724,12 +724,12 @@ public final class Engine: @unchecked Sendable {
             task.results[index].tokens.append(token)
             if options.logprobs { task.results[index].logprobs.append(logprob) }
             if let signals {
-                var record = task.results[index].confidence ?? TokenConfidence()
-                record.confidence.append(signals.confidence)
-                record.entropy.append(signals.entropy)
-                record.margin.append(signals.margin)
-                record.certainty.append(signals.certainty)
-                task.results[index].confidence = record
+                // In place: a copy per token would make a long generation quadratic on the owner thread.
+                if task.results[index].confidence == nil { task.results[index].confidence = TokenConfidence() }
+                task.results[index].confidence!.confidence.append(signals.confidence)
+                task.results[index].confidence!.entropy.append(signals.entropy)
+                task.results[index].confidence!.margin.append(signals.margin)
+                task.results[index].confidence!.certainty.append(signals.certainty)
             }
             sequences[id]!.tokens.append(token)
             sequences[id]!.logprobs.append(options.logprobs ? logprob : .nan)

@@ -100,9 +100,9 @@ public struct ChatRequest: Sendable {
             origins["budget.max_tokens"] = field
         }
         if let given = budget["timeout_s"] {
-            if let seconds = given.doubleValue, seconds > timeoutSeconds {
+            guard let seconds = given.doubleValue, seconds.isFinite, seconds > 0, seconds <= timeoutSeconds else {
                 throw APIError.invalid(origins["budget.timeout_s"] ?? "strategyd.budget.timeout_s",
-                                       "the budget's timeout_s may be at most the gateway's request timeout, \(timeoutSeconds) s")
+                                       "the budget's timeout_s must be a number of seconds in (0, \(timeoutSeconds)], the gateway's request timeout")
             }
         } else {
             budget["timeout_s"] = .double(timeoutSeconds)

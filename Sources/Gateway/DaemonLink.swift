@@ -51,6 +51,7 @@ public struct DaemonLink: Sendable {
         // The daemon bounds what one call sends (its budgets and --max-reply-bytes), so an
         // unbounded buffer holds at most one solve's progress and reply.
         let (stream, continuation) = AsyncThrowingStream<DaemonMessage, any Error>.makeStream()
+        // Whichever ends first (the call, the deadline, the reader) ends the others.
         let call = Task {
             do {
                 try await run(method, params) { continuation.yield($0) }
@@ -64,7 +65,6 @@ public struct DaemonLink: Sendable {
                 let seconds = Double((deadline - .now).components.seconds)
                 guard (try? await Task.sleep(until: deadline, clock: .continuous)) != nil else { return }
                 continuation.finish(throwing: Failure.timedOut(seconds: seconds))
-                call.cancel()
             }
         }
         continuation.onTermination = { _ in
@@ -75,8 +75,9 @@ public struct DaemonLink: Sendable {
     }
 
     /// One call's result or error, skipping notifications.
-    public func call(_ method: String, _ params: JSON? = nil) async throws -> Result<JSON, RPCError> {
-        for try await message in messages(method, params) {
+    public func call(_ method: String, _ params: JSON? = nil,
+                     deadline: ContinuousClock.Instant? = nil) async throws -> Result<JSON, RPCError> {
+        for try await message in messages(method, params, deadline: deadline) {
             switch message {
             case .notification: continue
             case .result(let result): return .success(result)

@@ -45,20 +45,23 @@ public struct Gateway: Sendable {
             return try await model(id)
         }
         router.post("v1/chat/completions") { request, _ in
-            var request = request
-            let body: ByteBuffer
-            do {
-                body = try await request.collectBody(upTo: options.maxBodyBytes)
-            } catch {
-                throw APIError.tooLarge("the body is longer than the gateway takes (--max-body-bytes \(options.maxBodyBytes))")
+            // A client that goes away cancels the handler, and so closes the daemon connection,
+            // which cancels the solve (a stream notices at its next write instead).
+            try await request.body.consumeWithCancellationOnInboundClose { body in
+                let bytes: ByteBuffer
+                do {
+                    bytes = try await body.collect(upTo: options.maxBodyBytes)
+                } catch {
+                    throw APIError.tooLarge("the body is longer than the gateway takes (--max-body-bytes \(options.maxBodyBytes))")
+                }
+                let json: JSON
+                do {
+                    json = try bytes.withUnsafeReadableBytes { try JSON.parse($0) }
+                } catch {
+                    throw APIError.invalid(nil, "the body is not JSON: \(error)", code: "invalid_json")
+                }
+                return try await complete(ChatRequest(body: json, timeoutSeconds: options.requestTimeoutSeconds))
             }
-            let json: JSON
-            do {
-                json = try body.withUnsafeReadableBytes { try JSON.parse($0) }
-            } catch {
-                throw APIError.invalid(nil, "the body is not JSON: \(error)", code: "invalid_json")
-            }
-            return try await complete(ChatRequest(body: json, timeoutSeconds: options.requestTimeoutSeconds))
         }
         return router
     }
@@ -124,10 +127,11 @@ public struct Gateway: Sendable {
         }
     }
 
-    /// A call whose error becomes the HTTP error.
+    /// A short call (status, metrics, listings) whose error becomes the HTTP error; a daemon
+    /// that does not answer it within `shortCallSeconds` is reported, not waited on.
     func result(of method: String, _ params: JSON? = nil) async throws -> JSON {
         do {
-            switch try await daemon.call(method, params) {
+            switch try await daemon.call(method, params, deadline: .now + .seconds(Self.shortCallSeconds)) {
             case .success(let result): return result
             case .failure(let error): throw APIError.from(error)
             }
@@ -135,6 +139,8 @@ public struct Gateway: Sendable {
             throw APIError.from(failure)
         }
     }
+
+    static let shortCallSeconds = 30
 
     // MARK: chat completions
 

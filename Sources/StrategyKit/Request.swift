@@ -250,11 +250,17 @@ public struct Request: @unchecked Sendable {
     }
 
     public func detokenize(_ tokens: [Int32]) throws -> String {
+        String(decoding: try detokenizedBytes(tokens), as: UTF8.self)
+    }
+
+    /// The bytes of tokens' text as the model spells them: one token may hold part of a
+    /// character, which a String would replace.
+    public func detokenizedBytes(_ tokens: [Int32]) throws -> [UInt8] {
         var capacity = tokens.count * 16 + 16
         while true {
             var out = [CChar](repeating: 0, count: capacity)
             let count = host.pointee.detokenize(raw, tokens, Int32(tokens.count), &out, Int32(capacity))
-            if count >= 0 { return String(decoding: out.prefix(Int(count)).map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+            if count >= 0 { return out.prefix(Int(count)).map { UInt8(bitPattern: $0) } }
             guard count == Int32(SD_ERR_BUFFER_TOO_SMALL.rawValue) else { throw HostError(status: count, call: "detokenize") }
             capacity *= 2
         }

@@ -128,6 +128,19 @@ struct Listen {
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         guard !host.isEmpty else { throw ValidationError("--listen \(text): no host") }
         bindAddress = .hostname(host, port: port)
-        isLocal = host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        isLocal = Self.isLoopback(host)
+    }
+
+    /// `localhost`, or an IP literal in 127.0.0.0/8 or ::1: a name that merely starts with
+    /// "127." could resolve anywhere.
+    static func isLoopback(_ host: String) -> Bool {
+        if host == "localhost" { return true }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, host, &v6) == 1 {
+            return withUnsafeBytes(of: &v6) { bytes in bytes.prefix(15).allSatisfy { $0 == 0 } && bytes[15] == 1 }
+        }
+        return false
     }
 }

@@ -180,6 +180,9 @@ def test_metrics_and_health(gateway: Gateway, sdk: openai.OpenAI) -> None:
     ({"model": "greedy", "messages": user("x"), "n": 0}, "n"),
     ({"model": "greedy", "messages": user("x"), "seed": -4}, "seed"),
     ({"model": "greedy:max_tokens=999999", "messages": user("x")}, "model"),
+    ({"model": "greedy@timeout_s=-1e21", "messages": user("x")}, "model"),
+    ({"model": "greedy", "messages": user("x"), "extra_body": {"strategyd": {"budget": {"timeout_s": 0}}}},
+     "strategyd.budget.timeout_s"),
     ({"model": "greedy", "messages": user("x"), "extra_body": {"strategyd": {"params": {"max_tokens": "lots"}}}},
      "strategyd.params.max_tokens"),
     ({"model": "greedy", "messages": user("x"), "extra_body": {"strategyd": {"budget": {"max_flops": -1}}}},
@@ -291,6 +294,17 @@ def test_a_client_that_leaves_mid_stream_ends_its_solve(gateway: Gateway, daemon
             time.sleep(0.1)
 
 
+def test_a_client_that_leaves_before_the_answer_ends_its_solve(gateway: Gateway, daemon: Daemon) -> None:
+    body = {"model": "greedy", "messages": user(LONG_PROBLEM), "strategyd": {"params": LONG_PARAMS}}
+    with pytest.raises(httpx2.TimeoutException):
+        httpx2.post(gateway.url + "/v1/chat/completions", json=body, timeout=2)
+    deadline = time.monotonic() + 5
+    with Client(daemon.socket_path) as client:
+        while client.status().solves_in_flight > 0:
+            assert time.monotonic() < deadline, "the solve outlived its HTTP client"
+            time.sleep(0.1)
+
+
 def test_a_unix_socket_listener(daemon: Daemon, tmp_path: Path) -> None:
     path = tmp_path / "gateway.sock"
     front = start_gateway(tmp_path, daemon.socket_path, listen=str(path))
@@ -305,6 +319,7 @@ def test_a_unix_socket_listener(daemon: Daemon, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args, message", [
     (["--listen", "0.0.0.0:8090"], "not a loopback address"),
+    (["--listen", "127.example.com:8090"], "not a loopback address"),
     (["--listen", "no-port"], "HOST:PORT"),
     (["--max-body-bytes", "10"], "--max-body-bytes"),
     (["--request-timeout", "7200"], "--request-timeout"),

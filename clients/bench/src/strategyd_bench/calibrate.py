@@ -4,8 +4,11 @@ compute-optimal frontier (the report's frontier, Pareto over accuracy and FLOPs)
 
     {"format": "strategyd-calibration/1",
      "models": [{"name", "sha256", "dataset",
-                 "specs": [{"spec", "strategy", "params", "problems", "solved", "accuracy",
-                            "mean_flops", "frontier"}, ...]}, ...]}
+                 "specs": [{"spec", "strategy", "params", "budget", "problems", "solved",
+                            "accuracy", "mean_flops", "frontier"}, ...]}, ...]}
+
+A spec measured under its own budget (NAME@BUDGET) is listed with it; auto does not choose
+such specs, whose figures hold only under that budget.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ class _Measured:
     spec: str
     strategy: str
     params: Dict[str, Any]
+    budget: Dict[str, Any]
     problems: int
     solved: int
 
@@ -41,8 +45,10 @@ def _version(record: Dict[str, Any]) -> tuple:
 
 
 def calibration(run_files: Sequence[Path], dataset: Optional[str] = None) -> Dict[str, Any]:
+    # auto's own runs are not a strategy it could choose (it would call itself).
     records = [record for record in deduplicated(record for path in run_files for record in read_run_file(path))
-               if record.get("error") is None and record.get("model", {}).get("sha256")]
+               if record.get("error") is None and record.get("model", {}).get("sha256")
+               and record["strategy"]["name"] != "auto"]
     if dataset is not None:
         records = [record for record in records if record["dataset"] == dataset]
     groups: Dict[tuple, List[Dict[str, Any]]] = defaultdict(list)
@@ -56,7 +62,7 @@ def calibration(run_files: Sequence[Path], dataset: Optional[str] = None) -> Dic
         group = [record for record in group if _version(record) == newest]
         first = group[0]
         names[sha256] = first["model"]["name"]
-        measured = _Measured(spec, first["strategy"]["name"], first["params"], len(group),
+        measured = _Measured(spec, first["strategy"]["name"], first["params"], first.get("budget") or {}, len(group),
                              sum(1 for record in group if record["correct"]))
         per_model[(sha256, data)].append((sum(record["metrics"]["flops"] for record in group) / len(group), measured))
     datasets_of = defaultdict(set)
@@ -68,7 +74,7 @@ def calibration(run_files: Sequence[Path], dataset: Optional[str] = None) -> Dic
     models = []
     for (sha256, data), points in sorted(per_model.items(), key=lambda item: names[item[0][0]]):
         on_frontier = {id(measured) for _, measured in pareto_frontier(points)}
-        specs = [{"spec": measured.spec, "strategy": measured.strategy, "params": measured.params,
+        specs = [{"spec": measured.spec, "strategy": measured.strategy, "params": measured.params, "budget": measured.budget,
                   "problems": measured.problems, "solved": measured.solved, "accuracy": measured.accuracy,
                   "mean_flops": flops, "frontier": id(measured) in on_frontier}
                  for flops, measured in sorted(points, key=lambda point: point[0])]
