@@ -46,6 +46,7 @@ let plugins: [(name: String, swift: Bool)] = [
     ("escalate", true),
     ("auto", true),
     ("cot-decoding", true),
+    ("self-certainty", true),
 ]
 
 var products: [Product] = [

@@ -495,6 +495,24 @@ public final class Engine: @unchecked Sendable {
     /// then costs nothing, or the few tokens where its tokenization of the text differs.
     public func appendScored(_ id: SequenceID, tokens: [Int32], kind: TokenKind = .prompt,
                              reusing candidates: [SequenceID] = []) throws -> [Float] {
+        try appendScored(id, tokens: tokens, kind: kind, reusing: candidates, signals: nil).logprobs
+    }
+
+    /// `appendScored`, and with `signals` each position's certainty signals too (as
+    /// `GenerationOptions.confidence` records them while sampling; its stop is not used).
+    /// Nothing is lent then: donors keep log-probabilities, not signals.
+    public func appendScored(_ id: SequenceID, tokens: [Int32], kind: TokenKind = .prompt, reusing given: [SequenceID] = [],
+                             signals: ConfidenceOptions?) throws -> (logprobs: [Float], signals: TokenConfidence?) {
+        let candidates = signals == nil ? given : []
+        let recorded = SignalsBox()
+        let record = { (logits: UnsafeBufferPointer<Float>) in
+            guard let signals else { return }
+            let row = LogProbabilities.signals(logits, topK: signals.topK)
+            recorded.signals.confidence.append(row.confidence)
+            recorded.signals.entropy.append(row.entropy)
+            recorded.signals.margin.append(row.margin)
+            recorded.signals.certainty.append(row.certainty)
+        }
         // The lent run first, from a candidate that knows it; else the first token's score
         // from the sequence's logits. Then the rest, output rows in some ticks' batches.
         var (start, scores) = try run { [self] () throws -> (Int, [Float]) in
@@ -503,14 +521,17 @@ public final class Engine: @unchecked Sendable {
             guard !tokens.isEmpty else { return (0, []) }
             return (sequences[id]!.tokens.count, lendScored(id, tokens: tokens, kind: kind, from: candidates))
         }
-        guard !tokens.isEmpty else { return [] }
+        guard !tokens.isEmpty else { return ([], signals.map { _ in TokenConfidence() }) }
         if scores.isEmpty {
             try evaluateInTick([id])
             scores = try run { [self] in
                 guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
                 try evaluateNow([id])
                 start = sequences[id]!.tokens.count
-                let first = sequences[id]!.logits.withUnsafeBufferPointer { $0[Int(tokens[0])] - LogProbabilities.logSumExp($0) }
+                let first = sequences[id]!.logits.withUnsafeBufferPointer { logits in
+                    record(logits)
+                    return logits[Int(tokens[0])] - LogProbabilities.logSumExp(logits)
+                }
                 sequences[id]!.tokens += tokens
                 sequences[id]!.logprobs += Array(repeating: .nan, count: tokens.count)
                 sequences[id]!.pending += Array(repeating: PendingToken(kind: kind, sampled: false), count: tokens.count)
@@ -518,8 +539,11 @@ public final class Engine: @unchecked Sendable {
             }
         }
         let scored = ScoresBox()
-        try evaluateInTick([id], scoring: id) { scored.scores.append($0) }
-        return try run { [self, start, scores] in
+        try evaluateInTick([id], scoring: id) { logits, next in
+            record(logits)
+            scored.scores.append(logits[Int(next)] - LogProbabilities.logSumExp(logits))
+        }
+        let all: [Float] = try run { [self, start, scores] in
             guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
             let all = scores + scored.scores
             // Another caller's tokens on the same sequence between the steps would leave
@@ -530,11 +554,19 @@ public final class Engine: @unchecked Sendable {
             sequences[id]!.logprobs.replaceSubrange(start..., with: all)
             return all
         }
+        return (all, signals.map { _ in recorded.signals })
     }
 
     private final class ScoresBox {
         var scores: [Float] = []
     }
+
+    private final class SignalsBox {
+        var signals = TokenConfidence()
+    }
+
+    /// The logits of a scored position and the token they predict.
+    private typealias ScoredRow = (UnsafeBufferPointer<Float>, Int32) -> Void
 
     /// The start of `appendScored` from the candidate that holds `id`'s tokens followed by
     /// the longest run of `tokens` whose log-probabilities it knows (owner thread).
@@ -1016,13 +1048,13 @@ public final class Engine: @unchecked Sendable {
         let ids: [SequenceID]
         /// A sequence with an output row at every queued position but its last (appendScored).
         let scoring: SequenceID?
-        let onScore: (Float) -> Void
+        let onRow: ScoredRow
         let done: (Error?) -> Void
 
-        init(ids: [SequenceID], scoring: SequenceID?, onScore: @escaping (Float) -> Void, done: @escaping (Error?) -> Void) {
+        init(ids: [SequenceID], scoring: SequenceID?, onRow: @escaping ScoredRow, done: @escaping (Error?) -> Void) {
             self.ids = ids
             self.scoring = scoring
-            self.onScore = onScore
+            self.onRow = onRow
             self.done = done
         }
     }
@@ -1058,13 +1090,13 @@ public final class Engine: @unchecked Sendable {
 
     /// Waits until the queued tokens of `ids` are evaluated (in some tick's batch).
     private func evaluateInTick(_ ids: [SequenceID], scoring: SequenceID? = nil,
-                                onScore: @escaping (Float) -> Void = { _ in }) throws {
+                                onRow: @escaping ScoredRow = { _, _ in }) throws {
         // The owner waiting for its own tick would wait for ever.
         precondition(Thread.current !== ownerThread, "evaluateInTick on the engine's owner thread")
         let done = DispatchSemaphore(value: 0)
         let box = ResultBox<Void>()
         post { [self] in
-            evaluations.append(Evaluation(ids: ids, scoring: scoring, onScore: onScore) { error in
+            evaluations.append(Evaluation(ids: ids, scoring: scoring, onRow: onRow) { error in
                 box.result = error.map { .failure($0) } ?? .success(())
                 done.signal()
             })
@@ -1239,20 +1271,22 @@ public final class Engine: @unchecked Sendable {
 
     /// Evaluates the chosen tokens in as few decodes as the batch allows (one, when they fit).
     private func evaluateWork(_ work: [WorkItem]) throws {
-        var callbacks: [SequenceID: (Float) -> Void] = [:]
+        var callbacks: [SequenceID: ScoredRow] = [:]
         for item in work where item.scoring {
-            if let evaluation = evaluations.first(where: { $0.scoring == item.id }) { callbacks[item.id] = evaluation.onScore }
+            if let evaluation = evaluations.first(where: { $0.scoring == item.id }) { callbacks[item.id] = evaluation.onRow }
         }
-        try evaluatePending(work.map { ($0.id, $0.end) }, scoring: Set(callbacks.keys)) { id, score in callbacks[id]?(score) }
+        try evaluatePending(work.map { ($0.id, $0.end) }, scoring: Set(callbacks.keys)) { id, logits, next in
+            callbacks[id]?(logits, next)
+        }
     }
 
     /// Evaluates the queued tokens of each sequence up to its `end` (owner thread). Each
     /// sequence's last evaluated token is an output row; its logits are copied out before
     /// the next call reuses llama.cpp's buffers. Every token of a sequence in `scoring` is an
-    /// output row too: `onScore` receives, in order, the log-probability of each token after
+    /// output row too: `onRow` receives, in order, the logits that predict each token after
     /// the first evaluated one, given those before it.
     private func evaluatePending(_ targets: [(id: SequenceID, end: Int)], scoring: Set<SequenceID> = [],
-                                 onScore: (SequenceID, Float) -> Void = { _, _ in }) throws {
+                                 onRow: (SequenceID, UnsafeBufferPointer<Float>, Int32) -> Void = { _, _, _ in }) throws {
         var work: [(id: SequenceID, start: Int, end: Int)] = []
         for (id, end) in targets {
             guard let state = sequences[id] else { throw EngineError.unknownSequence(id) }
@@ -1294,7 +1328,7 @@ public final class Engine: @unchecked Sendable {
                     if item < work.count { position = work[item].start }
                 }
             }
-            try decode(rows, onScore: onScore)
+            try decode(rows, onRow: onRow)
         }
     }
 
@@ -1316,7 +1350,7 @@ public final class Engine: @unchecked Sendable {
         var scored: Bool
     }
 
-    private func decode(_ rows: [Row], onScore: (SequenceID, Float) -> Void) throws {
+    private func decode(_ rows: [Row], onRow: (SequenceID, UnsafeBufferPointer<Float>, Int32) -> Void) throws {
         if let padding = paddingSequence,
            batch.n_tokens == 1 || (0..<Int(batch.n_tokens)).filter({ batch.logits[$0] != 0 }).count == 1 {
             // One token at position 0 of a sequence of its own, with an output; its cell from
@@ -1350,7 +1384,7 @@ public final class Engine: @unchecked Sendable {
                 for position in row.start..<row.end {
                     let logits = UnsafeBufferPointer(start: llama_get_logits_ith(context, row.firstSlot + Int32(position - row.start)),
                                                      count: vocabularySize)
-                    onScore(row.id, logits[Int(state.tokens[position + 1])] - LogProbabilities.logSumExp(logits))
+                    onRow(row.id, logits, state.tokens[position + 1])
                 }
             }
             if let output = row.output {

@@ -105,6 +105,24 @@ public enum HostTable {
         return (interrupted ? stopped : ok, generations)
     }
 
+    /// sd_signal_params, checked; nil when they are not valid.
+    private static func confidenceOptions(_ params: UnsafePointer<sd_signal_params>?) -> ConfidenceOptions? {
+        guard let params, params.pointee.size >= UInt32(MemoryLayout<sd_signal_params>.size) else { return nil }
+        let p = params.pointee
+        guard ConfidenceOptions.topKRange.contains(Int(p.top_k)), p.window >= 1, p.window <= 65536,
+              p.stop_below.isFinite, p.stop_below >= 0 else { return nil }
+        return ConfidenceOptions(topK: Int(p.top_k), window: Int(p.window), stopBelow: p.stop_below > 0 ? p.stop_below : nil)
+    }
+
+    /// One sequence's signals as the plugin receives them (its arrays freed by token_signals_free).
+    private static func tokenSignals(tokens: [Int32], logprobs: [Float], _ record: TokenConfidence) -> sd_token_signals {
+        let n = tokens.count
+        return sd_token_signals(
+            n: Int32(n), tokens: copy(tokens), logprob: copy(logprobs.count == n ? logprobs : [Float](repeating: .nan, count: n)),
+            confidence: copy(record.confidence), entropy: copy(record.entropy), margin: copy(record.margin),
+            certainty: copy(record.certainty))
+    }
+
     /// A malloc'ed copy for the plugin (freed by token_signals_free).
     private static func copy<T>(_ values: [T]) -> UnsafeMutablePointer<T> {
         let pointer = UnsafeMutablePointer<T>(OpaquePointer(malloc(max(1, values.count) * MemoryLayout<T>.stride)!))
@@ -236,6 +254,23 @@ public enum HostTable {
             }
         }
 
+        host.seq_append_signals = { raw, seq, tokens, count, kind, params, out, signals in
+            guard let request = SolveRequest.from(raw), let tokens, let out, let signals, count >= 1,
+                  count <= Int32(request.engine.options.contextSize),
+                  let kind = HostTable.tokenKind(kind), request.owns(seq),
+                  let options = HostTable.confidenceOptions(params) else { return HostTable.invalid }
+            do {
+                let list = Array(UnsafeBufferPointer(start: tokens, count: Int(count)))
+                let (scores, recorded) = try request.engine.appendScored(seq, tokens: list, kind: request.kind(kind),
+                                                                         signals: ConfidenceOptions(topK: options.topK, window: options.window))
+                out.update(from: scores, count: scores.count)
+                signals.pointee = HostTable.tokenSignals(tokens: list, logprobs: scores, recorded ?? TokenConfidence())
+                return HostTable.ok
+            } catch {
+                return HostTable.status(of: error, in: request)
+            }
+        }
+
         host.seq_free = { raw, seq in
             guard let request = SolveRequest.from(raw), request.release(seq) else { return }
             request.engine.remove(seq)
@@ -258,24 +293,13 @@ public enum HostTable {
         }
 
         host.generate_with_signals = { raw, seqs, count, generateParams, params, out, signals in
-            guard let params, params.pointee.size >= UInt32(MemoryLayout<sd_signal_params>.size), let signals else {
-                return HostTable.invalid
-            }
-            let p = params.pointee
-            guard ConfidenceOptions.topKRange.contains(Int(p.top_k)), p.window >= 1, p.window <= 65536,
-                  p.stop_below.isFinite, p.stop_below >= 0 else { return HostTable.invalid }
-            let options = ConfidenceOptions(topK: Int(p.top_k), window: Int(p.window),
-                                            stopBelow: p.stop_below > 0 ? p.stop_below : nil)
-            guard let (status, generations) = HostTable.runGeneration(raw, seqs, count, generateParams, confidence: options, out) else {
+            guard let signals, let options = HostTable.confidenceOptions(params),
+                  let (status, generations) = HostTable.runGeneration(raw, seqs, count, generateParams, confidence: options, out) else {
                 return HostTable.invalid
             }
             for (index, generation) in generations.enumerated() {
-                let record = generation.confidence ?? TokenConfidence()
-                let n = generation.tokens.count
-                signals[index] = sd_token_signals(
-                    n: Int32(n), tokens: HostTable.copy(generation.tokens), logprob: HostTable.copy(generation.logprobs.count == n ? generation.logprobs : [Float](repeating: .nan, count: n)),
-                    confidence: HostTable.copy(record.confidence), entropy: HostTable.copy(record.entropy), margin: HostTable.copy(record.margin),
-                    certainty: HostTable.copy(record.certainty))
+                signals[index] = HostTable.tokenSignals(tokens: generation.tokens, logprobs: generation.logprobs,
+                                                        generation.confidence ?? TokenConfidence())
             }
             return status
         }

@@ -38,6 +38,16 @@ public struct TokenSignals: Sendable, Equatable {
     }
 }
 
+extension TokenSignals {
+    /// A copy of the host's arrays (the caller frees them with token_signals_free).
+    init(record: sd_token_signals) {
+        let n = Int(record.n)
+        func array<T>(_ pointer: UnsafeMutablePointer<T>?) -> [T] { pointer.map { Array(UnsafeBufferPointer(start: $0, count: n)) } ?? [] }
+        self.init(tokens: array(record.tokens), logprob: array(record.logprob), confidence: array(record.confidence),
+                  entropy: array(record.entropy), margin: array(record.margin), certainty: array(record.certainty))
+    }
+}
+
 /// What generateWithSignals records and when it stops a sequence (sd_signal_params).
 public struct SignalParams: Sendable {
     public var topK: Int
@@ -139,6 +149,22 @@ public struct Request: @unchecked Sendable {
         return out
     }
 
+    /// appendScored, and each appended token's certainty signals (sd_host.seq_append_signals).
+    public func appendWithSignals(_ sequence: Sequence, tokens: [Int32], kind: TokenKind,
+                                  signals: SignalParams) throws -> TokenSignals {
+        guard hostHas(\.seq_append_signals) else {
+            throw HostError(status: Int32(SD_ERR_INVALID_ARGUMENT.rawValue), call: "seq_append_signals (host too old)")
+        }
+        var out = [Float](repeating: 0, count: tokens.count)
+        var params = sd_signal_params(size: UInt32(MemoryLayout<sd_signal_params>.size), top_k: Int32(signals.topK),
+                                      window: Int32(signals.window), stop_below: 0)
+        var recorded = sd_token_signals()
+        try check(host.pointee.seq_append_signals(raw, sequence.id, tokens, Int32(tokens.count), kind.rawValue, &params,
+                                                  &out, &recorded), "seq_append_signals")
+        defer { host.pointee.token_signals_free(raw, &recorded, 1) }
+        return TokenSignals(record: recorded)
+    }
+
     public func free(_ sequence: Sequence) { host.pointee.seq_free(raw, sequence.id) }
 
     /// Evaluates the queued tokens of all these sequences in one batch (before forking
@@ -209,13 +235,10 @@ public struct Request: @unchecked Sendable {
             host.pointee.token_signals_free(raw, &recorded, Int32(recorded.count))
         }
         return zip(out, recorded).map { generation, record in
-            let n = Int(record.n)
-            func array<T>(_ pointer: UnsafeMutablePointer<T>?) -> [T] { pointer.map { Array(UnsafeBufferPointer(start: $0, count: n)) } ?? [] }
-            return (Generated(text: generation.text.map { String(cString: $0) } ?? "", tokens: Int(generation.n_tokens),
-                              finish: Finish(rawValue: generation.finish) ?? .stopped,
-                              logprobSum: generation.logprob_sum, logprobMin: generation.logprob_min),
-                    TokenSignals(tokens: array(record.tokens), logprob: array(record.logprob), confidence: array(record.confidence),
-                                 entropy: array(record.entropy), margin: array(record.margin), certainty: array(record.certainty)))
+            (Generated(text: generation.text.map { String(cString: $0) } ?? "", tokens: Int(generation.n_tokens),
+                       finish: Finish(rawValue: generation.finish) ?? .stopped,
+                       logprobSum: generation.logprob_sum, logprobMin: generation.logprob_min),
+             TokenSignals(record: record))
         }
     }
 

@@ -227,6 +227,45 @@ final class EngineTests: XCTestCase {
         assertSameLogits(try logits(engine, scored), try logits(engine, stepwise), "after the scored run")
     }
 
+    func testScoredSignalsAreTheSignalsOfGeneration() throws {
+        let engine = try makeEngine()
+        let prompt = try prompt(engine.model, "Count to ten.")
+        let confidence = ConfidenceOptions(topK: 5, window: 4)
+        let generated = try engine.createSequence(prompt, account: Account())
+        let generation = try engine.generate([generated], options: GenerationOptions(maxTokens: 12, minTokens: 12,
+                                                                                     logprobs: true, confidence: confidence))[0]
+        XCTAssertEqual(generation.logprobs.count, 12)
+        let recorded = try XCTUnwrap(generation.confidence)
+        XCTAssertEqual(recorded.confidence.count, 12)
+        let forced = try engine.createSequence(prompt, account: Account())
+        _ = try logits(engine, forced)
+        let (logprobs, signals) = try engine.appendScored(forced, tokens: generation.tokens, signals: confidence)
+        let scored = try XCTUnwrap(signals)
+        XCTAssertEqual(scored.confidence.count, 12)
+        // The same distributions, read while sampling and while teacher-forcing.
+        for (a, b) in zip(recorded.confidence, scored.confidence) { XCTAssertEqual(a, b, accuracy: 0.05) }
+        for (a, b) in zip(recorded.certainty, scored.certainty) { XCTAssertEqual(a, b, accuracy: 0.05) }
+        for (a, b) in zip(generation.logprobs, logprobs) { XCTAssertEqual(a, b, accuracy: 0.05) }
+        for index in 0..<12 {
+            XCTAssertGreaterThanOrEqual(scored.entropy[index], 0)
+            XCTAssertTrue((0...1).contains(scored.margin[index]), "\(scored.margin[index])")
+            XCTAssertGreaterThan(scored.certainty[index], 0)
+            XCTAssertGreaterThan(scored.confidence[index], 0)
+        }
+    }
+
+    func testALowConfidenceWindowEndsAGeneration() throws {
+        let engine = try makeEngine()
+        let prompt = try prompt(engine.model, "Count to ten.")
+        let id = try engine.createSequence(prompt, account: Account())
+        // No window of tokens has a mean confidence of a million: it ends at the first full one.
+        let generation = try engine.generate([id], options: GenerationOptions(
+            maxTokens: 32, minTokens: 32, confidence: ConfidenceOptions(topK: 5, window: 6, stopBelow: 1_000_000)))[0]
+        XCTAssertEqual(generation.finish, .lowConfidence)
+        XCTAssertEqual(generation.tokens.count, 6)
+        XCTAssertEqual(Engine.groupConfidence([1, 2, 3, 4], window: 2), 3.5)
+    }
+
     func testAppendScoredReadsTheLogprobsASampledSequenceKept() throws {
         let engine = try makeEngine()
         let prompt = try prompt(engine.model, "Count to ten.")

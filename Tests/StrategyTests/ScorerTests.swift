@@ -7,7 +7,7 @@ import XCTest
 /// (Fixtures/score_probe.c). The test model cannot judge maths: the model-based scorers'
 /// tests check mechanics (range, accounting, determinism); arith's check exact values.
 final class ScorerTests: XCTestCase {
-    static let scorers = ["arith", "self-eval", "logprob", "prm", "combine"]
+    static let scorers = ["arith", "self-eval", "logprob", "prm", "combine", "self-certainty"]
     static let problem = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
         + "How many clips did Natalia sell altogether in April and May?"
     static let rightSolution = "In May she sold 48 / 2 = 24 clips.\n\nAltogether she sold 48 + 24 = 72 clips.\n\nThe answer is 72."
@@ -131,6 +131,26 @@ final class ScorerTests: XCTestCase {
         XCTAssertEqual(four.metric("decode_calls"), 2)
         XCTAssertEqual(four.metric("scorer_tokens") - one.metric("scorer_tokens"), 3)
         XCTAssertTrue(try failure("logprob", "\n\n").contains("logprob scorer: the solution has no step to score"))
+    }
+
+    // MARK: self-certainty
+
+    func testSelfCertaintyTeacherForcesTheSolutionInOneBatch() throws {
+        let right = try score("self-certainty", ScorerTests.rightSolution)
+        let wrong = try score("self-certainty", ScorerTests.wrongSolution)
+        for scored in [right, wrong] {
+            XCTAssert(scored.score > 0 && scored.score < 1, "\(scored.score)")
+            XCTAssertGreaterThan(scored.metric("scorer_flops"), 0)
+        }
+        XCTAssertNotEqual(right.score, wrong.score)
+        XCTAssertEqual(try score("self-certainty", ScorerTests.rightSolution).score, right.score, "deterministic")
+        // The prompt, then the solution's tokens in one batch: one more token, one more scorer token.
+        let four = try score("self-certainty", ScorerTests.rightSolution, params: ["max_tokens": 4])
+        let five = try score("self-certainty", ScorerTests.rightSolution, params: ["max_tokens": 5])
+        XCTAssertEqual(five.metric("scorer_tokens") - four.metric("scorer_tokens"), 1)
+        XCTAssertEqual(four.metric("decode_calls"), 2)
+        // scale is where the score is one half: a larger scale gives a lower score.
+        XCTAssertLessThan(try score("self-certainty", ScorerTests.rightSolution, params: ["scale": 100]).score, right.score)
     }
 
     // MARK: prm

@@ -323,6 +323,12 @@ typedef struct sd_host {
                                      const sd_generate_params * generate, const sd_signal_params * params,
                                      sd_generation * out, sd_token_signals * signals);
     void (*token_signals_free)(sd_request * r, sd_token_signals * signals, int32_t n);
+    /* seq_append_scored, and the signals of each appended token's position (as
+       generate_with_signals records them; `params->stop_below` is not used) into *signals,
+       free with token_signals_free. Nothing is lent from other sequences: every token is
+       evaluated. A scorer of the policy's certainty teacher-forces a solution with it. */
+    int32_t (*seq_append_signals)(sd_request * r, sd_seq seq, const int32_t * tokens, int32_t n, int32_t kind,
+                                  const sd_signal_params * params, float * out, sd_token_signals * signals);
 
     /* Whether an adaptive sampler may stop drawing, by `rule` over the answers drawn so
        far in draw order (NULL or "" for none), n in [0, 65536]. SD_STOP_BETA (Aggarwal et
