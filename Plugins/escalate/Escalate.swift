@@ -18,7 +18,7 @@ struct Escalate: Strategy {
     static let version = "1.0.0"
     static let description = "Escalate: greedy first; sample with a stop rule only when greedy's own confidence is low"
     static let params: [Param] = [
-        .choice("signal", "lowest_group", ["lowest_group", "tail", "answer_margin", "certainty"],
+        .choice("signal", "lowest_group", signals,
                 "the greedy solution's confidence: lowest window, last window, answer-token margin, or self-certainty"),
         .number("threshold", 0, 0...1000, "escalate when the signal is below this (0: never)"),
         .integer("window", 64, 1...4096, "tokens in a confidence group (lowest_group, tail)"),
@@ -43,10 +43,15 @@ struct Escalate: Strategy {
         request.free(first[0])
         let greedyAnswer = request.extractAnswer(greedy.text)
         let signal = params.string("signal")
-        let confidence = try Self.confidence(signal, signals: signals, window: window, answer: greedyAnswer, request: request)
+        // Every signal goes into details, so that one run on a train split can choose among them.
+        var measured: [String: Double] = [:]
+        for name in Self.signals {
+            measured[name] = try Self.confidence(name, signals: signals, window: window, answer: greedyAnswer, request: request)
+        }
+        let confidence = measured[signal] ?? 0
         let greedyFlops = request.usage.flops
         let threshold = params.double("threshold")
-        var details: [String: Any] = ["signal": signal, "confidence": confidence, "threshold": threshold,
+        var details: [String: Any] = ["signal": signal, "confidence": confidence, "signals": measured, "threshold": threshold,
                                       "greedy_flops": greedyFlops, "greedy_tokens": greedy.tokens]
         request.progress(["event": "step", "phase": "greedy", "confidence": confidence])
         guard confidence < threshold, !request.shouldStop else {
@@ -90,6 +95,8 @@ struct Escalate: Strategy {
         }
         return Solution(text: texts[chosen], answer: answers[chosen], candidates: candidates, details: details)
     }
+
+    static let signals = ["lowest_group", "tail", "answer_margin", "certainty"]
 
     /// The greedy solution's confidence by `signal`; higher is surer.
     static func confidence(_ signal: String, signals: TokenSignals, window: Int, answer: String?, request: Request) throws -> Double {

@@ -42,11 +42,14 @@ final class EscalateTests: XCTestCase {
     }
 
     func testEverySignalGivesAConfidence() throws {
-        for signal in ["lowest_group", "tail", "answer_margin", "certainty"] {
-            let result = try solve(["signal": .string(signal), "threshold": 0, "max_tokens": 24, "window": 8])
-            let confidence = try XCTUnwrap(result["details"]?["confidence"]?.doubleValue, signal)
+        let result = try solve(["signal": "tail", "threshold": 0, "max_tokens": 24, "window": 8])
+        let signals = try XCTUnwrap(result["details"]?["signals"]?.objectValue)
+        XCTAssertEqual(Set(signals.keys), ["lowest_group", "tail", "answer_margin", "certainty"])
+        for (signal, value) in signals {
+            let confidence = try XCTUnwrap(value.doubleValue, signal)
             XCTAssertTrue(confidence.isFinite && confidence >= 0, "\(signal): \(confidence)")
         }
+        XCTAssertEqual(result["details"]?["confidence"], signals["tail"])
     }
 
     func testTheBudgetIsRespected() throws {
