@@ -6,6 +6,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import RPC
+import ServiceLifecycle
 import Systemd
 #if canImport(Glibc)
 import Glibc
@@ -30,6 +31,8 @@ struct StrategydGateway: AsyncParsableCommand {
     // The daemon's default and largest solve timeouts (--default-timeout, --max-timeout).
     static let requestTimeout = Bounds(defaultValue: 600.0, range: 1.0...3600.0)
     static let connections = Bounds(defaultValue: 256, range: 1...65536)
+    /// What a request in flight gets after SIGTERM, within the unit's TimeoutStopSec (30 s).
+    static let shutdownGraceSeconds: Int64 = 10
 
     @Option(help: "HOST:PORT ([ADDRESS]:PORT for IPv6), or a Unix socket path (starting with / or .).")
     var listen = defaultListen
@@ -89,7 +92,13 @@ struct StrategydGateway: AsyncParsableCommand {
                 SystemdNotifier.notify("READY=1\nSTATUS=serving \(local) for \(socketPath)")
             },
             logger: logger)
-        try await app.runService()
+        // SIGTERM or SIGINT: stop accepting, give requests in flight `shutdownGraceSeconds` to
+        // finish, then cancel them (their solves end with their connections).
+        var group = ServiceGroupConfiguration(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint],
+                                              logger: logger)
+        group.maximumGracefulShutdownDuration = .seconds(Self.shutdownGraceSeconds)
+        group.maximumCancellationDuration = .seconds(5)
+        try await ServiceGroup(configuration: group).run()
         SystemdNotifier.notify("STOPPING=1")
     }
 
