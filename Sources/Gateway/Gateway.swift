@@ -46,24 +46,39 @@ public struct Gateway: Sendable {
         }
         router.post("v1/chat/completions") { request, _ in
             // A client that goes away cancels the handler, and so closes the daemon connection,
-            // which cancels the solve (a stream notices at its next write instead).
-            try await request.body.consumeWithCancellationOnInboundClose { body in
-                let bytes: ByteBuffer
-                do {
-                    bytes = try await body.collect(upTo: options.maxBodyBytes)
-                } catch {
-                    throw APIError.tooLarge("the body is longer than the gateway takes (--max-body-bytes \(options.maxBodyBytes))")
-                }
-                let json: JSON
-                do {
-                    json = try bytes.withUnsafeReadableBytes { try JSON.parse($0) }
-                } catch {
-                    throw APIError.invalid(nil, "the body is not JSON: \(error)", code: "invalid_json")
-                }
-                return try await complete(ChatRequest(body: json, timeoutSeconds: options.requestTimeoutSeconds))
+            // which cancels the solve (a stream notices at its next write instead). Watching
+            // the connection ends it after the response: say so, or a client sends its next
+            // request on a connection about to close.
+            var response: Response
+            do {
+                response = try await completion(request)
+            } catch let error as APIError {
+                response = error.response()
             }
+            response.headers[.connection] = "close"
+            return response
         }
         return router
+    }
+
+    /// One chat completion, its handler cancelled if the client leaves.
+    func completion(_ request: Request) async throws -> Response {
+        let options = self.options
+        return try await request.body.consumeWithCancellationOnInboundClose { body in
+            let bytes: ByteBuffer
+            do {
+                bytes = try await body.collect(upTo: options.maxBodyBytes)
+            } catch {
+                throw APIError.tooLarge("the body is longer than the gateway takes (--max-body-bytes \(options.maxBodyBytes))")
+            }
+            let json: JSON
+            do {
+                json = try bytes.withUnsafeReadableBytes { try JSON.parse($0) }
+            } catch {
+                throw APIError.invalid(nil, "the body is not JSON: \(error)", code: "invalid_json")
+            }
+            return try await complete(ChatRequest(body: json, timeoutSeconds: options.requestTimeoutSeconds))
+        }
     }
 
     // MARK: routes
