@@ -338,6 +338,7 @@ def test_run_resumes_after_kill(daemon: Daemon, tmp_path: Path) -> None:
         assert r["gold"] == str(2 * r["problem_id"]) and r["correct"] is is_correct(r["answer"], r["gold"])
         assert r["metrics"]["flops"] > 0 and r["metrics"]["evaluated_tokens"] > 0 and r["seed"] == 0
         assert r["model"]["name"] == "smollm2-135m-instruct-q4_1" and r["model"]["sha256"]
+        assert isinstance(r["details"], dict), "the strategy's details are part of its record"
     with Client(daemon.socket_path) as client:
         running = client.status().limits["max_concurrent_solves"]
     # Without --concurrency, as many solves in flight as the daemon runs at once.

@@ -137,6 +137,9 @@ def _solved(result: SolveResult, spec: Spec, gold: str) -> Record:
         "candidates": [{"answer": c.answer, "score": c.score, "votes": c.votes, "vote_weight": c.vote_weight}
                        for c in result.candidates],
         "text": result.text,
+        # What the strategy says of its solve (what it chose, each signal it measured), for
+        # studies that read more than the answer.
+        "details": result.details,
         "error": None,
     }
 
@@ -145,7 +148,7 @@ def _failed(spec: Spec, version: Optional[str], error: Exception) -> Record:
     return {
         "strategy": {"name": spec.strategy, "version": version, "generation": None},
         "answer": None, "correct": None, "budget_exhausted": None, "stopped_by": None, "metrics": None,
-        "candidates": None, "text": None,
+        "candidates": None, "text": None, "details": None,
         "error": {"type": type(error).__name__, "code": getattr(error, "code", None), "message": str(error)},
     }
 
