@@ -66,3 +66,17 @@ def test_the_command_writes_the_file(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(out.read_text())["models"][0]["specs"][0]["frontier"] is True
     assert "greedy: 2/2" in result.stdout
+
+
+def test_a_budget_that_stopped_nothing_counts_as_the_bare_spec(tmp_path: Path) -> None:
+    def budgeted(spec: str, problem_id: int, correct: bool, stopped_by=None):
+        row = record(spec, problem_id, correct, 1e9, stopped_by=stopped_by)
+        row.update(spec=f"{spec}@timeout_s=3600", budget={"timeout_s": 3600})
+        return row
+    rows = ([budgeted("greedy", i, i < 3) for i in range(4)] + [record("greedy", 3, True, 1e9)]  # problem 3 twice
+            + [budgeted("self-consistency:k=8", i, True, stopped_by="timeout_s" if i == 0 else None) for i in range(4)])
+    (model,) = calibration([runs(tmp_path, rows)])["models"]
+    specs = {spec["spec"]: spec for spec in model["specs"]}
+    assert set(specs) == {"greedy", "self-consistency:k=8@timeout_s=3600"}
+    assert specs["greedy"]["budget"] == {} and specs["greedy"]["problems"] == 4
+    assert specs["self-consistency:k=8@timeout_s=3600"]["budget"] == {"timeout_s": 3600}

@@ -8,7 +8,8 @@ compute-optimal frontier (the report's frontier, Pareto over accuracy and FLOPs)
                             "accuracy", "mean_flops", "frontier"}, ...]}, ...]}
 
 A spec measured under its own budget (NAME@BUDGET) is listed with it; auto does not choose
-such specs, whose figures hold only under that budget.
+such specs, whose figures hold only under that budget. A budget that stopped none of its
+solves (a generous timeout_s, say) shaped nothing: such records count as the bare spec's.
 """
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ def _version(record: Dict[str, Any]) -> tuple:
     return tuple(int(part) if part.isdigit() else 0 for part in text.split("."))
 
 
+def _stopped(record: Dict[str, Any]) -> bool:
+    return bool(record.get("stopped_by") or record.get("budget_exhausted"))
+
+
 def calibration(run_files: Sequence[Path], dataset: Optional[str] = None) -> Dict[str, Any]:
     # auto's own runs are not a strategy it could choose (it would call itself).
     records = [record for record in deduplicated(record for path in run_files for record in read_run_file(path))
@@ -54,12 +59,16 @@ def calibration(run_files: Sequence[Path], dataset: Optional[str] = None) -> Dic
     groups: Dict[tuple, List[Dict[str, Any]]] = defaultdict(list)
     for record in records:
         groups[(record["model"]["sha256"], record["dataset"], record["spec"])].append(record)
+    for key in [key for key, group in groups.items() if group[0].get("budget") and not any(map(_stopped, group))]:
+        bare = key[2].split("@", 1)[0]
+        groups[(*key[:2], bare)].extend({**record, "spec": bare, "budget": {}} for record in groups.pop(key))
     per_model: Dict[tuple, List[tuple]] = defaultdict(list)
     names: Dict[str, str] = {}
     for (sha256, data, spec), group in groups.items():
         # A spec run under several versions of its plugin: the newest stands for it (what would run now).
         newest = max(_version(record) for record in group)
-        group = [record for record in group if _version(record) == newest]
+        # One record per problem: a bare spec and its non-binding budgets may share some.
+        group = list({record["problem_id"]: record for record in reversed(group) if _version(record) == newest}.values())
         first = group[0]
         names[sha256] = first["model"]["name"]
         measured = _Measured(spec, first["strategy"]["name"], first["params"], first.get("budget") or {}, len(group),
