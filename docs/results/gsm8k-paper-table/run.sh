@@ -15,6 +15,11 @@
 #       quiet-rebase on the first 32; or only the SPECs given, on the 128
 #   docs/results/gsm8k-paper-table/run.sh 0.5b|1.5b --limit N SPEC...
 #       those SPECs on the first N of the 128
+#   docs/results/gsm8k-paper-table/run.sh 0.5b|1.5b --bin DIR ...
+#       with the daemon and plugins of another release build of this checkout
+#   docs/results/gsm8k-paper-table/run.sh calibrate
+#       calibration.json, which the auto strategy of these runs reads: both models' runs on
+#       GSM8K train, from the train studies beside this one (never from these test runs)
 #   docs/results/gsm8k-paper-table/run.sh report
 #       report.md and the plots, from both run files
 set -euo pipefail
@@ -28,25 +33,33 @@ default=qwen2.5-coder-1.5b-instruct-q4_k_m
 which=${1:-}
 shift || true
 limit=()
-if [ "${1:-}" = --limit ]; then
-  [ $# -ge 3 ] || { echo "usage: $0 0.5b|1.5b --limit N SPEC..." >&2; exit 2; }
-  limit=(--limit "$2"); shift 2
-fi
+bin="$repo/.build/release"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --limit) [ $# -ge 3 ] || { echo "usage: $0 0.5b|1.5b --limit N SPEC..." >&2; exit 2; }
+             limit=(--limit "$2"); shift 2 ;;
+    --bin) bin=$2; shift 2 ;;
+    *) break ;;
+  esac
+done
 case "$which" in
   0.5b) model=$small ;;
   1.5b) model=$default ;;
+  calibrate)
+    exec python3 -m strategyd_bench calibrate --dataset gsm8k-train --out "$here/calibration.json" \
+      "$here"/../parameter-choices-gsm8k-train/train32.jsonl "$here"/../adaptive-stop-gsm8k-train/*.jsonl \
+      "$here"/../certainty-signals-gsm8k-train/*.jsonl ;;
   report)
     runs=()
     for model in $small $default; do [ -f "$here/$model.jsonl" ] && runs+=("$here/$model.jsonl"); done
     exec python3 -m strategyd_bench report "${runs[@]}" --out-dir "$here" ;;
-  *) echo "usage: $0 0.5b|1.5b [--limit N] [SPEC...] | report" >&2; exit 2 ;;
+  *) echo "usage: $0 0.5b|1.5b [--limit N] [--bin DIR] [SPEC...] | calibrate | report" >&2; exit 2 ;;
 esac
 
-"$repo/scripts/setup" --models "$model"
-bin="$repo/.build/release"
+if [ "$bin" = "$repo/.build/release" ]; then "$repo/scripts/setup" --models "$model"; else "$repo/scripts/setup" --no-build --models "$model"; fi
 socket=$(mktemp -u "${TMPDIR:-/tmp}/strategyd-paper.XXXXXX.sock")
 "$bin/strategyd" --model "$model" --socket "$socket" --plugin-dir "$bin" --threads "$(nproc)" \
-  --log-level warning > "$STRATEGYD_CACHE/paper-$which.log" 2>&1 &
+  --plugin-config auto.calibration="$here/calibration.json" --log-level warning > "$STRATEGYD_CACHE/paper-$which.log" 2>&1 &
 daemon=$!
 trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null' EXIT
 for _ in $(seq 1 600); do "$bin/strategyctl" ping --socket "$socket" >/dev/null 2>&1 && break; sleep 0.5; done
