@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Which of greedy's own certainty signals tells a right answer from a wrong one, on GSM8K
+# train, and what escalating below each threshold buys. Per model, on a seeded sample:
+#   signals     escalate with threshold 0: greedy, never escalating; details carry every
+#               signal (signals-MODEL.jsonl)
+#   escalation  escalate with a threshold no solve reaches: every problem escalates, so
+#               greedy's signals and the escalated vote of each problem are both known,
+#               and analyze.py reads off accuracy and FLOPs at any threshold
+#               (escalation-MODEL.jsonl)
+# Resumes from the run files.
+#
+#   docs/results/certainty-signals-gsm8k-train/run.sh 0.5b|1.5b signals|escalation [--sample N] [--bin DIR]
+#   python3 docs/results/certainty-signals-gsm8k-train/analyze.py > analysis.txt
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../../.." && pwd)
+. "$repo/scripts/env.sh"
+export PYTHONPATH="$repo/clients/bench/src:$repo/clients/python/src${PYTHONPATH:+:$PYTHONPATH}"
+
+case "${1:-}" in
+  0.5b) model=qwen2.5-coder-0.5b-instruct-q4_k_m ;;
+  1.5b) model=qwen2.5-coder-1.5b-instruct-q4_k_m ;;
+  *) echo "usage: $0 0.5b|1.5b signals|escalation [--sample N] [--bin DIR]" >&2; exit 2 ;;
+esac
+case "${2:-}" in
+  signals) spec="escalate:threshold=0" ;;
+  escalation) spec="escalate:threshold=1000,stop_threshold=0.9" ;;
+  *) echo "usage: $0 0.5b|1.5b signals|escalation [--sample N] [--bin DIR]" >&2; exit 2 ;;
+esac
+kind=$2
+shift 2
+sample=64
+bin="$repo/.build/release"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --sample) sample=$2; shift 2 ;;
+    --bin) bin=$2; shift 2 ;;  # another release build of this checkout
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+if [ "$bin" = "$repo/.build/release" ]; then "$repo/scripts/setup" --models "$model"; else "$repo/scripts/setup" --no-build --models "$model"; fi
+socket=$(mktemp -u "${TMPDIR:-/tmp}/strategyd-signals.XXXXXX.sock")
+"$bin/strategyd" --model "$model" --socket "$socket" --plugin-dir "$bin" --log-level warning \
+  > "$STRATEGYD_CACHE/signals-$model.log" 2>&1 &
+daemon=$!
+trap 'kill $daemon 2>/dev/null; wait' EXIT
+until "$bin/strategyctl" status --socket "$socket" >/dev/null 2>&1; do
+  kill -0 $daemon 2>/dev/null || { cat "$STRATEGYD_CACHE/signals-$model.log" >&2; exit 1; }
+  sleep 1
+done
+python3 -m strategyd_bench run --socket "$socket" --dataset gsm8k-train --sample "$sample" --seed 0 \
+  --strategy "$spec" --out "$here/$kind-$model.jsonl"
