@@ -31,7 +31,8 @@ final class EscalateTests: XCTestCase {
     func testAnUnsureOneSamplesUntilTheStopRuleSettles() throws {
         // A threshold nothing reaches forces the escalation; near-greedy samples agree with
         // greedy, so the Beta rule (0.95) stops at 5 votes (greedy and 4 samples): 63/64.
-        let result = try solve(["threshold": 1000, "n": 8, "round": 2, "temperature": 0.01, "max_tokens": 24])
+        let result = try solve(["threshold": 1000, "n": 8, "round": 2, "temperature": 0.01, "max_tokens": 24,
+                                "stop_threshold": 0.95])
         let details = try XCTUnwrap(result["details"])
         XCTAssertNotNil(result["answer"]?.stringValue, "the test model must give some number here: \(result.serialized())")
         XCTAssertEqual(details["escalated"], true)
