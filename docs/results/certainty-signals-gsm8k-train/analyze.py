@@ -26,7 +26,13 @@ SHARES = (0, 0.25, 0.5, 0.6, 0.75, 0.9, 1)
 
 def read(path):
     records = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
-    return [r for r in records if r.get("error") is None and "signals" in (r.get("details") or {})]
+    records = [r for r in records if r.get("error") is None]
+    for r in records:
+        # Records written before the harness kept details hold only the signal escalate was
+        # set to (lowest_group, its default), as greedy's candidate score.
+        if "signals" not in (r.get("details") or {}):
+            r["details"] = {"signals": {r["params"].get("signal", "lowest_group"): r["candidates"][0]["score"]}}
+    return records
 
 
 def auc(right, wrong):
@@ -47,6 +53,9 @@ def signals_table(path) -> None:
     print(f"{path.name}: {len(records)} problems, greedy right on {right}")
     print(f"  {'signal':<14} {'AUC':>5}   escalate 25% / 50% / 75%: threshold (greedy right: escalated | kept)")
     for signal in SIGNALS:
+        if any(signal not in r["details"]["signals"] for r in records):
+            print(f"  {signal:<14} {'—':>5}   not recorded")
+            continue
         values = [(r["details"]["signals"][signal], greedy_right(r)) for r in records]
         score = auc([v for v, ok in values if ok], [v for v, ok in values if not ok])
         cells = []
