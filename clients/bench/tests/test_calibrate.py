@@ -18,10 +18,11 @@ def runs(tmp_path: Path, rows) -> Path:
 
 
 def test_accuracy_flops_and_the_frontier(tmp_path: Path) -> None:
-    rows = ([record("greedy", i, i < 2, 1e9) for i in range(4)]                       # 2/4 at 1 G
-            + [record("self-consistency:k=4", i, i < 3, 4e9) for i in range(4)]      # 3/4 at 4 G
-            + [record("rebase:width=4", i, i < 1, 6e9) for i in range(4)]            # 1/4 at 6 G: dominated
-            + [record("self-consistency:k=8", i, True, 8e9) for i in range(3)]
+    # Measured on problems 0-2, the ones every spec was graded on (k=8 failed on 3).
+    rows = ([record("greedy", i, i < 1, 1e9) for i in range(4)]                       # 1/3 at 1 G
+            + [record("self-consistency:k=4", i, i < 2, 4e9) for i in range(4)]      # 2/3 at 4 G
+            + [record("rebase:width=4", i, i < 1, 6e9) for i in range(4)]            # 1/3 at 6 G: dominated
+            + [record("self-consistency:k=8", i, True, 8e9) for i in range(3)]       # 3/3 at 8 G
             + [record("self-consistency:k=8", 3, None)])                              # a failure is not graded
     result = calibration([runs(tmp_path, rows)])
     assert result["format"] == FORMAT
@@ -30,7 +31,7 @@ def test_accuracy_flops_and_the_frontier(tmp_path: Path) -> None:
     specs = {spec["spec"]: spec for spec in model["specs"]}
     assert [spec["spec"] for spec in model["specs"]] == ["greedy", "self-consistency:k=4", "rebase:width=4",
                                                         "self-consistency:k=8"]  # cheapest first
-    assert specs["greedy"]["accuracy"] == 0.5 and specs["greedy"]["mean_flops"] == 1e9
+    assert specs["greedy"]["problems"] == 3 and specs["greedy"]["solved"] == 1 and specs["greedy"]["mean_flops"] == 1e9
     assert specs["self-consistency:k=8"]["problems"] == 3 and specs["self-consistency:k=8"]["solved"] == 3
     assert {name for name, spec in specs.items() if spec["frontier"]} == {"greedy", "self-consistency:k=4",
                                                                           "self-consistency:k=8"}
@@ -80,3 +81,16 @@ def test_a_budget_that_stopped_nothing_counts_as_the_bare_spec(tmp_path: Path) -
     assert set(specs) == {"greedy", "self-consistency:k=8@timeout_s=3600"}
     assert specs["greedy"]["budget"] == {} and specs["greedy"]["problems"] == 4
     assert specs["self-consistency:k=8@timeout_s=3600"]["budget"] == {"timeout_s": 3600}
+
+
+def test_specs_on_different_samples_are_compared_on_the_problems_they_share(tmp_path: Path) -> None:
+    # greedy on 8 problems, the last 4 easy; best-of-n only on the first 4, where it beats greedy.
+    rows = ([record("greedy", i, i >= 3, 1e9) for i in range(8)]
+            + [record("best-of-n:n=4", i, i >= 2, 4e9) for i in range(4)])
+    (model,) = calibration([runs(tmp_path, rows)])["models"]
+    specs = {spec["spec"]: spec for spec in model["specs"]}
+    assert specs["greedy"]["problems"] == 4 and specs["greedy"]["solved"] == 1
+    assert specs["best-of-n:n=4"]["solved"] == 2 and specs["best-of-n:n=4"]["frontier"]
+    disjoint = [record("greedy", 0, True, 1e9), record("best-of-n:n=4", 1, True, 4e9)]
+    with pytest.raises(UsageError, match="share no problem"):
+        calibration([runs(tmp_path, disjoint)])

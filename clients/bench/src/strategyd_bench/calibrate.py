@@ -10,6 +10,7 @@ compute-optimal frontier (the report's frontier, Pareto over accuracy and FLOPs)
 A spec measured under its own budget (NAME@BUDGET) is listed with it; auto does not choose
 such specs, whose figures hold only under that budget. A budget that stopped none of its
 solves (a generous timeout_s, say) shaped nothing: such records count as the bare spec's.
+Every spec of a model is measured on the problems all its specs were graded on.
 """
 from __future__ import annotations
 
@@ -62,18 +63,29 @@ def calibration(run_files: Sequence[Path], dataset: Optional[str] = None) -> Dic
     for key in [key for key, group in groups.items() if group[0].get("budget") and not any(map(_stopped, group))]:
         bare = key[2].split("@", 1)[0]
         groups[(*key[:2], bare)].extend({**record, "spec": bare, "budget": {}} for record in groups.pop(key))
-    per_model: Dict[tuple, List[tuple]] = defaultdict(list)
+    chosen: Dict[tuple, Dict[tuple, Dict[Any, Dict[str, Any]]]] = defaultdict(dict)
     names: Dict[str, str] = {}
     for (sha256, data, spec), group in groups.items():
         # A spec run under several versions of its plugin: the newest stands for it (what would run now).
         newest = max(_version(record) for record in group)
         # One record per problem: a bare spec and its non-binding budgets may share some.
-        group = list({record["problem_id"]: record for record in reversed(group) if _version(record) == newest}.values())
-        first = group[0]
-        names[sha256] = first["model"]["name"]
-        measured = _Measured(spec, first["strategy"]["name"], first["params"], first.get("budget") or {}, len(group),
-                             sum(1 for record in group if record["correct"]))
-        per_model[(sha256, data)].append((sum(record["metrics"]["flops"] for record in group) / len(group), measured))
+        chosen[(sha256, data)][spec] = {record["problem_id"]: record for record in reversed(group)
+                                        if _version(record) == newest}
+        names[sha256] = group[0]["model"]["name"]
+    per_model: Dict[tuple, List[tuple]] = defaultdict(list)
+    for (sha256, data), by_spec in chosen.items():
+        # Specs run on different samples are compared on the problems all of them solved: an
+        # easier sample must not make a cheap spec look better than a dear one.
+        common = set.intersection(*(set(problems) for problems in by_spec.values()))
+        if not common:
+            raise UsageError(f"the runs of {names[sha256]} on {data} share no problem "
+                             f"({', '.join(sorted(by_spec))}): run the specs on one sample")
+        for spec, problems in by_spec.items():
+            group = [problems[problem_id] for problem_id in sorted(common)]
+            first = group[0]
+            measured = _Measured(spec, first["strategy"]["name"], first["params"], first.get("budget") or {}, len(group),
+                                 sum(1 for record in group if record["correct"]))
+            per_model[(sha256, data)].append((sum(record["metrics"]["flops"] for record in group) / len(group), measured))
     datasets_of = defaultdict(set)
     for sha256, data in per_model:
         datasets_of[sha256].add(data)
