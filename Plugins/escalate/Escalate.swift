@@ -21,7 +21,7 @@ struct Escalate: Strategy {
         .choice("signal", "lowest_group", signals,
                 "the greedy solution's confidence: lowest window, last window, answer-token margin, or self-certainty"),
         // Chosen on GSM8K train for the default model (docs/results/certainty-signals-gsm8k-train):
-        // about 45 % of its problems fall below, which keeps a GSM8K solve near 2.5 T FLOPs.
+        // 42 % of its sample falls below, about what a 2.5 T FLOPs budget for a GSM8K solve affords.
         .number("threshold", 5.8, 0...1000, "escalate when the signal is below this (0: never; the scale depends on the model, signal and window)"),
         .integer("window", 64, 1...4096, "tokens in a confidence group (lowest_group, tail)"),
         .integer("top_k", 5, 1...20, "tokens whose mean log-probability makes a token's confidence"),

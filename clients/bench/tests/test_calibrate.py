@@ -75,21 +75,23 @@ def test_a_budget_that_stopped_nothing_counts_as_the_bare_spec(tmp_path: Path) -
         row.update(spec=f"{spec}@timeout_s=3600", budget={"timeout_s": 3600})
         return row
     rows = ([budgeted("greedy", i, i < 3) for i in range(4)] + [record("greedy", 3, True, 1e9)]  # problem 3 twice
-            + [budgeted("self-consistency:k=8", i, True, stopped_by="timeout_s" if i == 0 else None) for i in range(4)])
+            + [budgeted("self-consistency:k=8", i, True, stopped_by="timeout_s" if i == 0 else None) for i in range(4)]
+            + [budgeted("best-of-n:n=8", i, True, stopped_by="kv_cache" if i == 0 else None) for i in range(4)])
     (model,) = calibration([runs(tmp_path, rows)])["models"]
     specs = {spec["spec"]: spec for spec in model["specs"]}
-    assert set(specs) == {"greedy", "self-consistency:k=8@timeout_s=3600"}
+    # A stop by something other than its budget (the KV cache) does not make the budget binding.
+    assert set(specs) == {"greedy", "self-consistency:k=8@timeout_s=3600", "best-of-n:n=8"}
     assert specs["greedy"]["budget"] == {} and specs["greedy"]["problems"] == 4
     assert specs["self-consistency:k=8@timeout_s=3600"]["budget"] == {"timeout_s": 3600}
 
 
 def test_specs_on_different_samples_are_compared_on_the_problems_they_share(tmp_path: Path) -> None:
-    # greedy on 8 problems, the last 4 easy; best-of-n only on the first 4, where it beats greedy.
+    # greedy on 8 problems, 3-7 right; best-of-n only on the first 4, where it beats greedy.
     rows = ([record("greedy", i, i >= 3, 1e9) for i in range(8)]
             + [record("best-of-n:n=4", i, i >= 2, 4e9) for i in range(4)])
     (model,) = calibration([runs(tmp_path, rows)])["models"]
     specs = {spec["spec"]: spec for spec in model["specs"]}
-    assert specs["greedy"]["problems"] == 4 and specs["greedy"]["solved"] == 1
+    assert specs["greedy"]["problems"] == 4 and specs["greedy"]["graded"] == 8 and specs["greedy"]["solved"] == 1
     assert specs["best-of-n:n=4"]["solved"] == 2 and specs["best-of-n:n=4"]["frontier"]
     disjoint = [record("greedy", 0, True, 1e9), record("best-of-n:n=4", 1, True, 4e9)]
     with pytest.raises(UsageError, match="share no problem"):

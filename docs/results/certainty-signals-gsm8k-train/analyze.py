@@ -12,21 +12,26 @@ escalates): a problem's outcome at threshold t is greedy's (answer and FLOPs) wh
 signal is at least t, else the escalated vote's; the escalated vote does not depend on t,
 so one run gives accuracy and mean FLOPs at every threshold.
 
-    PYTHONPATH=clients/bench/src python3 docs/results/certainty-signals-gsm8k-train/analyze.py > analysis.txt
+    PYTHONPATH=clients/bench/src python3 docs/results/certainty-signals-gsm8k-train/analyze.py \
+        > docs/results/certainty-signals-gsm8k-train/analysis.txt
 """
-import json
 from pathlib import Path
 
 from strategyd_bench.grading import is_correct
+from strategyd_bench.report import deduplicated
+from strategyd_bench.runfile import read_run_file
 
 HERE = Path(__file__).resolve().parent
 SIGNALS = ("lowest_group", "tail", "answer_margin", "certainty")
 SHARES = (0, 0.25, 0.5, 0.6, 0.75, 0.9, 1)
+DEFAULT_THRESHOLD = 5.8
 
 
 def read(path):
-    records = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
-    records = [r for r in records if r.get("error") is None]
+    records = [r for r in deduplicated(read_run_file(path)) if r.get("error") is None]
+    # One plugin version per file: a run resumed under another version solves its problems again.
+    newest = max((r["strategy"]["version"] for r in records), key=lambda v: tuple(map(int, v.split("."))), default=None)
+    records = [r for r in records if r["strategy"]["version"] == newest]
     for r in records:
         # Records written before the harness kept details hold only the signal escalate was
         # set to (lowest_group, its default), as greedy's candidate score.
@@ -59,7 +64,7 @@ def signals_table(path) -> None:
         values = [(r["details"]["signals"][signal], greedy_right(r)) for r in records]
         score = auc([v for v, ok in values if ok], [v for v, ok in values if not ok])
         cells = []
-        ordered = sorted(values)
+        ordered = sorted(values, key=lambda value: value[0])  # ties in the order of the file, not by outcome
         for share in (0.25, 0.5, 0.75):
             cut = int(round(share * len(ordered)))
             threshold = ordered[cut][0] if cut < len(ordered) else float("inf")
@@ -88,7 +93,14 @@ def escalation_table(path) -> None:
             threshold = ordered[cut]["signals"][signal] if cut < n else float("inf")
             solved = sum(p["right"] for p in ordered[:cut]) + sum(p["greedy_right"] for p in ordered[cut:])
             flops = (sum(p["flops"] for p in ordered[:cut]) + sum(p["greedy_flops"] for p in ordered[cut:])) / n
-            print(f"  {signal:<14} {share:>8.0%} {threshold:>9.3g} {solved:>4}/{n:<2} {flops / 1e12:>9.2f} T")
+            print(f"  {signal:<14} {cut:>5}/{n:<3} {threshold:>9.3g} {solved:>4}/{n:<2} {flops / 1e12:>9.2f} T")
+    # escalate's default (1.1.0), chosen from the signals run and the cost of an escalation.
+    escalated = [p for p in problems if p["signals"]["lowest_group"] < DEFAULT_THRESHOLD]
+    kept = [p for p in problems if p["signals"]["lowest_group"] >= DEFAULT_THRESHOLD]
+    solved = sum(p["right"] for p in escalated) + sum(p["greedy_right"] for p in kept)
+    flops = (sum(p["flops"] for p in escalated) + sum(p["greedy_flops"] for p in kept)) / n
+    print(f"  {'lowest_group':<14} {len(escalated):>5}/{n:<3} {DEFAULT_THRESHOLD:>9.3g} {solved:>4}/{n:<2} "
+          f"{flops / 1e12:>9.2f} T   (escalate's default threshold)")
     print()
 
 

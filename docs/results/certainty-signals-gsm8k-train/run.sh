@@ -31,14 +31,15 @@ kind=$2
 shift 2
 sample=64
 bin="$repo/.build/release"
+built=no
 while [ $# -gt 0 ]; do
   case "$1" in
     --sample) sample=$2; shift 2 ;;
-    --bin) bin=$2; shift 2 ;;  # another release build of this checkout
+    --bin) bin=$2; built=yes; shift 2 ;;  # another release build of this checkout
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-if [ "$bin" = "$repo/.build/release" ]; then "$repo/scripts/setup" --models "$model"; else "$repo/scripts/setup" --no-build --models "$model"; fi
+if [ $built = no ]; then "$repo/scripts/setup" --models "$model"; else "$repo/scripts/setup" --no-build --models "$model"; fi
 socket=$(mktemp -u "${TMPDIR:-/tmp}/strategyd-signals.XXXXXX.sock")
 "$bin/strategyd" --model "$model" --socket "$socket" --plugin-dir "$bin" --log-level warning \
   > "$STRATEGYD_CACHE/signals-$model.log" 2>&1 &

@@ -4,7 +4,7 @@ compute-optimal frontier (the report's frontier, Pareto over accuracy and FLOPs)
 
     {"format": "strategyd-calibration/1",
      "models": [{"name", "sha256", "dataset",
-                 "specs": [{"spec", "strategy", "params", "budget", "problems", "solved",
+                 "specs": [{"spec", "strategy", "params", "budget", "problems", "graded", "solved",
                             "accuracy", "mean_flops", "frontier"}, ...]}, ...]}
 
 A spec measured under its own budget (NAME@BUDGET) is listed with it; auto does not choose
@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from .errors import UsageError
 from .report import deduplicated, pareto_frontier
 from .runfile import read_run_file
+from .specs import split_top_level
 
 FORMAT = "strategyd-calibration/1"
 
@@ -35,6 +36,7 @@ class _Measured:
     budget: Dict[str, Any]
     problems: int
     solved: int
+    graded: int  # problems of its own runs, of which `problems` were shared with every other spec
 
     @property
     def accuracy(self) -> float:
@@ -46,8 +48,8 @@ def _version(record: Dict[str, Any]) -> tuple:
     return tuple(int(part) if part.isdigit() else 0 for part in text.split("."))
 
 
-def _stopped(record: Dict[str, Any]) -> bool:
-    return bool(record.get("stopped_by") or record.get("budget_exhausted"))
+def _stopped_by_its_budget(record: Dict[str, Any]) -> bool:
+    return record.get("stopped_by") in (record.get("budget") or {})
 
 
 def calibration(run_files: Sequence[Path], dataset: Optional[str] = None) -> Dict[str, Any]:
@@ -60,22 +62,27 @@ def calibration(run_files: Sequence[Path], dataset: Optional[str] = None) -> Dic
     groups: Dict[tuple, List[Dict[str, Any]]] = defaultdict(list)
     for record in records:
         groups[(record["model"]["sha256"], record["dataset"], record["spec"])].append(record)
-    for key in [key for key, group in groups.items() if group[0].get("budget") and not any(map(_stopped, group))]:
-        bare = key[2].split("@", 1)[0]
+    for key in [key for key, group in groups.items()
+                if group[0].get("budget") and not any(map(_stopped_by_its_budget, group))]:
+        bare = split_top_level(key[2], "@")[0]
         groups[(*key[:2], bare)].extend({**record, "spec": bare, "budget": {}} for record in groups.pop(key))
-    chosen: Dict[tuple, Dict[tuple, Dict[Any, Dict[str, Any]]]] = defaultdict(dict)
+    chosen: Dict[tuple, Dict[str, Dict[Any, Dict[str, Any]]]] = defaultdict(dict)
     names: Dict[str, str] = {}
     for (sha256, data, spec), group in groups.items():
         # A spec run under several versions of its plugin: the newest stands for it (what would run now).
         newest = max(_version(record) for record in group)
-        # One record per problem: a bare spec and its non-binding budgets may share some.
-        chosen[(sha256, data)][spec] = {record["problem_id"]: record for record in reversed(group)
-                                        if _version(record) == newest}
+        # One record per problem, the first: a bare spec and its non-binding budgets may share
+        # some, and runs of other seeds fold into it.
+        problems: Dict[Any, Dict[str, Any]] = {}
+        for record in group:
+            if _version(record) == newest:
+                problems.setdefault(record["problem_id"], record)
+        chosen[(sha256, data)][spec] = problems
         names[sha256] = group[0]["model"]["name"]
     per_model: Dict[tuple, List[tuple]] = defaultdict(list)
     for (sha256, data), by_spec in chosen.items():
-        # Specs run on different samples are compared on the problems all of them solved: an
-        # easier sample must not make a cheap spec look better than a dear one.
+        # Specs run on different samples are compared on the problems all of them were graded
+        # on: an easier sample must not make a cheap spec look better than a dear one.
         common = set.intersection(*(set(problems) for problems in by_spec.values()))
         if not common:
             raise UsageError(f"the runs of {names[sha256]} on {data} share no problem "
@@ -84,7 +91,7 @@ def calibration(run_files: Sequence[Path], dataset: Optional[str] = None) -> Dic
             group = [problems[problem_id] for problem_id in sorted(common)]
             first = group[0]
             measured = _Measured(spec, first["strategy"]["name"], first["params"], first.get("budget") or {}, len(group),
-                                 sum(1 for record in group if record["correct"]))
+                                 sum(1 for record in group if record["correct"]), graded=len(problems))
             per_model[(sha256, data)].append((sum(record["metrics"]["flops"] for record in group) / len(group), measured))
     datasets_of = defaultdict(set)
     for sha256, data in per_model:
@@ -96,7 +103,8 @@ def calibration(run_files: Sequence[Path], dataset: Optional[str] = None) -> Dic
     for (sha256, data), points in sorted(per_model.items(), key=lambda item: names[item[0][0]]):
         on_frontier = {id(measured) for _, measured in pareto_frontier(points)}
         specs = [{"spec": measured.spec, "strategy": measured.strategy, "params": measured.params, "budget": measured.budget,
-                  "problems": measured.problems, "solved": measured.solved, "accuracy": measured.accuracy,
+                  "problems": measured.problems, "graded": measured.graded, "solved": measured.solved,
+                  "accuracy": measured.accuracy,
                   "mean_flops": flops, "frontier": id(measured) in on_frontier}
                  for flops, measured in sorted(points, key=lambda point: point[0])]
         models.append({"name": names[sha256], "sha256": sha256, "dataset": data, "specs": specs})

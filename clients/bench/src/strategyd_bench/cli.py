@@ -104,6 +104,10 @@ def command_calibrate(args: argparse.Namespace) -> int:
     result = write_calibration([Path(path) for path in args.runs], Path(args.out), args.dataset)
     for model in result["models"]:
         frontier = [spec for spec in model["specs"] if spec["frontier"]]
+        for spec in model["specs"]:
+            if spec["graded"] > spec["problems"]:
+                print(f"strategyd-bench: {model['name']}: {spec['spec']} measured on {spec['problems']} of its "
+                      f"{spec['graded']} problems, those every spec shares", file=sys.stderr)
         print(f"{model['name']} ({model['sha256'][:12]}), {model['dataset']}: {len(model['specs'])} specs, frontier:")
         for spec in frontier:
             print(f"  {spec['spec']}: {spec['solved']}/{spec['problems']} at {spec['mean_flops']:.3g} FLOPs")
