@@ -16,7 +16,8 @@
 #   docs/results/gsm8k-paper-table/run.sh 0.5b|1.5b --limit N SPEC...
 #       those SPECs on the first N of the 128
 #   docs/results/gsm8k-paper-table/run.sh 0.5b|1.5b --bin DIR ...
-#       with the daemon and plugins of another release build of this checkout
+#       with the daemon and plugins of another release build of this checkout (the records
+#       name the checkout's commit: build DIR from it)
 #   docs/results/gsm8k-paper-table/run.sh calibrate
 #       calibration.json, which the auto strategy of these runs reads: both models' runs on
 #       GSM8K train, from the train studies beside this one (never from these test runs)
@@ -34,21 +35,23 @@ which=${1:-}
 shift || true
 limit=()
 bin="$repo/.build/release"
+built=no
 while [ $# -gt 0 ]; do
   case "$1" in
     --limit) [ $# -ge 3 ] || { echo "usage: $0 0.5b|1.5b --limit N SPEC..." >&2; exit 2; }
              limit=(--limit "$2"); shift 2 ;;
-    --bin) bin=$2; shift 2 ;;
+    --bin) bin=$2; built=yes; shift 2 ;;
     *) break ;;
   esac
 done
+[ ${#limit[@]} -eq 0 ] || [ $# -gt 0 ] || { echo "usage: $0 0.5b|1.5b --limit N SPEC..." >&2; exit 2; }
 case "$which" in
   0.5b) model=$small ;;
   1.5b) model=$default ;;
   calibrate)
     exec python3 -m strategyd_bench calibrate --dataset gsm8k-train --out "$here/calibration.json" \
       "$here"/../parameter-choices-gsm8k-train/train32.jsonl "$here"/../adaptive-stop-gsm8k-train/*.jsonl \
-      "$here"/../certainty-signals-gsm8k-train/*.jsonl ;;
+      "$here"/../certainty-signals-gsm8k-train/signals-*.jsonl ;;
   report)
     runs=()
     for model in $small $default; do [ -f "$here/$model.jsonl" ] && runs+=("$here/$model.jsonl"); done
@@ -56,7 +59,7 @@ case "$which" in
   *) echo "usage: $0 0.5b|1.5b [--limit N] [--bin DIR] [SPEC...] | calibrate | report" >&2; exit 2 ;;
 esac
 
-if [ "$bin" = "$repo/.build/release" ]; then "$repo/scripts/setup" --models "$model"; else "$repo/scripts/setup" --no-build --models "$model"; fi
+if [ $built = no ]; then "$repo/scripts/setup" --models "$model"; else "$repo/scripts/setup" --no-build --models "$model"; fi
 socket=$(mktemp -u "${TMPDIR:-/tmp}/strategyd-paper.XXXXXX.sock")
 "$bin/strategyd" --model "$model" --socket "$socket" --plugin-dir "$bin" --threads "$(nproc)" \
   --plugin-config auto.calibration="$here/calibration.json" --log-level warning > "$STRATEGYD_CACHE/paper-$which.log" 2>&1 &
