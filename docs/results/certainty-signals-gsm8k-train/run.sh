@@ -10,7 +10,8 @@
 # Resumes from the run files.
 #
 #   docs/results/certainty-signals-gsm8k-train/run.sh 0.5b|1.5b signals|escalation [--sample N] [--bin DIR]
-#   python3 docs/results/certainty-signals-gsm8k-train/analyze.py > analysis.txt
+#   PYTHONPATH=clients/bench/src python3 docs/results/certainty-signals-gsm8k-train/analyze.py \
+#       > docs/results/certainty-signals-gsm8k-train/analysis.txt
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
