@@ -46,9 +46,6 @@ socket=$(mktemp -u "${TMPDIR:-/tmp}/strategyd-signals.XXXXXX.sock")
   > "$STRATEGYD_CACHE/signals-$model.log" 2>&1 &
 daemon=$!
 trap 'kill $daemon 2>/dev/null; wait' EXIT
-until "$bin/strategyctl" status --socket "$socket" >/dev/null 2>&1; do
-  kill -0 $daemon 2>/dev/null || { cat "$STRATEGYD_CACHE/signals-$model.log" >&2; exit 1; }
-  sleep 1
-done
+"$repo/scripts/await-daemon" "$bin" "$socket" $daemon "$STRATEGYD_CACHE/signals-$model.log"
 python3 -m strategyd_bench run --socket "$socket" --dataset gsm8k-train --sample "$sample" --seed 0 \
   --strategy "$spec" --out "$here/$kind-$model.jsonl"

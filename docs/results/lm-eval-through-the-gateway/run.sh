@@ -36,10 +36,7 @@ daemon=$!
   > "$work/gateway.log" 2>&1 &
 gateway=$!
 trap 'kill $gateway $daemon 2>/dev/null; wait' EXIT
-until "$bin/strategyctl" status --socket "$socket" >/dev/null 2>&1; do
-  kill -0 $daemon 2>/dev/null || { cat "$work/strategyd.log" >&2; exit 1; }
-  sleep 1
-done
+"$repo/scripts/await-daemon" "$bin" "$socket" $daemon "$work/strategyd.log"
 
 for spec in "${specs[@]}"; do
   python3 -m strategyd_bench run --socket "$socket" --dataset gsm8k-test --sample 128 --seed 0 --limit 32 \
