@@ -6,14 +6,11 @@ if [ ! -f "$LLAMA_PREFIX/.complete" ] || [ ! -f "$src_root/.extracted" ]; then
   echo "llama.cpp is not set up for this machine; run scripts/setup first" >&2
   exit 1
 fi
-tools_dir="$STRATEGYD_CACHE/llama.cpp/tools-$LLAMA_CPP_PYTHON_VERSION-p$patch_key-$cpu_key"
+tools_dir="$STRATEGYD_CACHE/llama.cpp/tools-$LLAMA_CPP_PYTHON_VERSION-p$patch_key-o$options_key-$cpu_key"
 if [ ! -f "$tools_dir/.complete" ]; then
   echo "== llama.cpp peer tools -> $tools_dir" >&2
-  cmake -S "$src_root/vendor/llama.cpp" -B "$tools_dir/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=ON -DLLAMA_BUILD_COMMON=ON \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=OFF \
-    -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF -DGGML_CCACHE=OFF \
-    >&2
+  cmake -S "$src_root/vendor/llama.cpp" -B "$tools_dir/build" "${LLAMA_CMAKE_OPTIONS[@]}" \
+    -DLLAMA_BUILD_COMMON=ON -DLLAMA_BUILD_TOOLS=ON >&2
   cmake --build "$tools_dir/build" -j "$(nproc)" --target llama-bench llama-batched-bench >&2
   touch "$tools_dir/.complete"
 fi
