@@ -6,6 +6,7 @@ public enum EngineError: Error, Equatable, CustomStringConvertible, Sendable {
     case corrupt(path: String, reason: String)
     case unsupportedArchitecture(path: String, architecture: String)
     case loadFailed(path: String, log: String)
+    case placement(reason: String)
     case contextCreationFailed(reason: String)
     case contextOverflow(sequence: Int32, needed: Int, capacity: Int)
     case kvCacheFull(tokens: Int, capacity: Int)
@@ -40,6 +41,8 @@ public enum EngineError: Error, Equatable, CustomStringConvertible, Sendable {
             return "unsupported model architecture '\(architecture)' in \(path) (this llama.cpp build cannot run it)"
         case .loadFailed(let path, let log):
             return "llama.cpp could not load \(path): \(log)"
+        case .placement(let reason):
+            return "cannot place the model: \(reason)"
         case .contextCreationFailed(let reason):
             return "could not create the llama.cpp context: \(reason)"
         case .contextOverflow(let sequence, let needed, let capacity):

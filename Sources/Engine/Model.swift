@@ -21,6 +21,8 @@ public struct ModelFacts: Sendable, Codable, Equatable {
     public var vocabularySize: Int
     public var tiedEmbeddings: Bool
     public var chatTemplate: String?
+    /// Where the layers are: this host's CPU, or the RPC servers' devices (ModelPlacement).
+    public var devices: [DeviceFacts]
 }
 
 /// A chat message for the model's template.
@@ -106,8 +108,15 @@ public final class Model: @unchecked Sendable {
     /// dot product over the whole row, the same at any batch size. The tiled switch is an
     /// environment variable ggml reads once per process, so it is set here, before the
     /// first product: a process that computed with it on keeps it on.
-    public init(path: String, batchInvariant: Bool = false) throws {
+    ///
+    /// `placement` puts the layers on RPC servers' devices instead of this host's CPU.
+    /// Their kernels are the servers' own, so batch invariance holds only on this host.
+    public init(path: String, batchInvariant: Bool = false, placement: ModelPlacement = .local) throws {
         LlamaRuntime.initialize()
+        if batchInvariant && !placement.isLocal {
+            throw EngineError.placement(reason: "batch-invariant numerics need every product on this host's CPU; "
+                                        + "RPC servers compute with their own kernels")
+        }
         if batchInvariant {
             setenv("GGML_CPU_TILED_MM", "0", 1)
             // Read by strategyd's llama.cpp patch (scripts/patches/llama.cpp): each sequence's
@@ -120,7 +129,22 @@ public final class Model: @unchecked Sendable {
         var params = llama_model_default_params()
         params.n_gpu_layers = 0
         params.use_extra_bufts = !batchInvariant
-        let (loaded, log) = LlamaRuntime.capturingLog { llama_model_load_from_file(path, params) }
+        let remote = placement.isLocal ? [] : try RemoteDevices.devices(of: placement.rpcServers)
+        let shares = try Model.shares(of: remote, split: placement.split)
+        var deviceList: [ggml_backend_dev_t?] = remote + [nil]
+        var tensorSplit = [Float](repeating: 0, count: max(Int(llama_max_devices()), remote.count))
+        for (index, share) in shares.enumerated() { tensorSplit[index] = Float(share) }
+        let (loaded, log) = deviceList.withUnsafeMutableBufferPointer { devices in
+            tensorSplit.withUnsafeBufferPointer { split in
+                if !remote.isEmpty {
+                    params.devices = devices.baseAddress
+                    params.n_gpu_layers = -1  // every layer, and the output layer, on the servers
+                    params.split_mode = LLAMA_SPLIT_MODE_LAYER
+                    params.tensor_split = split.baseAddress
+                }
+                return LlamaRuntime.capturingLog { llama_model_load_from_file(path, params) }
+            }
+        }
         guard let model = loaded else {
             if log.contains("unknown model architecture") {
                 throw EngineError.unsupportedArchitecture(path: path, architecture: inspection.architecture)
@@ -129,7 +153,9 @@ public final class Model: @unchecked Sendable {
         }
         pointer = model
         let vocab = llama_model_get_vocab(model)!
-        let facts = Model.readFacts(model, vocab: vocab, path: path, inspection: inspection)
+        var facts = Model.readFacts(model, vocab: vocab, path: path, inspection: inspection)
+        let cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU).map { [RemoteDevices.facts($0, share: nil)] } ?? []
+        facts.devices = cpu + zip(remote, shares).map { RemoteDevices.facts($0, share: $1) }
         endOfGenerationTokens = (0..<Int32(facts.vocabularySize)).filter { llama_vocab_is_eog(vocab, $0) }
         self.vocab = vocab
         self.facts = facts
@@ -163,7 +189,32 @@ public final class Model: @unchecked Sendable {
             trainedContext: Int(llama_model_n_ctx_train(model)),
             vocabularySize: vocabSize,
             tiedEmbeddings: inspection.tiedEmbeddings,
-            chatTemplate: llama_model_chat_template(model, nil).map { String(cString: $0) })
+            chatTemplate: llama_model_chat_template(model, nil).map { String(cString: $0) },
+            devices: [])
+    }
+
+    /// Each RPC device's share of the layers: the given proportions, else as llama.cpp
+    /// splits them, by free memory.
+    private static func shares(of devices: [ggml_backend_dev_t], split: [Float]) throws -> [Double] {
+        guard !devices.isEmpty else { return [] }
+        let weights: [Double]
+        if split.isEmpty {
+            weights = devices.map { device in
+                var free = 0, total = 0
+                ggml_backend_dev_memory(device, &free, &total)
+                return Double(free)
+            }
+        } else {
+            guard split.count == devices.count else {
+                throw EngineError.placement(reason: "the split names \(split.count) shares; the RPC servers offer \(devices.count) devices")
+            }
+            guard split.allSatisfy({ $0 >= 0 && $0.isFinite }), split.contains(where: { $0 > 0 }) else {
+                throw EngineError.placement(reason: "the split's shares must be finite, not negative, and not all zero")
+            }
+            weights = split.map(Double.init)
+        }
+        let total = weights.reduce(0, +)
+        return weights.map { total > 0 ? $0 / total : 1 / Double(weights.count) }
     }
 
     // MARK: tokens

@@ -127,6 +127,12 @@ struct Status: ParsableCommand {
         let backend = model["backend"] ?? [:]
         print("llama.cpp: ggml \(backend["ggml_version"]?.stringValue ?? "?") (\(backend["ggml_commit"]?.stringValue ?? "?")),"
               + " \(model["threads"]?.intValue ?? 0) threads; \(backend["system_info"]?.stringValue ?? "?")")
+        let devices = (model["devices"]?.arrayValue ?? []).map { device -> String in
+            let name = device["name"]?.stringValue ?? "?", description = device["description"]?.stringValue ?? ""
+            guard let share = device["layer_share"]?.doubleValue else { return "\(name) (\(description))" }
+            return "\(name) at \(description) (\(String(format: "%.0f", share * 100)) % of the layers)"
+        }
+        if !devices.isEmpty { print("devices: \(devices.joined(separator: ", "))") }
         print("in flight: \(status["solves_in_flight"]?.intValue ?? 0) solves, \(status["requests_in_flight"]?.intValue ?? 0) requests")
         print(String(format: "since start: %lld tokens evaluated, %.3e FLOPs", totals["evaluated_tokens"]?.intValue ?? 0,
                      totals["flops"]?.doubleValue ?? 0))

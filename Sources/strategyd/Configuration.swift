@@ -148,6 +148,12 @@ final class ModelInfo: @unchecked Sendable {
                 "tied_embeddings": .bool(facts.tiedEmbeddings), "chat_template": JSON(facts.chatTemplate),
                 "context_size": JSON(engine.contextSize), "max_sequences": JSON(engine.maxSequences),
                 "threads": JSON(engine.threads),
+                "devices": .array(facts.devices.map { device in
+                    ["name": .string(device.name), "description": .string(device.description), "kind": .string(device.kind),
+                     "memory_total_bytes": JSON(Int(device.memoryTotalBytes)),
+                     "memory_free_bytes": JSON(Int(device.memoryFreeBytes)),
+                     "layer_share": device.layerShare.map { JSON($0) } ?? .null]
+                }),
                 "backend": ["ggml_version": .string(Backend.current.ggmlVersion),
                             "ggml_commit": .string(Backend.current.ggmlCommit),
                             "system_info": .string(Backend.current.systemInfo)],

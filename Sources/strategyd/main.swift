@@ -44,6 +44,12 @@ struct StrategyDaemon: ParsableCommand {
     @Flag(help: "Reload a plugin when its file changes.")
     var watch = false
 
+    @Option(help: "llama.cpp RPC servers (ggml-rpc-server) as HOST:PORT[,HOST:PORT...]: the model's layers go to their devices, split over them (docs/scaling.md). Default: $STRATEGYD_RPC, else none (this host's CPU).")
+    var rpc: String?
+
+    @Option(help: "Each RPC device's share of the layers, as proportions W[,W...] (for example 3,1). Default: $STRATEGYD_TENSOR_SPLIT, else by each device's free memory.")
+    var tensorSplit: String?
+
     @Option(help: "CPU threads for decoding (1-256). Default: every core.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
@@ -152,6 +158,34 @@ struct StrategyDaemon: ParsableCommand {
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level \(logLevel)") }
         _ = try pluginSettings()
+        let placement = try placement()
+        if deterministic && !placement.isLocal {
+            throw ValidationError("--deterministic needs every product on this host's CPU; RPC servers compute with their own kernels")
+        }
+    }
+
+    /// --rpc and --tensor-split, else their environment variables (the unit's environment file).
+    func placement() throws -> ModelPlacement {
+        let environment = ProcessInfo.processInfo.environment
+        let servers = (rpc ?? environment["STRATEGYD_RPC"] ?? "").split(separator: ",", omittingEmptySubsequences: false)
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard servers.count <= 16 else { throw ValidationError("--rpc: at most 16 servers (ggml-rpc's limit), got \(servers.count)") }
+        for server in servers where ModelPlacement.endpoint(server) == nil {
+            throw ValidationError("--rpc: '\(server)' is not HOST:PORT")
+        }
+        let splitText = tensorSplit ?? environment["STRATEGYD_TENSOR_SPLIT"] ?? ""
+        var split: [Float] = []
+        if !splitText.isEmpty {
+            guard !servers.isEmpty else { throw ValidationError("--tensor-split needs --rpc servers to split over") }
+            for part in splitText.split(separator: ",", omittingEmptySubsequences: false) {
+                guard let share = Float(part.trimmingCharacters(in: .whitespaces)), share.isFinite, share >= 0 else {
+                    throw ValidationError("--tensor-split: '\(part)' is not a share (a number, not negative)")
+                }
+                split.append(share)
+            }
+            guard split.contains(where: { $0 > 0 }) else { throw ValidationError("--tensor-split: every share is zero") }
+        }
+        return ModelPlacement(rpcServers: servers, split: split)
     }
 
     /// Each plugin's section: the file's, then --plugin-config over it, then the replaced
@@ -220,7 +254,8 @@ struct StrategyDaemon: ParsableCommand {
         let model: Model
         let engine: Engine
         do {
-            model = try Model(path: configuration.modelPath, batchInvariant: configuration.deterministic)
+            model = try Model(path: configuration.modelPath, batchInvariant: configuration.deterministic,
+                              placement: try placement())
             engine = try Engine(model: model, options: configuration.engineOptions)
         } catch {
             if case EngineError.fileNotFound = error, !configuration.modelPath.contains("/") || configuration.modelPath.hasPrefix(Configuration.modelCache.path) {

@@ -154,6 +154,9 @@ class ModelInfo:
     hidden_states: bool
     flops_formula: str
     backend: Dict[str, str] = field(default_factory=dict)  # the llama.cpp build and its CPU kernels
+    # Where the layers are: this host's CPU, and each llama.cpp RPC server's device with its
+    # share of the layers (strategyd --rpc).
+    devices: List[Dict[str, Any]] = field(default_factory=list)
     extra: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -1,0 +1,111 @@
+import CLlama
+import Foundation
+
+/// Where a model's layers live: on this host's CPU (the default), or on the devices of
+/// llama.cpp RPC servers (`ggml-rpc-server`, one per host), the layers split over them.
+/// The token embeddings stay on this host, as llama.cpp keeps them on its CPU.
+public struct ModelPlacement: Sendable, Equatable {
+    /// RPC servers as HOST:PORT, in the order the layers go to them.
+    public var rpcServers: [String]
+    /// Each server device's share of the layers (proportions, as llama.cpp's
+    /// --tensor-split); empty: in proportion to each device's free memory.
+    public var split: [Float]
+
+    public init(rpcServers: [String] = [], split: [Float] = []) {
+        self.rpcServers = rpcServers
+        self.split = split
+    }
+
+    public static let local = ModelPlacement()
+    public var isLocal: Bool { rpcServers.isEmpty }
+
+    /// HOST:PORT with a port in 1...65535; a host in [brackets] may be IPv6.
+    public static func endpoint(_ text: String) -> (host: String, port: UInt16)? {
+        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]), port > 0 else {
+            return nil
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty, !host.contains(where: { $0 == "/" || $0 == "," || $0.isWhitespace }) else { return nil }
+        return (host, port)
+    }
+}
+
+/// A device holding part of the model, as models.info names it.
+public struct DeviceFacts: Sendable, Codable, Equatable {
+    public var name: String
+    /// The device's own description; for an RPC device, its server's HOST:PORT.
+    public var description: String
+    /// "cpu" for this host's CPU, "rpc" for a device of an RPC server.
+    public var kind: String
+    public var memoryTotalBytes: UInt64
+    public var memoryFreeBytes: UInt64
+    /// This device's share of the layers (the split llama.cpp was given), nil for the CPU.
+    public var layerShare: Double?
+}
+
+/// llama.cpp's RPC backend, reached through the backend registry as llama.cpp's own tools
+/// reach it (common/arg.cpp): the registry hands out `ggml_backend_rpc_add_server`.
+enum RemoteDevices {
+    /// The devices of each server, in order. ggml-rpc aborts the process when it cannot
+    /// connect, so each server is first tried here and refused with a message.
+    static func devices(of servers: [String]) throws -> [ggml_backend_dev_t] {
+        guard let registry = ggml_backend_reg_by_name("RPC"),
+              let address = ggml_backend_reg_get_proc_address(registry, "ggml_backend_rpc_add_server") else {
+            throw EngineError.placement(reason: "this llama.cpp build has no RPC backend (scripts/setup builds it with GGML_RPC)")
+        }
+        typealias AddServer = @convention(c) (UnsafePointer<CChar>?) -> ggml_backend_reg_t?
+        let addServer = unsafeBitCast(address, to: AddServer.self)
+        var devices: [ggml_backend_dev_t] = []
+        for server in servers {
+            guard let (host, port) = ModelPlacement.endpoint(server) else {
+                throw EngineError.placement(reason: "'\(server)' is not HOST:PORT")
+            }
+            try probe(host: host, port: port, server: server)
+            guard let serverRegistry = server.withCString({ addServer($0) }) else {
+                throw EngineError.placement(reason: "the RPC server at \(server) offers no device")
+            }
+            for index in 0..<ggml_backend_reg_dev_count(serverRegistry) {
+                devices.append(ggml_backend_reg_dev_get(serverRegistry, index))
+            }
+        }
+        return devices
+    }
+
+    /// A TCP connection to the server, opened and closed, within five seconds.
+    private static func probe(host: String, port: UInt16, server: String) throws {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let resolved = getaddrinfo(host, String(port), &hints, &list)
+        guard resolved == 0, let first = list else {
+            throw EngineError.placement(reason: "\(server): cannot resolve \(host): \(String(cString: gai_strerror(resolved)))")
+        }
+        defer { freeaddrinfo(list) }
+        var reason = "no address"
+        var entry: UnsafeMutablePointer<addrinfo>? = first
+        while let address = entry {
+            let fd = socket(address.pointee.ai_family, address.pointee.ai_socktype, address.pointee.ai_protocol)
+            if fd >= 0 {
+                var timeout = timeval(tv_sec: 5, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                let connected = Glibc.connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) == 0
+                if !connected { reason = String(cString: strerror(errno)) }
+                close(fd)
+                if connected { return }
+            }
+            entry = address.pointee.ai_next
+        }
+        throw EngineError.placement(reason: "no ggml-rpc-server answers at \(server): \(reason)")
+    }
+
+    static func facts(_ device: ggml_backend_dev_t, share: Double?) -> DeviceFacts {
+        var free = 0, total = 0
+        ggml_backend_dev_memory(device, &free, &total)
+        let isRPC = ggml_backend_dev_backend_reg(device) == ggml_backend_reg_by_name("RPC")
+        return DeviceFacts(name: String(cString: ggml_backend_dev_name(device)),
+                           description: String(cString: ggml_backend_dev_description(device)),
+                           kind: isRPC ? "rpc" : "cpu",
+                           memoryTotalBytes: UInt64(total), memoryFreeBytes: UInt64(free), layerShare: share)
+    }
+}
