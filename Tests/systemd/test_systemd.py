@@ -74,6 +74,25 @@ def test_gateway_unit_verifies(tmp_path):
     assert "Type=notify" in gateway and "--listen 127.0.0.1:" in gateway and "SupplementaryGroups=strategyd" in gateway
 
 
+def test_rpc_server_unit_and_the_daemons_rpc_drop_in_verify(tmp_path):
+    rpc_server = CACHE / "llama.cpp" / "current" / "bin" / "ggml-rpc-server"
+    unit = (REPO / "systemd" / "ggml-rpc-server.service").read_text()
+    (tmp_path / "ggml-rpc-server.service").write_text(unit.replace("/usr/local/bin/ggml-rpc-server", str(rpc_server)))
+    # The daemon's unit with the drop-in's lines, as systemd merges them.
+    drop_in = (REPO / "systemd" / "strategyd-rpc.conf").read_text().split("[Service]\n", 1)[1]
+    service = (REPO / "systemd" / "strategyd.service").read_text().replace("/usr/local/bin/strategyd", str(BIN))
+    (tmp_path / "strategyd.service").write_text(service.replace("[Install]", drop_in + "\n[Install]"))
+    (tmp_path / "strategyd.socket").write_text((REPO / "systemd" / "strategyd.socket").read_text())
+    result = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "ggml-rpc-server.service"),
+                             str(tmp_path / "strategyd.service")], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == "", result.stderr + result.stdout
+    # Loopback only unless the administrator says otherwise: the server has no authentication.
+    assert "-H 127.0.0.1" in unit
+    assert "EnvironmentFile=-/etc/strategyd/strategyd.env" in service
+    env_file = (REPO / "systemd" / "strategyd.env").read_text()
+    assert all(line.startswith("#") or not line for line in env_file.splitlines()), "the example sets nothing"
+
+
 def test_gateway_notify_protocol(tmp_path):
     notify_path = tmp_path / "notify"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
