@@ -28,8 +28,9 @@ from typing import List, Optional, Sequence
 
 from strategyd_client import Client, DaemonNotRunning, StrategydError
 
+from . import cluster
 from .calibrate import write_calibration
-from .data import DATA_PACKAGE, DATASETS, default_data_dir, load_dataset, select_problems
+from .data import DATA_PACKAGE, DATASETS, Problem, default_data_dir, load_dataset, select_problems
 from .errors import MissingMatplotlib, RunFileError, UnknownBaseline, UsageError
 from .presets import PRESETS
 from .report import write_report
@@ -65,6 +66,8 @@ def command_run(args: argparse.Namespace) -> int:
     seed = args.solve_seed if args.solve_seed is not None else args.seed
     run_file = RunFile(Path(args.out))
     try:
+        if args.ray is not None:
+            return _run_on_ray(args, dataset, seed, specs, problems, run_file)
         with Client(args.socket) as client:
             versions = check_strategies(client, specs)
             commit, dirty = git_state(Path(args.out))
@@ -87,6 +90,31 @@ def command_run(args: argparse.Namespace) -> int:
                          concurrency, args.timeout)
     finally:
         run_file.close()
+    return 0
+
+
+def _run_on_ray(args: argparse.Namespace, dataset: str, seed: int, specs: List[Spec], problems: List[Problem],
+                run_file: RunFile) -> int:
+    ray = cluster.import_ray()
+    checkout = args.ray_checkout or cluster.default_checkout()
+    if args.ray_model and checkout is None and args.ray_bin is None:
+        raise UsageError("--ray-model needs --ray-checkout DIR (the strategyd checkout on every node)")
+    setup = cluster.NodeSetup(model=args.ray_model, threads=args.ray_threads, checkout=checkout,
+                              bin_dir=args.ray_bin, daemon_args=tuple(args.ray_daemon_arg))
+    commit, dirty = git_state(Path(args.out))
+    # Filled in per node (model, build, threads, limits) once the nodes answer.
+    base = RunContext(dataset=dataset, seed=seed, model={}, daemon_version="", commit=commit, dirty=dirty,
+                      command=shlex.join(["strategyd-bench", *args.argv]), concurrency=0, strategy_versions={},
+                      backend={})
+    cluster.ray_init(ray, args.ray or None)
+    nodes: List[cluster.Node] = []
+    try:
+        nodes = cluster.start_nodes(ray, setup)
+        cluster.run_on_ray(ray, nodes, specs, problems, run_file, base, args.concurrency, args.timeout,
+                           args.retry_errors)
+    finally:
+        cluster.stop_nodes(ray, nodes)
+        ray.shutdown()
     return 0
 
 
@@ -168,6 +196,22 @@ def build_parser() -> argparse.ArgumentParser:
                           "marks such rows); 1 for wall times of solves alone")
     run.add_argument("--retry-errors", action="store_true", help="run again the problems whose solve failed")
     run.add_argument("--socket", help="the daemon's socket (default: STRATEGYD_SOCKET, then the standard path)")
+    ray = run.add_argument_group("over a Ray cluster (docs/scaling.md)")
+    ray.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                     help="solve on every node of the Ray cluster at ADDRESS (default: RAY_ADDRESS, else the "
+                          "cluster on this host, else one started for the run), one daemon per node; "
+                          "--concurrency is then per node")
+    ray.add_argument("--ray-model", metavar="NAME|PATH",
+                     help="each node starts its own daemon on this catalog model (fetched, hash-checked, into "
+                          "the node's cache) or GGUF path; default: attach to each node's running daemon")
+    ray.add_argument("--ray-threads", type=_positive, metavar="N",
+                     help="threads of each node's own daemon (default: the node's cores)")
+    ray.add_argument("--ray-checkout", metavar="DIR",
+                     help="the strategyd checkout, at this path on every node (default: this one)")
+    ray.add_argument("--ray-bin", metavar="DIR",
+                     help="strategyd and its plugins on every node (default: CHECKOUT/.build/release)")
+    ray.add_argument("--ray-daemon-arg", action="append", default=[], metavar="ARG",
+                     help="an argument for each node's own daemon, such as --context-size=8192 (repeatable)")
 
     report = commands.add_parser("report", help="the Markdown table, frontier and plot of run files")
     report.set_defaults(handler=command_report)

@@ -215,11 +215,12 @@ def _duration(seconds: float) -> str:
 
 class Progress:
     """A tqdm bar when tqdm is installed, else a plain line on stderr: done/total, running
-    accuracy, mean FLOPs and ETA."""
+    accuracy, mean FLOPs, ETA, and the problems each node solved when a run spans nodes."""
 
     def __init__(self, description: str, total: int, done: Sequence[Record]) -> None:
         self.description, self.total, self.done, self.new = description, total, len(done), 0
         self.tally = Tally(done)
+        self.by_node: Dict[str, int] = {}
         self.started = time.monotonic()
         self.interactive = sys.stderr.isatty()
         try:
@@ -232,12 +233,18 @@ class Progress:
                             dynamic_ncols=True)
             self.bar.set_postfix_str(self.tally.summary())
 
+    def summary(self) -> str:
+        nodes = ", ".join(f"{node} {count}" for node, count in sorted(self.by_node.items()))
+        return self.tally.summary() + (f" | by node: {nodes}" if nodes else "")
+
     def update(self, record: Record) -> None:
         self.tally.add(record)
+        if record.get("node"):
+            self.by_node[record["node"]] = self.by_node.get(record["node"], 0) + 1
         self.done += 1
         self.new += 1
         if self.bar is not None:
-            self.bar.set_postfix_str(self.tally.summary(), refresh=False)
+            self.bar.set_postfix_str(self.summary(), refresh=False)
             self.bar.update(1)
         else:
             self._print()
@@ -250,7 +257,7 @@ class Progress:
             eta = _duration((time.monotonic() - self.started) / self.new * left)
         else:
             eta = "?"  # nothing solved by this process yet to time
-        line = f"{self.description}: {self.done}/{self.total} | {self.tally.summary()} | ETA {eta}"
+        line = f"{self.description}: {self.done}/{self.total} | {self.summary()} | ETA {eta}"
         if self.interactive:  # redraw one line; close() ends it
             print(f"\r{line}\033[K", end="", file=sys.stderr, flush=True)
         else:
