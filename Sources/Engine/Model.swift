@@ -130,9 +130,12 @@ public final class Model: @unchecked Sendable {
         params.n_gpu_layers = 0
         params.use_extra_bufts = !batchInvariant
         let remote = placement.isLocal ? [] : try RemoteDevices.devices(of: placement.rpcServers)
+        guard remote.count <= Int(llama_max_devices()) else {
+            throw EngineError.placement(reason: "the RPC servers offer \(remote.count) devices; llama.cpp takes at most \(llama_max_devices())")
+        }
         let shares = try Model.shares(of: remote, split: placement.split)
         var deviceList: [ggml_backend_dev_t?] = remote + [nil]
-        var tensorSplit = [Float](repeating: 0, count: max(Int(llama_max_devices()), remote.count))
+        var tensorSplit = [Float](repeating: 0, count: Int(llama_max_devices()))
         for (index, share) in shares.enumerated() { tensorSplit[index] = Float(share) }
         let (loaded, log) = deviceList.withUnsafeMutableBufferPointer { devices in
             tensorSplit.withUnsafeBufferPointer { split in
@@ -193,8 +196,9 @@ public final class Model: @unchecked Sendable {
             devices: [])
     }
 
-    /// Each RPC device's share of the layers: the given proportions, else as llama.cpp
-    /// splits them, by free memory.
+    /// Each RPC device's share of the layers, handed to llama.cpp as its tensor split: the
+    /// given proportions, else in proportion to each device's free memory (llama.cpp's own
+    /// rule when told nothing). llama.cpp rounds the shares to whole layers.
     private static func shares(of devices: [ggml_backend_dev_t], split: [Float]) throws -> [Double] {
         guard !devices.isEmpty else { return [] }
         let weights: [Double]

@@ -19,14 +19,13 @@ public struct ModelPlacement: Sendable, Equatable {
     public static let local = ModelPlacement()
     public var isLocal: Bool { rpcServers.isEmpty }
 
-    /// HOST:PORT with a port in 1...65535; a host in [brackets] may be IPv6.
+    /// HOST:PORT with a port in 1...65535 and an IPv4 address or host name: ggml-rpc cuts an
+    /// endpoint at its first ":" and connects over IPv4 only.
     public static func endpoint(_ text: String) -> (host: String, port: UInt16)? {
-        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]), port > 0 else {
-            return nil
-        }
-        var host = String(text[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty, !host.contains(where: { $0 == "/" || $0 == "," || $0.isWhitespace }) else { return nil }
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let port = UInt16(parts[1]), port > 0 else { return nil }
+        let host = String(parts[0])
+        guard !host.isEmpty, host.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" }) else { return nil }
         return (host, port)
     }
 }
@@ -48,7 +47,9 @@ public struct DeviceFacts: Sendable, Codable, Equatable {
 /// reach it (common/arg.cpp): the registry hands out `ggml_backend_rpc_add_server`.
 enum RemoteDevices {
     /// The devices of each server, in order. ggml-rpc aborts the process when it cannot
-    /// connect, so each server is first tried here and refused with a message.
+    /// connect, so each server is first tried here, over TCP as ggml-rpc will reach it, and
+    /// refused with a message. (A server of another protocol version still aborts the
+    /// process in ggml-rpc's handshake, with ggml's own message.)
     static func devices(of servers: [String]) throws -> [ggml_backend_dev_t] {
         guard let registry = ggml_backend_reg_by_name("RPC"),
               let address = ggml_backend_reg_get_proc_address(registry, "ggml_backend_rpc_add_server") else {
@@ -72,31 +73,28 @@ enum RemoteDevices {
         return devices
     }
 
-    /// A TCP connection to the server, opened and closed, within five seconds.
+    /// A TCP connection to the server's first IPv4 address (the one ggml-rpc takes), opened
+    /// and closed, within five seconds.
     private static func probe(host: String, port: UInt16, server: String) throws {
         var hints = addrinfo()
+        hints.ai_family = AF_INET
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var list: UnsafeMutablePointer<addrinfo>?
         let resolved = getaddrinfo(host, String(port), &hints, &list)
-        guard resolved == 0, let first = list else {
+        guard resolved == 0, let address = list else {
             throw EngineError.placement(reason: "\(server): cannot resolve \(host): \(String(cString: gai_strerror(resolved)))")
         }
         defer { freeaddrinfo(list) }
-        var reason = "no address"
-        var entry: UnsafeMutablePointer<addrinfo>? = first
-        while let address = entry {
-            let fd = socket(address.pointee.ai_family, address.pointee.ai_socktype, address.pointee.ai_protocol)
-            if fd >= 0 {
-                var timeout = timeval(tv_sec: 5, tv_usec: 0)
-                setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-                let connected = Glibc.connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) == 0
-                if !connected { reason = String(cString: strerror(errno)) }
-                close(fd)
-                if connected { return }
-            }
-            entry = address.pointee.ai_next
+        let fd = socket(address.pointee.ai_family, address.pointee.ai_socktype, address.pointee.ai_protocol)
+        guard fd >= 0 else { throw EngineError.placement(reason: "\(server): no socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        guard Glibc.connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) == 0 else {
+            // A connect that outlasts SO_SNDTIMEO fails with EINPROGRESS.
+            let reason = errno == EINPROGRESS ? "no answer within 5 s" : String(cString: strerror(errno))
+            throw EngineError.placement(reason: "no ggml-rpc-server answers at \(server): \(reason)")
         }
-        throw EngineError.placement(reason: "no ggml-rpc-server answers at \(server): \(reason)")
     }
 
     static func facts(_ device: ggml_backend_dev_t, share: Double?) -> DeviceFacts {

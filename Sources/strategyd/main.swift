@@ -167,23 +167,29 @@ struct StrategyDaemon: ParsableCommand {
     /// --rpc and --tensor-split, else their environment variables (the unit's environment file).
     func placement() throws -> ModelPlacement {
         let environment = ProcessInfo.processInfo.environment
-        let servers = (rpc ?? environment["STRATEGYD_RPC"] ?? "").split(separator: ",", omittingEmptySubsequences: false)
+        // Errors name where a value came from: the flag, or the unit's environment file.
+        let (serversText, serversSource) = rpc.map { ($0, "--rpc") } ?? (environment["STRATEGYD_RPC"] ?? "", "STRATEGYD_RPC")
+        let servers = serversText.split(separator: ",", omittingEmptySubsequences: false)
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        guard servers.count <= 16 else { throw ValidationError("--rpc: at most 16 servers (ggml-rpc's limit), got \(servers.count)") }
+        guard servers.count <= 16 else { throw ValidationError("\(serversSource): at most 16 servers (ggml-rpc's limit), got \(servers.count)") }
         for server in servers where ModelPlacement.endpoint(server) == nil {
-            throw ValidationError("--rpc: '\(server)' is not HOST:PORT")
+            throw ValidationError("\(serversSource): '\(server)' is not HOST:PORT (an IPv4 address or host name: ggml-rpc speaks IPv4 only)")
         }
-        let splitText = tensorSplit ?? environment["STRATEGYD_TENSOR_SPLIT"] ?? ""
+        if let repeated = servers.first(where: { server in servers.filter { $0 == server }.count > 1 }) {
+            throw ValidationError("\(serversSource): \(repeated) is named twice")
+        }
+        let (splitText, splitSource) = tensorSplit.map { ($0, "--tensor-split") }
+            ?? (environment["STRATEGYD_TENSOR_SPLIT"] ?? "", "STRATEGYD_TENSOR_SPLIT")
         var split: [Float] = []
         if !splitText.isEmpty {
-            guard !servers.isEmpty else { throw ValidationError("--tensor-split needs --rpc servers to split over") }
+            guard !servers.isEmpty else { throw ValidationError("\(splitSource) needs RPC servers to split over (--rpc or STRATEGYD_RPC)") }
             for part in splitText.split(separator: ",", omittingEmptySubsequences: false) {
                 guard let share = Float(part.trimmingCharacters(in: .whitespaces)), share.isFinite, share >= 0 else {
-                    throw ValidationError("--tensor-split: '\(part)' is not a share (a number, not negative)")
+                    throw ValidationError("\(splitSource): '\(part)' is not a share (a number, not negative)")
                 }
                 split.append(share)
             }
-            guard split.contains(where: { $0 > 0 }) else { throw ValidationError("--tensor-split: every share is zero") }
+            guard split.contains(where: { $0 > 0 }) else { throw ValidationError("\(splitSource): every share is zero") }
         }
         return ModelPlacement(rpcServers: servers, split: split)
     }

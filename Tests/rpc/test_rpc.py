@@ -94,17 +94,21 @@ def test_an_rpc_server_that_does_not_answer_is_named(tmp_path: Path) -> None:
 
 
 def test_the_unit_environment_file_sets_the_servers(tmp_path: Path) -> None:
-    """STRATEGYD_RPC (systemd/strategyd.env) is read as --rpc is."""
+    """STRATEGYD_RPC (systemd/strategyd.env) is read as --rpc is, and named in its errors."""
     endpoint = f"127.0.0.1:{free_port()}"
     result = run_daemon(tmp_path, env={"STRATEGYD_RPC": endpoint})
     assert result.returncode == 3, result.stderr
     assert f"no ggml-rpc-server answers at {endpoint}" in result.stderr
+    result = run_daemon(tmp_path, env={"STRATEGYD_RPC": "nowhere"})
+    assert "STRATEGYD_RPC: 'nowhere' is not HOST:PORT" in result.stderr
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (["--rpc", "localhost"], "'localhost' is not HOST:PORT"),
+    (["--rpc", "localhost"], "--rpc: 'localhost' is not HOST:PORT"),
     (["--rpc", "127.0.0.1:0"], "'127.0.0.1:0' is not HOST:PORT"),
-    (["--tensor-split", "1,1"], "--tensor-split needs --rpc"),
+    (["--rpc", "[::1]:50052"], "ggml-rpc speaks IPv4 only"),
+    (["--rpc", "127.0.0.1:5,127.0.0.1:5"], "127.0.0.1:5 is named twice"),
+    (["--tensor-split", "1,1"], "--tensor-split needs RPC servers"),
     (["--rpc", "127.0.0.1:1", "--tensor-split", "1,-1"], "'-1' is not a share"),
     (["--rpc", "127.0.0.1:1", "--deterministic"], "--deterministic needs every product on this host's CPU"),
 ])
