@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List
 
 import pytest
 from ray.cluster_utils import Cluster
@@ -63,13 +63,15 @@ def private_daemons() -> List[str]:
     return found.stdout.split()
 
 
-def test_a_run_uses_every_node_survives_a_lost_actor_and_resumes(cluster: Cluster, tmp_path: Path) -> None:
-    data_dir = counting_dataset(tmp_path)
-    out = tmp_path / "run.jsonl"
-    command = ray_command(cluster, data_dir, out, "--ray-model", str(MODEL), "--ray-threads", "1",
-                          "--ray-bin", str(bin_dir()), "--ray-daemon-arg=--context-size=4096", "--concurrency", "1")
+def private_daemon_command(cluster: Cluster, data_dir: Path, out: Path) -> List[str]:
+    return ray_command(cluster, data_dir, out, "--ray-model", str(MODEL), "--ray-threads", "1",
+                       "--ray-bin", str(bin_dir()), "--ray-daemon-arg=--context-size=4096", "--concurrency", "1")
+
+
+def run_and_kill(command: List[str], out: Path, victims: Callable[[], List[str]]) -> str:
+    """Runs the command until both nodes have recorded a problem, SIGKILLs the first of
+    `victims`, and returns the run's stderr once it ends."""
     run = subprocess.Popen(command, env=bench_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    killed: Optional[str] = None
     try:
         deadline = time.monotonic() + 240
         while True:
@@ -79,17 +81,35 @@ def test_a_run_uses_every_node_survives_a_lost_actor_and_resumes(cluster: Cluste
             assert run.poll() is None, run.communicate()[1]
             assert time.monotonic() < deadline, "no record from both nodes within 240 s"
             time.sleep(0.1)
-        assert len(records) < PROBLEMS, "the run ended before an actor could be killed"
-        actors = subprocess.run(["pgrep", "-f", "^ray::NodeDaemon"], capture_output=True, text=True).stdout.split()
-        assert len(actors) == 2, actors
-        killed = actors[0]
-        os.kill(int(killed), signal.SIGKILL)
+        assert len(records) < PROBLEMS, "the run ended before a node could be killed"
+        pids = victims()
+        assert len(pids) == 2, pids
+        os.kill(int(pids[0]), signal.SIGKILL)
         _, stderr = run.communicate(timeout=300)
     finally:
         if run.poll() is None:
             run.kill()
             run.wait()
     assert run.returncode == 0, stderr
+    return stderr
+
+
+def gone(processes: Callable[[], List[str]], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return processes() == []
+
+
+def node_actors() -> List[str]:
+    return subprocess.run(["pgrep", "-f", "^ray::NodeDaemon"], capture_output=True, text=True).stdout.split()
+
+
+def test_a_run_uses_every_node_survives_a_lost_actor_and_resumes(cluster: Cluster, tmp_path: Path) -> None:
+    data_dir = counting_dataset(tmp_path)
+    out = tmp_path / "run.jsonl"
+    command = private_daemon_command(cluster, data_dir, out)
+    stderr = run_and_kill(command, out, node_actors)
     assert "lost" in stderr and "go to the other nodes" in stderr, stderr
     records = read_lines(out)
     assert len(records) == PROBLEMS, f"{len(records)} records"
@@ -97,16 +117,34 @@ def test_a_run_uses_every_node_survives_a_lost_actor_and_resumes(cluster: Cluste
     assert all(record["error"] is None and 0 < record["metrics"]["generated_tokens"] <= 40 for record in records)
     assert len({record["node"] for record in records}) == 2
     # The lost actor's daemon went with it; the other was stopped at the end.
-    deadline = time.monotonic() + 30
-    while private_daemons() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert private_daemons() == []
+    assert gone(private_daemons)
 
     before = out.read_bytes()
     again = subprocess.run(command, env=bench_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert out.read_bytes() == before, "resuming solved something again"
     assert f"{PROBLEMS}/{PROBLEMS}" in again.stderr
+
+
+def test_a_daemon_lost_under_its_live_actor_gives_its_problems_to_the_other_node(
+        cluster: Cluster, tmp_path: Path) -> None:
+    data_dir = counting_dataset(tmp_path)
+    out = tmp_path / "run.jsonl"
+    stderr = run_and_kill(private_daemon_command(cluster, data_dir, out), out, private_daemons)
+    assert "lost (ConnectionLost)" in stderr or "lost (DaemonNotRunning)" in stderr, stderr
+    records = read_lines(out)
+    assert sorted(record["problem_id"] for record in records) == list(range(PROBLEMS))
+    assert all(record["error"] is None for record in records)
+    assert gone(node_actors), "the actors outlived the run"
+    assert gone(private_daemons)
+
+
+def test_ray_options_need_ray(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "strategyd_bench", "run", "--out", str(tmp_path / "r.jsonl"),
+                             "--strategy", "greedy", "--ray-model", "m"], env=bench_env(), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--ray-model without --ray" in result.stderr
 
 
 def test_a_node_on_another_model_is_refused(tmp_path: Path) -> None:

@@ -64,6 +64,11 @@ def command_run(args: argparse.Namespace) -> int:
     problems = select_problems(load_dataset(dataset, Path(args.data_dir) if args.data_dir else default_data_dir()),
                                sample, args.seed, args.offset, args.limit)
     seed = args.solve_seed if args.solve_seed is not None else args.seed
+    given = [flag for flag, value in (("--ray-model", args.ray_model), ("--ray-threads", args.ray_threads),
+                                      ("--ray-checkout", args.ray_checkout), ("--ray-bin", args.ray_bin),
+                                      ("--ray-daemon-arg", args.ray_daemon_arg)) if value]
+    if given and args.ray is None:
+        raise UsageError(f"{', '.join(given)} without --ray")
     run_file = RunFile(Path(args.out))
     try:
         if args.ray is not None:
@@ -97,9 +102,12 @@ def _run_on_ray(args: argparse.Namespace, dataset: str, seed: int, specs: List[S
                 run_file: RunFile) -> int:
     ray = cluster.import_ray()
     checkout = args.ray_checkout or cluster.default_checkout()
-    if args.ray_model and checkout is None and args.ray_bin is None:
+    if args.ray_model and checkout is None:
         raise UsageError("--ray-model needs --ray-checkout DIR (the strategyd checkout on every node)")
-    setup = cluster.NodeSetup(model=args.ray_model, threads=args.ray_threads, checkout=checkout,
+    model = args.ray_model
+    if model and ("/" in model or model.endswith(".gguf")):
+        model = str(Path(model).resolve())  # the same file on every node, whatever their working folders
+    setup = cluster.NodeSetup(model=model, threads=args.ray_threads, checkout=checkout,
                               bin_dir=args.ray_bin, daemon_args=tuple(args.ray_daemon_arg))
     commit, dirty = git_state(Path(args.out))
     # Filled in per node (model, build, threads, limits) once the nodes answer.

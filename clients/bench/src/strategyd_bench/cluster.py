@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,14 +34,17 @@ from strategyd_client.errors import ConnectionLost, DaemonNotRunning, ShuttingDo
 from .cache import model_path
 from .data import Problem
 from .errors import UsageError
-from .run import (Progress, RunContext, backend_identity, check_strategies, model_identity, problem_key,
-                  solve_problem)
+from .run import (Progress, RunContext, backend_identity, check_strategies, failed, model_identity, problem_key,
+                  problem_record, solve_problem)
 from .runfile import Record, RunFile
 from .specs import Spec
 
 RAY_VERSION = "2.60.0"
 # A node's daemon is gone, rather than the run's specs being wrong: its problems go elsewhere.
 NODE_LOST = (DaemonNotRunning, ConnectionLost, ShuttingDown)
+# A problem whose solve was in flight on this many lost nodes is recorded as failed rather
+# than handed to another: a problem that kills daemons must not take the whole cluster.
+LOSSES_PER_PROBLEM = 2
 # Loading a model takes seconds; fetching one the node lacks, minutes.
 DAEMON_START_TIMEOUT_S = 600.0
 PR_SET_PDEATHSIG = 1
@@ -70,10 +74,24 @@ def default_checkout() -> Optional[str]:
     return str(root) if (root / "scripts" / "fetch.py").is_file() else None
 
 
-def _die_with_parent() -> None:
-    """In the daemon's process before exec: SIGTERM when the thread that started it ends,
-    so a daemon never outlives its actor (a killed actor takes its daemon with it)."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def wait_ready(process: "subprocess.Popen[bytes]", socket_path: str, log_path: Path, timeout: float,
+               who: str = "strategyd") -> None:
+    """Until the daemon answers ping and knows its model's sha256 (which a run's records
+    carry); raises RuntimeError with its log's tail if it exits first, or after `timeout`."""
+    deadline = time.monotonic() + timeout
+    with Client(socket_path, connect_timeout=2) as client:
+        while True:
+            if process.poll() is not None:
+                tail = log_path.read_text(errors="replace").splitlines()[-20:]
+                raise RuntimeError(f"{who} exited with {process.returncode} while starting:\n" + "\n".join(tail))
+            try:
+                if client.ping(timeout=2) == "pong" and client.models_info().sha256:
+                    return
+            except StrategydError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{who} was not ready within {timeout:.0f} s (log: {log_path})")
+            time.sleep(0.2)
 
 
 class NodeDaemon:
@@ -83,6 +101,7 @@ class NodeDaemon:
         self.host = socket.gethostname()
         self.stopping = threading.Event()
         self.process: Optional["subprocess.Popen[bytes]"] = None
+        self.folder: Optional[Path] = None
         self.socket_path = self._start(setup) if setup.model else None
         self.client = Client(self.socket_path)
         if setup.model is None:
@@ -107,38 +126,36 @@ class NodeDaemon:
         if not binary.is_file():
             raise RuntimeError(f"{self.host}: no strategyd at {binary}: run scripts/setup in the checkout on every "
                                "node (or give --ray-bin)")
-        folder = Path(tempfile.mkdtemp(prefix="strategyd-ray-"))
-        socket_path, log_path = folder / "strategyd.sock", folder / "strategyd.log"
+        self.folder = Path(tempfile.mkdtemp(prefix="strategyd-ray-"))
+        socket_path, log_path = self.folder / "strategyd.sock", self.folder / "strategyd.log"
         command = [str(binary), "--model", str(path), "--socket", str(socket_path),
                    *(["--threads", str(setup.threads)] if setup.threads else []), *setup.daemon_args]
+        # The daemon gets SIGTERM when the thread that started it ends (PR_SET_PDEATHSIG): a
+        # thread that waits on it for its whole life, so a killed actor takes its daemon
+        # along. prctl is looked up here: the child between fork and exec only calls it.
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
         started = threading.Event()
+        failure: List[BaseException] = []
 
-        def own() -> None:  # this thread lives as long as the daemon: see _die_with_parent
-            with open(log_path, "wb") as log:
-                self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
-                                                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
-            started.set()
+        def own() -> None:
+            try:
+                with open(log_path, "wb") as log:
+                    self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
+                                                    stderr=subprocess.STDOUT,
+                                                    preexec_fn=lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM))
+            except BaseException as error:  # noqa: BLE001 - handed to the actor's constructor
+                failure.append(error)
+                return
+            finally:
+                started.set()
             self.process.wait()
 
         threading.Thread(target=own, name="strategyd", daemon=True).start()
         started.wait()
-        deadline = time.monotonic() + DAEMON_START_TIMEOUT_S
-        with Client(str(socket_path), connect_timeout=2) as client:
-            while True:
-                assert self.process is not None
-                if self.process.poll() is not None:
-                    tail = log_path.read_text(errors="replace").splitlines()[-20:]
-                    raise RuntimeError(f"{self.host}: strategyd exited with {self.process.returncode} while starting:\n"
-                                       + "\n".join(tail))
-                try:
-                    if client.ping(timeout=2) == "pong":
-                        return str(socket_path)
-                except StrategydError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.host}: strategyd did not answer within {DAEMON_START_TIMEOUT_S:.0f} s "
-                                       f"(log: {log_path})")
-                time.sleep(0.2)
+        if failure or self.process is None:
+            raise RuntimeError(f"{self.host}: cannot start {binary}: {failure[0] if failure else 'no process'}")
+        wait_ready(self.process, str(socket_path), log_path, DAEMON_START_TIMEOUT_S, f"{self.host}: strategyd")
+        return str(socket_path)
 
     def identity(self) -> Dict[str, Any]:
         """What must match across nodes (model, llama.cpp build, plugins), and the node's limits."""
@@ -165,6 +182,8 @@ class NodeDaemon:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def import_ray() -> Any:
@@ -252,7 +271,8 @@ def run_on_ray(ray: Any, nodes: List[Node], specs: Sequence[Spec], problems: Seq
     first = nodes[0].identity
     run_file.check_model(first["model"])
     for node in nodes:
-        node.capacity = concurrency or node.identity["max_concurrent_solves"]
+        # An actor runs at most ACTOR_THREADS calls at once; one is kept for identity and stop.
+        node.capacity = min(concurrency or node.identity["max_concurrent_solves"], ACTOR_THREADS - 1)
         node.context = replace(base, model=first["model"], daemon_version=first["daemon_version"],
                                strategy_versions=versions, backend=node.identity["backend"],
                                concurrency=node.capacity, solve_timeout=node.identity["max_timeout_s"])
@@ -274,6 +294,7 @@ def _run_spec(ray: Any, nodes: List[Node], spec: Spec, problems: Sequence[Proble
     progress = Progress(description, len(problems), [run_file.by_key[key] for key in keys.values()
                                                      if key in run_file.by_key])
     in_flight: Dict[Any, Tuple[Node, Problem]] = {}
+    losses: Dict[int, int] = {}
     try:
         while queue or in_flight:
             # One problem per node in turn, so that a short run spreads over every node.
@@ -302,27 +323,36 @@ def _run_spec(ray: Any, nodes: List[Node], spec: Spec, problems: Sequence[Proble
                         print(f"strategyd-bench: node {node.label} lost ({type(cause or error).__name__}); its "
                               "problems in flight go to the other nodes", file=sys.stderr)
                         ray.kill(node.actor)
-                    queue.appendleft(problem)
-                    continue
-                if keys[problem.id] in run_file.by_key:  # never twice, whatever a node says
-                    continue
+                    losses[problem.id] = losses.get(problem.id, 0) + 1
+                    if losses[problem.id] < LOSSES_PER_PROBLEM:
+                        queue.appendleft(problem)
+                        continue
+                    lost = ConnectionLost(f"{losses[problem.id]} nodes were lost while solving this problem")
+                    record = problem_record(node.context, spec, problem,
+                                            failed(spec, node.context.strategy_versions.get(spec.strategy), lost))
                 run_file.append(record)
                 progress.update(record)
     except BaseException:
+        # Calls not started are dropped; running ones end with their actors, whose daemons
+        # cancel the solves of a client that goes away.
         for ref in in_flight:
-            ray.cancel(ref, force=False)
+            try:
+                ray.cancel(ref, force=False)
+            except Exception:  # noqa: BLE001 - the run is stopping for another reason, which it reports
+                pass
         raise
     finally:
         progress.close()
 
 
 def stop_nodes(ray: Any, nodes: Sequence[Node]) -> None:
-    for node in nodes:
-        if node.alive:
-            try:
-                ray.get(node.actor.stop.remote(), timeout=60)
-            except ray.exceptions.RayError:
-                pass
+    """Stops every live node's daemon at once (each within a minute), then its actor."""
+    live = [node for node in nodes if node.alive]
+    stopping = [node.actor.stop.remote() for node in live]
+    try:
+        ray.wait(stopping, num_returns=len(stopping), timeout=60)
+    finally:
+        for node in live:
             ray.kill(node.actor)
 
 

@@ -124,7 +124,7 @@ def _solved(result: SolveResult, spec: Spec, gold: str) -> Record:
     try:
         correct = is_correct(result.answer, gold)
     except Exception as error:  # a grading bug costs this problem, not the run (again at every resume)
-        return _failed(spec, result.strategy.version, error)
+        return failed(spec, result.strategy.version, error)
     metrics = {field.name: getattr(result.metrics, field.name)
                for field in dataclasses.fields(result.metrics) if field.name != "extra"}
     return {
@@ -144,7 +144,8 @@ def _solved(result: SolveResult, spec: Spec, gold: str) -> Record:
     }
 
 
-def _failed(spec: Spec, version: Optional[str], error: Exception) -> Record:
+def failed(spec: Spec, version: Optional[str], error: Exception) -> Record:
+    """The outcome of a solve that failed: its error, no answer."""
     return {
         "strategy": {"name": spec.strategy, "version": version, "generation": None},
         "answer": None, "correct": None, "budget_exhausted": None, "stopped_by": None, "metrics": None,
@@ -170,8 +171,13 @@ def solve_problem(client: Client, spec: Spec, problem: Problem, context: RunCont
         except FATAL_ERRORS:
             raise
         except (RPCError, RequestTimeout) as error:
-            outcome = _failed(spec, context.strategy_versions.get(spec.strategy), error)
+            outcome = failed(spec, context.strategy_versions.get(spec.strategy), error)
             break
+    return problem_record(context, spec, problem, outcome)
+
+
+def problem_record(context: RunContext, spec: Spec, problem: Problem, outcome: Record) -> Record:
+    """A problem's record: what it was, its outcome, and what the run shares."""
     return {
         "dataset": context.dataset, "problem_id": problem.id, "source_id": problem.source_id,
         "spec": spec.label, "params": spec.params, "budget": spec.budget, "seed": context.seed,
