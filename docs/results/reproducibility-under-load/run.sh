@@ -24,7 +24,7 @@ socket=$(mktemp -d)/strategyd.sock
   "${flags[@]}" 2>"$(dirname "$socket")/daemon.log" &
 daemon=$!
 trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null || true' EXIT
-for _ in $(seq 600); do "$repo/.build/release/strategyctl" ping --socket "$socket" >/dev/null 2>&1 && break; sleep 0.2; done
+"$repo/scripts/await-daemon" "$repo/.build/release" "$socket" $daemon "$(dirname "$socket")/daemon.log"
 
 for spec in "${specs[@]}"; do
   name=${spec//[:=,]/-}

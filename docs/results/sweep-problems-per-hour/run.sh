@@ -19,7 +19,7 @@ socket=$(mktemp -d)/strategyd.sock
   2>"$(dirname "$socket")/daemon.log" &
 daemon=$!
 trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null || true' EXIT
-for _ in $(seq 600); do "$repo/.build/release/strategyctl" ping --socket "$socket" >/dev/null 2>&1 && break; sleep 0.2; done
+"$repo/scripts/await-daemon" "$repo/.build/release" "$socket" $daemon "$(dirname "$socket")/daemon.log"
 concurrency=${1:-$("$repo/.build/release/strategyctl" status --socket "$socket" --json |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["limits"]["max_concurrent_solves"])')}
 python3 -m strategyd_bench run --socket "$socket" --dataset gsm8k-test --sample 128 --seed 0 --limit "${LIMIT:-64}" \
