@@ -46,6 +46,7 @@ static const char PARAMS_SCHEMA[] =
     "}";
 
 #define MAX_SAMPLES 64
+/* Answers longer than 127 bytes (the host writes up to 256: long MATH expressions) do not vote. */
 #define ANSWER_BYTES 128
 
 /* The host's vote over the samples drawn so far: the leader's index (-1 when no sample has

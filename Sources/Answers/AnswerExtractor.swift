@@ -1,33 +1,48 @@
 import Foundation
 
-/// Finds the final numeric answer in model output and GSM8K gold fields.
+/// Finds the final answer in model output and gold fields.
 ///
 /// Numbers are read with: an optional leading "-" (U+2212 too), thousands commas only in
 /// groups of three ("1,000,000"; "3, 4" stays two numbers), decimals ("0.5", ".5"),
 /// fractions without spaces ("3/4", and LaTeX `\frac{3}{4}`/`\dfrac`/`\tfrac`), and
-/// mixed numbers with one space ("1 1/2" is 3/2). Currency, "%" and trailing words or
-/// units are ignored ("50%" is 50, "18 km/h" is 18). Values that do not fit an Int64
-/// fraction (more than 18 decimal places, or beyond Int64) are not read as numbers.
+/// mixed numbers with one space ("1 1/2" is 3/2). Currency, "%", degree signs and trailing
+/// words or units are ignored ("50%" is 50, "18 km/h" is 18). Values that do not fit an
+/// Int64 fraction (more than 18 decimal places, or beyond Int64) are not read as numbers.
+///
+/// An answer is one number only when nothing around it is maths: `\sqrt{2}`, `2\pi`,
+/// `x^2`, `6x` or `(1, -2)` are expressions (``Answer/expression(_:)``), read from a
+/// `\boxed{}` or from a maths span (`$...$`, `\(...\)`) after an answer phrase.
 public enum AnswerExtractor {
-    /// The final answer of a solution, by priority: the last `\boxed{}` that holds one
-    /// number, then the last answer phrase ("The answer is", "Final answer:",
-    /// "Answer:", "the answer (arabic numerals) is"), then the last "####", then the
-    /// last number anywhere. An answer phrase beats numbers written after it.
-    public static func extract(_ text: String) -> NumericAnswer? {
-        if let boxed = boxedContents(text).reversed().lazy.compactMap({ parse(String($0)) }).first {
+    /// The final answer of a solution, by priority: the last non-empty `\boxed{}`, then the
+    /// last answer phrase ("The answer is", "Final answer:", "Answer:", "the answer (arabic
+    /// numerals) is"), then the last "####", then the last number anywhere. An answer
+    /// phrase beats numbers written after it.
+    public static func extract(_ text: String) -> Answer? {
+        if let boxed = boxedContents(text).reversed().lazy.compactMap({ read(String($0)) }).first {
             return boxed
         }
-        let plain = normalized(text)
-        return lastAnswer(after: answerPhrase, in: plain)
-            ?? lastAnswer(after: goldMarker, in: plain)
-            ?? numbers(in: plain).last
+        return lastPhraseAnswer(in: text)
+            ?? lastNumber(after: goldMarker, in: normalized(text)).map(Answer.number)
+            ?? numbers(in: normalized(text)).last.map(Answer.number)
     }
 
-    /// One answer string, e.g. a gold final or the inside of `\boxed{}`: the part after
-    /// the last "=" must hold exactly one number (words and units around it are fine).
+    /// One answer string (the inside of `\boxed{}`, a plugin's answer): the number it
+    /// states, else the expression it is, in canonical spelling; nil when empty or longer
+    /// than ``Answer/maxExpressionBytes``.
+    public static func read(_ s: String) -> Answer? {
+        if let number = parse(s) { return .number(number) }
+        return expression(s).map(Answer.expression)
+    }
+
+    /// One answer string read as a number, e.g. a gold final: the part after the last "="
+    /// must hold exactly one number, with only words, units, currency or "%" around it.
     public static func parse(_ s: String) -> NumericAnswer? {
-        let found = numbers(in: afterLastEquals(normalized(s)))
-        return found.count == 1 ? found[0] : nil
+        let text = afterLastEquals(normalized(s))
+        let found = numberMatches(in: text)
+        guard found.count == 1, let value = found[0].value else { return nil }
+        let residue = (text as NSString).replacingCharacters(in: found[0].range, with: " # ")
+        return mathsAroundNumber.firstMatch(in: residue, range: NSRange(residue.startIndex..., in: residue)) == nil
+            ? value : nil
     }
 
     /// The number after the last "####" of a GSM8K answer field.
@@ -44,6 +59,10 @@ public enum AnswerExtractor {
     private static let number = regex(
         #"(?<![\w.])(-)?(?:(\d+) (?=\d+/\d))?("# + digitGroup + #"(?:\.\d+)?|\.\d+)(?:/("#
             + digitGroup + #"(?:\.\d+)?))?"#)
+    /// Around a number ("#" after parse's replacement), what makes the answer maths rather
+    /// than a number with its unit: a LaTeX command, powers, indices, braces or brackets,
+    /// or one letter stuck to it ("6x", where "18km" is a unit).
+    private static let mathsAroundNumber = regex(#"[\\^_{}()\[\]|]|# [A-Za-z](?![A-Za-z])"#)
 
     /// Optional "the"/"final" need no pattern: matching from "answer" covers them.
     private static let answerPhrase = regex(
@@ -51,56 +70,134 @@ public enum AnswerExtractor {
     private static let goldMarker = regex(#"####[\s*]*"#)
     /// An answer sentence ends at a newline or a period that is not a decimal point.
     private static let sentenceEnd = regex(#"\n|\.(?!\d)"#)
+    /// `$...$` or `\(...\)`; group 1 or 2 is its content.
+    private static let mathSpan = regex(#"\$([^$]+)\$|\\\((.+?)\\\)"#)
+    /// What makes a phrase's answer an expression rather than words with numbers in them: a
+    /// LaTeX command, a power or index, or a bracketed tuple or interval.
+    private static let mathsMarker = regex(#"[\\^_{]|^\s*[(\[].*,.*[)\]]\s*$|\d[A-Za-z](?![A-Za-z])"#)
+
+    /// `\text{...}` and its kin, whose content is plain words.
+    private static let textWrapper = regex(#"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}"#)
 
     /// LaTeX and typography rewritten to plain text before numbers are read.
     private static let rewrites: [(NSRegularExpression, String)] = [
-        (regex(#"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}"#), " $1 "),
+        (textWrapper, " $1 "),
+        (regex(#"(?<=\d)\s*(\\[dt]?frac\{)"#), " $1"),  // 1\frac{4}{5}: the mixed number "1 4/5"
         (regex(#"\\[dt]?frac\{\s*([^{}]*?)\s*\}\{\s*([^{}]*?)\s*\}"#), "$1/$2"),
         (regex(#"\\([$%])"#), "$1"),
         (regex(#"(?<=\d)\{,\}(?=\d)"#), ","),
+        (regex(#"\^\s*\{?\s*\\circ\s*\}?|(?<!\\)\\(?:(?:left|right)(?![A-Za-z])|[,;:! ])"#), " "),
         (regex("\u{2212}"), "-"),
     ]
 
     private static func normalized(_ text: String) -> String {
-        rewrites.reduce(text) { text, rewrite in
-            rewrite.0.stringByReplacingMatches(
-                in: text, range: NSRange(text.startIndex..., in: text), withTemplate: rewrite.1)
+        replacing(rewrites, in: text)
+    }
+
+    private struct NumberMatch {
+        let range: NSRange
+        let value: NumericAnswer?
+    }
+
+    private static func numberMatches(in text: String) -> [NumberMatch] {
+        number.matches(in: text, range: NSRange(text.startIndex..., in: text)).map { match in
+            func group(_ i: Int) -> Substring? { Range(match.range(at: i), in: text).map { text[$0] } }
+            func value() -> NumericAnswer? {
+                guard var value = group(3).flatMap(NumericAnswer.init(decimal:)) else { return nil }
+                if let denominator = group(4) {
+                    guard let d = NumericAnswer(decimal: denominator), let q = value.divided(by: d) else { return nil }
+                    value = q
+                }
+                if let whole = group(2) {
+                    guard let w = NumericAnswer(decimal: whole), let sum = w.adding(value) else { return nil }
+                    value = sum
+                }
+                return group(1) == nil ? value : value.negated
+            }
+            return NumberMatch(range: match.range, value: value())
         }
     }
 
     private static func numbers(in text: String) -> [NumericAnswer] {
-        number.matches(in: text, range: NSRange(text.startIndex..., in: text)).compactMap { match in
-            func group(_ i: Int) -> Substring? { Range(match.range(at: i), in: text).map { text[$0] } }
-            guard var value = group(3).flatMap(NumericAnswer.init(decimal:)) else { return nil }
-            if let denominator = group(4) {
-                guard let d = NumericAnswer(decimal: denominator), let q = value.divided(by: d) else { return nil }
-                value = q
-            }
-            if let whole = group(2) {
-                guard let w = NumericAnswer(decimal: whole), let sum = w.adding(value) else { return nil }
-                value = sum
-            }
-            return group(1) == nil ? value : value.negated
-        }
+        numberMatches(in: text).compactMap(\.value)
     }
 
-    /// The first number of the sentence after each match of `marker`, trying the last match
-    /// first. Within the sentence the result of a final "=" wins ("is 48 + 24 = 72").
-    private static func lastAnswer(after marker: NSRegularExpression, in text: String) -> NumericAnswer? {
-        for match in marker.matches(in: text, range: NSRange(text.startIndex..., in: text)).reversed() {
-            guard let end = Range(match.range, in: text)?.upperBound else { continue }
-            var sentence = text[end...]
-            if let stop = sentenceEnd.firstMatch(in: text, range: NSRange(end..., in: text)),
-               let range = Range(stop.range, in: text) {
-                sentence = text[end..<range.lowerBound]
+    /// The answer of the sentence after each answer phrase, trying the last phrase first: a
+    /// maths span's expression or number, else the sentence's expression when it is maths,
+    /// else its first number (within the sentence the result of a final "=" wins: "is
+    /// 48 + 24 = 72").
+    private static func lastPhraseAnswer(in text: String) -> Answer? {
+        // Unwrapped first, so that a phrase written in \text{} is followed by its answer.
+        let text = replacing([(textWrapper, " $1 ")], in: text)
+        for sentence in sentences(after: answerPhrase, in: text).reversed() {
+            let spans = mathSpan.matches(in: sentence, range: NSRange(sentence.startIndex..., in: sentence))
+            for span in spans {
+                let content = Range(span.range(at: 1), in: sentence) ?? Range(span.range(at: 2), in: sentence)
+                // A span of symbols only ("$p - q$") is maths too; one with digits and no
+                // maths is more likely money ("$5 + $3 = $8"), read with the sentence.
+                guard let content, isMaths(String(sentence[content]))
+                        || !sentence[content].contains(where: \.isNumber) else { continue }
+                if let answer = read(String(sentence[content])) { return answer }
             }
-            if let first = numbers(in: afterLastEquals(String(sentence))).first { return first }
+            if let number = parse(sentence) { return .number(number) }
+            let trimmed = sentence.trimmingCharacters(in: .whitespaces)
+            if isMaths(trimmed), let answer = read(trimmed) { return answer }
+            if let first = numbers(in: afterLastEquals(normalized(sentence))).first { return .number(first) }
         }
         return nil
     }
 
+    private static func isMaths(_ text: String) -> Bool {
+        mathsMarker.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
+    }
+
+    /// The first number of the sentence after each match of `marker`, trying the last first.
+    private static func lastNumber(after marker: NSRegularExpression, in text: String) -> NumericAnswer? {
+        sentences(after: marker, in: text).reversed().lazy
+            .compactMap { numbers(in: afterLastEquals($0)).first }.first
+    }
+
+    /// The text after each match of `marker` up to the end of its sentence.
+    private static func sentences(after marker: NSRegularExpression, in text: String) -> [String] {
+        marker.matches(in: text, range: NSRange(text.startIndex..., in: text)).compactMap { match in
+            guard let end = Range(match.range, in: text)?.upperBound else { return nil }
+            guard let stop = sentenceEnd.firstMatch(in: text, range: NSRange(end..., in: text)),
+                  let range = Range(stop.range, in: text) else { return String(text[end...]) }
+            return String(text[end..<range.lowerBound])
+        }
+    }
+
     private static func afterLastEquals(_ text: String) -> String {
         text.range(of: "=", options: .backwards).map { String(text[$0.upperBound...]) } ?? text
+    }
+
+    // MARK: - Expressions
+
+    /// Spellings that do not change an expression, rewritten in order.
+    private static let expressionRewrites: [(NSRegularExpression, String)] = [
+        (regex(#"^\s*(?:\$+|\\\(|\\\[)|(?:\$+|\\\)|\\\])\s*$"#), ""),
+        (textWrapper, "$1"),
+        (regex(#"\\[dt]frac"#), #"\\frac"#),
+        (regex(#"\^\s*\{?\s*\\circ\s*\}?|(?<!\\)\\(?:(?:left|right|displaystyle)(?![A-Za-z])|[,;:! ])|~"#), ""),
+        (regex(#"\\%|\\\$"#), ""),
+        (regex(#"^\s*[A-Za-z]\s*=(?!=)"#), ""),
+        // Spacing goes, but for one space between letters ("\cot x", "No solution").
+        (regex(#"\s+"#), " "),
+        (regex(#"(?<![A-Za-z]) | (?![A-Za-z])"#), ""),
+        (regex(#"[.,]+$"#), ""),
+    ]
+
+    /// An expression in canonical spelling; nil when nothing is left, it is too long, or its
+    /// braces do not pair (a piece cut out of LaTeX, not an answer).
+    private static func expression(_ s: String) -> String? {
+        let text = replacing(expressionRewrites, in: s)
+        guard !text.isEmpty, text.utf8.count <= Answer.maxExpressionBytes else { return nil }
+        var depth = 0
+        for character in text {
+            if character == "{" { depth += 1 } else if character == "}" { depth -= 1 }
+            if depth < 0 { return nil }
+        }
+        return depth == 0 ? text : nil
     }
 
     /// Contents of every `\boxed{...}`, matching nested braces; an unclosed box ends the scan.
@@ -119,6 +216,13 @@ public enum AnswerExtractor {
             rest = rest[index...]
         }
         return contents
+    }
+
+    private static func replacing(_ rewrites: [(NSRegularExpression, String)], in text: String) -> String {
+        rewrites.reduce(text) { text, rewrite in
+            rewrite.0.stringByReplacingMatches(
+                in: text, range: NSRange(text.startIndex..., in: text), withTemplate: rewrite.1)
+        }
     }
 
     private static func regex(_ pattern: String, caseInsensitive: Bool = false) -> NSRegularExpression {

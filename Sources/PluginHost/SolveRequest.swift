@@ -202,10 +202,11 @@ extension SolveRequest {
         return .success(.object(object))
     }
 
-    /// A plugin's answer in the canonical form ("72.0" -> "72"); text that is not a number stays as it is.
+    /// A plugin's answer in the canonical form ("72.0" -> "72", "\dfrac{\sqrt{2}}{2}" ->
+    /// "\frac{\sqrt{2}}{2}"); text that reads as no answer stays as it is.
     static func normalizedAnswer(_ value: JSON?) -> JSON {
         switch value {
-        case .string(let text)?: return .string(AnswerExtractor.parse(text)?.description ?? text)
+        case .string(let text)?: return .string(AnswerExtractor.read(text)?.description ?? text)
         case .int(let number)?: return .string(String(number))
         case .double(let number)?: return .string(AnswerExtractor.parse(String(number))?.description ?? String(number))
         default: return .null

@@ -293,7 +293,8 @@ public struct Request: @unchecked Sendable {
 
     /// The normalized final answer of a solution text, nil if it has none.
     public func extractAnswer(_ text: String) -> String? {
-        var out = [CChar](repeating: 0, count: 128)
+        // Room for the longest answer the host writes (Answers.Answer.maxExpressionBytes).
+        var out = [CChar](repeating: 0, count: 512)
         let count = host.pointee.extract_answer(raw, text, &out, Int32(out.count))
         return count > 0 ? String(decoding: out.prefix(Int(count)).map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
     }

@@ -6,36 +6,40 @@ final class ExtractorTests: XCTestCase {
         NumericAnswer(numerator: numerator, denominator: denominator)!
     }
 
+    private func number(_ numerator: Int64, _ denominator: Int64 = 1) -> Answer {
+        .number(value(numerator, denominator))
+    }
+
     func testBoxedWithNestedBraces() {
-        XCTAssertEqual(AnswerExtractor.extract(#"so $x = \boxed{\frac{1}{2}}$"#), value(1, 2))
-        XCTAssertEqual(AnswerExtractor.extract(#"\boxed{72} wait, no: \boxed{\$1,000}"#), value(1000))
-        XCTAssertEqual(AnswerExtractor.extract(#"\boxed{18 \text{ dollars}}. The answer is 5"#), value(18))
+        XCTAssertEqual(AnswerExtractor.extract(#"so $x = \boxed{\frac{1}{2}}$"#), number(1, 2))
+        XCTAssertEqual(AnswerExtractor.extract(#"\boxed{72} wait, no: \boxed{\$1,000}"#), number(1000))
+        XCTAssertEqual(AnswerExtractor.extract(#"\boxed{18 \text{ dollars}}. The answer is 5"#), number(18))
     }
 
     func testAnswerIsWithDollarsAndCommas() {
-        XCTAssertEqual(AnswerExtractor.extract("So in total, the answer is $1,080."), value(1080))
+        XCTAssertEqual(AnswerExtractor.extract("So in total, the answer is $1,080."), number(1080))
     }
 
     func testMarkdownAnswerLabel() {
-        XCTAssertEqual(AnswerExtractor.extract("6 * 3 = 18\n\n**Answer:** 18"), value(18))
+        XCTAssertEqual(AnswerExtractor.extract("6 * 3 = 18\n\n**Answer:** 18"), number(18))
     }
 
     func testArabicNumeralsPhrase() {
-        XCTAssertEqual(AnswerExtractor.extract("Therefore, the answer (arabic numerals) is 42."), value(42))
+        XCTAssertEqual(AnswerExtractor.extract("Therefore, the answer (arabic numerals) is 42."), number(42))
     }
 
     func testGoldMarker() {
-        XCTAssertEqual(AnswerExtractor.extract("48 + 24 = 72 clips\n#### 72"), value(72))
+        XCTAssertEqual(AnswerExtractor.extract("48 + 24 = 72 clips\n#### 72"), number(72))
     }
 
     func testLastNumberFallback() {
-        XCTAssertEqual(AnswerExtractor.extract("She has 3 boxes of 4, so 12 pencils"), value(12))
+        XCTAssertEqual(AnswerExtractor.extract("She has 3 boxes of 4, so 12 pencils"), number(12))
     }
 
     func testNegatives() {
-        XCTAssertEqual(AnswerExtractor.extract("The answer is -5"), value(-5))
-        XCTAssertEqual(AnswerExtractor.extract("The answer is \u{2212}5"), value(-5))
-        XCTAssertEqual(AnswerExtractor.extract("10-3 = 7"), value(7))
+        XCTAssertEqual(AnswerExtractor.extract("The answer is -5"), number(-5))
+        XCTAssertEqual(AnswerExtractor.extract("The answer is \u{2212}5"), number(-5))
+        XCTAssertEqual(AnswerExtractor.extract("10-3 = 7"), number(7))
     }
 
     func testHalfInThreeSpellings() {
@@ -51,12 +55,12 @@ final class ExtractorTests: XCTestCase {
     }
 
     func testPercent() {
-        XCTAssertEqual(AnswerExtractor.extract("The answer is 50%"), value(50))
+        XCTAssertEqual(AnswerExtractor.extract("The answer is 50%"), number(50))
         XCTAssertEqual(AnswerExtractor.parse(#"18\%"#), value(18))
     }
 
     func testListIsNotThousands() {
-        XCTAssertEqual(AnswerExtractor.extract("The sides are 3, 4 and 5"), value(5))
+        XCTAssertEqual(AnswerExtractor.extract("The sides are 3, 4 and 5"), number(5))
         XCTAssertNil(AnswerExtractor.parse("3, 4"))
     }
 
@@ -77,20 +81,20 @@ final class ExtractorTests: XCTestCase {
     }
 
     func testUnitsAfterNumber() {
-        XCTAssertEqual(AnswerExtractor.extract("The answer is 72 clips."), value(72))
-        XCTAssertEqual(AnswerExtractor.extract("The answer is 5 dollars"), value(5))
-        XCTAssertEqual(AnswerExtractor.extract("The answer is 18 km/h."), value(18))
-        XCTAssertEqual(AnswerExtractor.extract("The answer is 3.5 hours."), value(7, 2))
+        XCTAssertEqual(AnswerExtractor.extract("The answer is 72 clips."), number(72))
+        XCTAssertEqual(AnswerExtractor.extract("The answer is 5 dollars"), number(5))
+        XCTAssertEqual(AnswerExtractor.extract("The answer is 18 km/h."), number(18))
+        XCTAssertEqual(AnswerExtractor.extract("The answer is 3.5 hours."), number(7, 2))
     }
 
     func testAnswerPhraseBeatsLaterNumbers() {
-        XCTAssertEqual(AnswerExtractor.extract("The answer is 72. Check: 48 + 24 = 72"), value(72))
-        XCTAssertEqual(AnswerExtractor.extract("The answer is 72.\n\nNote: 3 steps"), value(72))
-        XCTAssertEqual(AnswerExtractor.extract("The final answer is 48 + 24 = 72.\n5 + 5 = 10"), value(72))
+        XCTAssertEqual(AnswerExtractor.extract("The answer is 72. Check: 48 + 24 = 72"), number(72))
+        XCTAssertEqual(AnswerExtractor.extract("The answer is 72.\n\nNote: 3 steps"), number(72))
+        XCTAssertEqual(AnswerExtractor.extract("The final answer is 48 + 24 = 72.\n5 + 5 = 10"), number(72))
     }
 
     func testAnswerOnTheNextLine() {
-        XCTAssertEqual(AnswerExtractor.extract("**Final Answer**:\n\n$18$\n\n(6 per day)"), value(18))
+        XCTAssertEqual(AnswerExtractor.extract("**Final Answer**:\n\n$18$\n\n(6 per day)"), number(18))
     }
 
 

@@ -30,7 +30,7 @@ final class GSM8KGoldTests: XCTestCase {
                 .flatMap { NumericAnswer(numerator: $0) }, "row \(row.idx): \(final)")
             XCTAssertEqual(AnswerExtractor.gold(fromGSM8K: row.answer), expected, "row \(row.idx)")
             XCTAssertEqual(AnswerExtractor.parse(final), expected, "row \(row.idx)")
-            XCTAssertEqual(AnswerExtractor.extract(row.answer), expected, "row \(row.idx)")
+            XCTAssertEqual(AnswerExtractor.extract(row.answer), .number(expected), "row \(row.idx)")
         }
         XCTAssertEqual(withCommas, 14)
         XCTAssertEqual(negative, 2)

@@ -8,6 +8,7 @@ final class SharedAnswerCasesTests: XCTestCase {
     struct TextCase: Decodable {
         let text: String
         let answer: String?
+        let expression: Bool?
     }
 
     struct GoldCase: Decodable {
@@ -27,7 +28,9 @@ final class SharedAnswerCasesTests: XCTestCase {
         let cases = try JSONDecoder().decode(Cases.self, from: Data(contentsOf: file))
         XCTAssertFalse(cases.extract.isEmpty || cases.parse.isEmpty || cases.gsm8k_gold.isEmpty)
         for item in cases.extract {
-            XCTAssertEqual(AnswerExtractor.extract(item.text)?.description, item.answer, "extract: \(item.text)")
+            let answer = AnswerExtractor.extract(item.text)
+            XCTAssertEqual(answer?.description, item.answer, "extract: \(item.text)")
+            XCTAssertEqual(answer?.number == nil, item.expression ?? (item.answer == nil), "extract kind: \(item.text)")
         }
         for item in cases.parse {
             XCTAssertEqual(AnswerExtractor.parse(item.text)?.description, item.answer, "parse: \(item.text)")

@@ -236,8 +236,10 @@ typedef struct sd_host {
 
     /* -- answers and scoring -- */
 
-    /* The normalized final answer of a solution text ("72", "-0.5", "1/3"), written
-       NUL-terminated into out; returns its length, 0 if the text has no answer. */
+    /* The normalized final answer of a solution text, written NUL-terminated into out:
+       a number in canonical form ("72", "-0.5", "1/3"), or an expression in canonical
+       spelling ("\sqrt{2}", "(1,-2)"), at most 256 bytes. Returns its length, 0 if the
+       text has no answer, SD_ERR_BUFFER_TOO_SMALL if out cannot hold it. */
     int32_t (*extract_answer)(sd_request * r, const char * text, char * out, int32_t capacity);
     /* Scores a solution (complete or partial) of the problem with the named scorer plugin,
        its params a JSON object (may be NULL for defaults). Score in [0, 1]. The scorer's
