@@ -259,8 +259,10 @@ def test_a_grading_failure_is_that_problems_error(monkeypatch: pytest.MonkeyPatc
         raise ValueError("a bug in grading")
 
     monkeypatch.setattr(run, "is_correct", failing_grader)
-    graded = solve_problem(ScriptedClient({"q": "72"}), parse_spec("greedy"),  # type: ignore[arg-type]
+    solved = solve_problem(ScriptedClient({"q": "72"}), parse_spec("greedy"),  # type: ignore[arg-type]
                            Problem(0, "q", "72", None), CONTEXT, None, threading.Event())
+    assert solved["correct"] is None and solved["error"] is None  # solving threads do not grade
+    graded = run.graded(solved)
     assert graded["error"] == {"type": "ValueError", "code": None, "message": "a bug in grading"}
     assert graded["correct"] is None and graded["problem_id"] == 0
 

@@ -3,9 +3,10 @@ extractor (Tests/cases/answers.json)."""
 from __future__ import annotations
 
 import json
+import threading
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 
@@ -43,7 +44,10 @@ from strategyd_bench.grading import gsm8k_gold, is_correct, number_text, parse_n
     ("7.2", "72", False),
     (None, "72", False),
     ("3", "\\left( 3, \\frac{\\pi}{2} \\right)", False),
-    ("\\sqrt{2}", "\\sqrt{2}", True),  # not numbers: compared as normalized text
+    ("\\sqrt{2}", "\\sqrt{2}", True),  # not numbers: graded by math-verify
+    ("\\frac{1}{\\sqrt{2}}", "\\frac{\\sqrt{2}}{2}", True),
+    ("\\sqrt{3}", "\\sqrt{2}", False),
+    ("x" * 2000, "x" * 2000, False),  # too long to be an answer
 ])
 def test_grading(answer: Optional[str], gold: str, correct: bool) -> None:
     assert is_correct(answer, gold) is correct
@@ -94,12 +98,40 @@ def test_canonical_form() -> None:
 
 
 @pytest.mark.parametrize("case", CASES["extract"] + CASES["parse"], ids=lambda case: case["text"])
-def test_the_daemon_s_answers_read_back_as_the_same_number(case: Dict[str, Any]) -> None:
-    # What the daemon sends ("0.5", "1/3") the grader reads as that very number.
+def test_the_daemon_s_answers_read_back_as_the_same_answer(case: Dict[str, Any]) -> None:
+    # What the daemon sends ("0.5", "1/3") the grader reads as that very number; an
+    # expression ("\\sqrt{2}") is no number, and math-verify grades it equal to itself.
     if case["answer"] is not None:
         value = parse_number(case["answer"])
-        assert value is not None and canonical(value) == case["answer"]
+        if case.get("expression"):
+            assert value is None
+        else:
+            assert value is not None and canonical(value) == case["answer"]
         assert is_correct(case["answer"], case["answer"])
+
+
+MATH500 = json.loads((Path(__file__).resolve().parents[3] / "Tests" / "cases" / "math500.json").read_text("utf-8"))
+
+
+@pytest.mark.parametrize("case", MATH500["graded"], ids=lambda case: f'{case["answer"]} vs {case["gold"]}')
+def test_math500_answers_are_graded_right(case: Dict[str, Any]) -> None:
+    # The answers the daemon reads from these solutions (its tests hold it to them),
+    # against MATH-500's gold spellings.
+    assert is_correct(case["answer"], case["gold"]) is case["correct"]
+
+
+def test_math500_table_holds_right_and_wrong_answers() -> None:
+    verdicts = [case["correct"] for case in MATH500["graded"]]
+    assert len(verdicts) >= 30 and True in verdicts and False in verdicts
+
+
+def test_grading_off_the_main_thread_still_grades() -> None:
+    # Without SIGALRM there math-verify runs without its time limit, but it runs.
+    results: List[bool] = []
+    worker = threading.Thread(target=lambda: results.append(is_correct("\\frac{1}{\\sqrt{2}}", "\\frac{\\sqrt{2}}{2}")))
+    worker.start()
+    worker.join()
+    assert results == [True]
 
 
 @pytest.mark.parametrize("case", [case for case in CASES["parse"] if case["text"] not in PARSED_ONLY_BY_THE_DAEMON],

@@ -34,8 +34,8 @@ from strategyd_client.errors import ConnectionLost, DaemonNotRunning, ShuttingDo
 from .cache import model_path
 from .data import Problem
 from .errors import UsageError
-from .run import (Progress, RunContext, backend_identity, check_strategies, failed, model_identity, problem_key,
-                  problem_record, solve_problem)
+from .run import (Progress, RunContext, backend_identity, check_strategies, failed, graded, model_identity,
+                  problem_key, problem_record, solve_problem)
 from .runfile import Record, RunFile
 from .specs import Spec
 
@@ -313,7 +313,7 @@ def _run_spec(ray: Any, nodes: List[Node], spec: Spec, problems: Sequence[Proble
                 node, problem = in_flight.pop(ref)
                 node.in_flight -= 1
                 try:
-                    record = ray.get(ref)
+                    record = graded(ray.get(ref))
                 except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as error:
                     cause = getattr(error, "cause", None)
                     if isinstance(error, ray.exceptions.RayTaskError) and not isinstance(cause, NODE_LOST):

@@ -14,6 +14,11 @@ from .grading import gsm8k_gold, number_text
 
 DATASETS = ("gsm8k-test", "gsm8k-train", "svamp", "math500")
 DATA_PACKAGE = cache.DATA_PACKAGE
+# After each MATH-500 problem: the strategies' shared prompt asks for "The answer is N."
+# with N a number, and MATH's answers are often not numbers (`\sqrt{2}`, intervals). The
+# daemon reads an answer in a maths span or a \boxed{} as an expression.
+# No example: a small model answers with the example.
+MATH_INSTRUCTION = "\n\nIf the answer is not a number, give it exactly, in LaTeX between dollar signs."
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,7 @@ def _problem(dataset: str, index: int, row: Dict[str, Any]) -> Problem:
         if body and not body.endswith((".", "?", "!")):
             body += "."  # some bodies lack their full stop before the question
         return Problem(index, f"{body} {row['Question'].strip()}", number_text(row["Answer"]), str(row["ID"]))
-    return Problem(index, row["problem"], str(row["answer"]), row.get("unique_id"))
+    return Problem(index, row["problem"] + MATH_INSTRUCTION, str(row["answer"]), row.get("unique_id"))
 
 
 def load_dataset(dataset: str, data_dir: Path) -> List[Problem]:

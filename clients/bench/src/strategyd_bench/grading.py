@@ -1,22 +1,33 @@
 """Grading a daemon's answer against a data set's gold answer.
 
-The daemon normalizes answers to plain numbers ("72", "-0.5", "1/3"); gold answers come as
-GSM8K's "#### 1,234", SVAMP's floats or MATH-500's LaTeX. Where both sides read as numbers
-they are compared as exact fractions ("1450001" is not "1450000", "0.5" is "1/2"); only a
-decimal against a value no decimal writes exactly (1/3) may be its rounding, within a
-relative tolerance of RELATIVE_TOLERANCE ("0.3333333" matches "1/3", "0.3333" does not).
-A gold that is not a number (MATH-500: "\\sqrt{2}", intervals, ...) is compared as
-normalized text.
+The daemon normalizes answers: numbers to plain numbers ("72", "-0.5", "1/3"), and answers
+that are not one number to a LaTeX expression in canonical spelling ("\\sqrt{2}",
+"(1,-2)"). Gold answers come as GSM8K's "#### 1,234", SVAMP's floats or MATH-500's LaTeX.
+Where both sides read as numbers they are compared as exact fractions ("1450001" is not
+"1450000", "0.5" is "1/2"); only a decimal against a value no decimal writes exactly (1/3)
+may be its rounding, within a relative tolerance of RELATIVE_TOLERANCE ("0.3333333" matches
+"1/3", "0.3333" does not). Anything else (MATH-500's "\\frac{\\sqrt{2}}{2}", intervals,
+tuples, text) is graded by math-verify, which parses both sides and compares them
+symbolically ("\\frac{1}{\\sqrt{2}}" is "\\frac{\\sqrt{2}}{2}").
 """
 from __future__ import annotations
 
 import re
+import threading
 from fractions import Fraction
-from typing import List, Optional, Pattern, Tuple
+from typing import Any, List, Optional, Pattern, Tuple
+
+from .errors import UsageError
 
 RELATIVE_TOLERANCE = Fraction(1, 10**6)  # a Fraction: numbers beyond a float's range stay exact
 # Longer numbers are compared as text: Python refuses to parse integers of over 4300 digits.
 MAX_DIGITS = 1000
+# math-verify's limit on parsing and on comparing, per call. It is enforced with SIGALRM,
+# which only the main thread receives: grade in the main thread (strategyd-bench run does).
+MATH_VERIFY_TIMEOUT_S = 5
+# An answer longer than this is not parsed as maths (the daemon's are at most 256 bytes).
+MAX_EXPRESSION_CHARS = 1000
+MATH_VERIFY = "math-verify==0.9.0"
 
 # LaTeX and typography that do not change a value, rewritten before reading it.
 _REWRITES: List[Tuple[Pattern[str], str]] = [
@@ -69,11 +80,6 @@ def parse_number(text: str) -> Optional[Fraction]:
     return with_text if with_text is not None else _as_number(_rewritten(_TEXT.sub("", text)))
 
 
-def normalize_text(text: str) -> str:
-    """A non-numeric answer with its spacing, sizing and \\text{} wrappers removed."""
-    return _rewritten(_TEXT.sub(r"\1", text)).rstrip(".")
-
-
 def _terminates(value: Fraction) -> bool:
     """Whether a decimal writes the value exactly: its denominator has no prime but 2 and 5."""
     denominator = value.denominator
@@ -102,7 +108,27 @@ def is_correct(answer: Optional[str], gold: str) -> bool:
     answer_value, gold_value = parse_number(answer), parse_number(gold)
     if answer_value is not None and gold_value is not None:
         return numbers_match(answer_value, gold_value)
-    return normalize_text(answer) == normalize_text(gold)
+    return maths_equal(answer, gold)
+
+
+def _math_verify() -> Any:
+    try:
+        import math_verify  # sympy behind it takes a second to import: only when needed
+    except ImportError:
+        raise UsageError(f"grading answers that are not numbers needs math-verify: pip install '{MATH_VERIFY}'") from None
+    return math_verify
+
+
+def maths_equal(answer: str, gold: str) -> bool:
+    """math-verify's verdict on two LaTeX answers (each read as if written between $...$)."""
+    if len(answer) > MAX_EXPRESSION_CHARS:
+        return False
+    math_verify = _math_verify()
+    # Off the main thread SIGALRM cannot limit math-verify: there it runs without a limit.
+    timeout = MATH_VERIFY_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+    expected = math_verify.parse(f"${gold}$", parsing_timeout=timeout)
+    given = math_verify.parse(f"${answer}$", parsing_timeout=timeout)
+    return bool(expected) and bool(given) and bool(math_verify.verify(expected, given, timeout_seconds=timeout))
 
 
 def gsm8k_gold(answer_field: str) -> str:

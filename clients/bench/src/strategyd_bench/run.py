@@ -120,17 +120,14 @@ def check_strategies(client: Client, specs: Sequence[Spec]) -> Dict[str, str]:
     return {spec.strategy: plugins[spec.strategy].version for spec in specs}
 
 
-def _solved(result: SolveResult, spec: Spec, gold: str) -> Record:
-    try:
-        correct = is_correct(result.answer, gold)
-    except Exception as error:  # a grading bug costs this problem, not the run (again at every resume)
-        return failed(spec, result.strategy.version, error)
+def _solved(result: SolveResult) -> Record:
+    """A solve's outcome, not yet graded (graded() grades it in the run's main thread)."""
     metrics = {field.name: getattr(result.metrics, field.name)
                for field in dataclasses.fields(result.metrics) if field.name != "extra"}
     return {
         "strategy": {"name": result.strategy.name, "version": result.strategy.version,
                      "generation": result.strategy.generation},
-        "answer": result.answer, "correct": correct,
+        "answer": result.answer, "correct": None,
         "budget_exhausted": result.budget_exhausted, "stopped_by": result.stopped_by,
         "metrics": {**metrics, **result.metrics.extra},
         # Each candidate's tally in the daemon's vote, so that the report need not vote again.
@@ -154,6 +151,21 @@ def failed(spec: Spec, version: Optional[str], error: Exception) -> Record:
     }
 
 
+def graded(record: Record) -> Record:
+    """The record with its answer graded. Runs call it in their main thread, where
+    math-verify can enforce its time limit; a grading bug costs this problem, not the run
+    (it is solved again at every resume)."""
+    if record["error"] is not None:
+        return record
+    try:
+        return {**record, "correct": is_correct(record["answer"], record["gold"])}
+    except UsageError:
+        raise  # math-verify missing: no problem can be graded
+    except Exception as error:
+        return {**record, "correct": None,
+                "error": {"type": type(error).__name__, "code": getattr(error, "code", None), "message": str(error)}}
+
+
 def solve_problem(client: Client, spec: Spec, problem: Problem, context: RunContext, timeout: Optional[float],
                   stopping: threading.Event) -> Record:
     """The record of one problem: its result, or the error of a solve that failed."""
@@ -163,7 +175,7 @@ def solve_problem(client: Client, spec: Spec, problem: Problem, context: RunCont
             if context.solve_timeout is not None:
                 budget.setdefault("timeout_s", context.solve_timeout)
             outcome = _solved(client.solve(problem.text, spec.strategy, spec.params, budget or None,
-                                           context.seed, timeout=timeout), spec, problem.gold)
+                                           context.seed, timeout=timeout))
             break
         except Busy:  # other clients hold the daemon's solve slots: wait for one, unless the run stops
             if stopping.wait(BUSY_RETRY_S):
@@ -292,7 +304,7 @@ def run_spec(client: Client, spec: Spec, problems: Sequence[Problem], run_file: 
             try:
                 for future in as_completed(futures):
                     unwritten.discard(future)
-                    record = future.result()
+                    record = graded(future.result())
                     run_file.append(record)
                     progress.update(record)
             except BaseException:
@@ -303,7 +315,7 @@ def run_spec(client: Client, spec: Spec, problems: Sequence[Problem], run_file: 
                 # Solves that finished before as_completed got to them are not lost with the run.
                 for future in futures:
                     if future in unwritten and future.done() and not future.cancelled() and future.exception() is None:
-                        run_file.append(future.result())
+                        run_file.append(graded(future.result()))
                 raise
     finally:
         progress.close()
