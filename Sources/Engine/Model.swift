@@ -111,8 +111,16 @@ public final class Model: @unchecked Sendable {
     ///
     /// `placement` puts the layers on RPC servers' devices instead of this host's CPU.
     /// Their kernels are the servers' own, so batch invariance holds only on this host.
-    public init(path: String, batchInvariant: Bool = false, placement: ModelPlacement = .local) throws {
+    ///
+    /// `chatTemplate` names a template llama.cpp has built in ("gemma", "chatml"), used
+    /// instead of the GGUF's own: for a base model whose file carries none.
+    public init(path: String, batchInvariant: Bool = false, placement: ModelPlacement = .local,
+                chatTemplate: String? = nil) throws {
         LlamaRuntime.initialize()
+        if let chatTemplate, !Model.builtInChatTemplates.contains(chatTemplate) {
+            throw EngineError.chatTemplate(reason: "llama.cpp has no built-in template '\(chatTemplate)'; "
+                                           + "it has \(Model.builtInChatTemplates.joined(separator: ", "))")
+        }
         if batchInvariant && !placement.isLocal {
             throw EngineError.placement(reason: "batch-invariant numerics need every product on this host's CPU; "
                                         + "RPC servers compute with their own kernels")
@@ -157,6 +165,7 @@ public final class Model: @unchecked Sendable {
         pointer = model
         let vocab = llama_model_get_vocab(model)!
         var facts = Model.readFacts(model, vocab: vocab, path: path, inspection: inspection)
+        if let chatTemplate { facts.chatTemplate = chatTemplate }
         let cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU).map { [RemoteDevices.facts($0, share: nil)] } ?? []
         facts.devices = cpu + zip(remote, shares).map { RemoteDevices.facts($0, share: $1) }
         endOfGenerationTokens = (0..<Int32(facts.vocabularySize)).filter { llama_vocab_is_eog(vocab, $0) }
@@ -275,6 +284,14 @@ public final class Model: @unchecked Sendable {
 
     // MARK: chat template
 
+    /// The names of the templates llama.cpp renders without Jinja.
+    public static let builtInChatTemplates: [String] = {
+        let count = Int(llama_chat_builtin_templates(nil, 0))
+        var names = [UnsafePointer<CChar>?](repeating: nil, count: count)
+        _ = llama_chat_builtin_templates(&names, count)
+        return names.compactMap { $0.map { String(cString: $0) } }.sorted()
+    }()
+
     /// Renders messages with the model's own chat template (llama.cpp's built-in
     /// template matcher, no Jinja), ending with the assistant's turn opened. The template
     /// is rendered around a stand-in for each content, which then goes back in as text.
@@ -300,7 +317,7 @@ public final class Model: @unchecked Sendable {
 
     private func render(_ messages: [ChatMessage]) throws -> String {
         guard let template = facts.chatTemplate else {
-            throw EngineError.chatTemplate(reason: "the model carries no chat template")
+            throw EngineError.chatTemplate(reason: "the model carries no chat template (strategyd --chat-template NAME gives it one)")
         }
         let roles = messages.map { strdup($0.role) }
         let contents = messages.map { strdup($0.content) }

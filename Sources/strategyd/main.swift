@@ -50,6 +50,9 @@ struct StrategyDaemon: ParsableCommand {
     @Option(help: "Each RPC device's share of the layers, as proportions W[,W...] (for example 3,1). Default: $STRATEGYD_TENSOR_SPLIT, else by each device's free memory.")
     var tensorSplit: String?
 
+    @Option(help: "A chat template llama.cpp has built in, by name (gemma, chatml, llama3, ...), used instead of the model's own: for a base model whose GGUF carries none. Default: $STRATEGYD_CHAT_TEMPLATE, else the model's.")
+    var chatTemplate: String?
+
     @Option(help: "CPU threads for decoding (1-256). Default: every core.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
@@ -261,7 +264,8 @@ struct StrategyDaemon: ParsableCommand {
         let engine: Engine
         do {
             model = try Model(path: configuration.modelPath, batchInvariant: configuration.deterministic,
-                              placement: try placement())
+                              placement: try placement(),
+                              chatTemplate: chatTemplate ?? environment["STRATEGYD_CHAT_TEMPLATE"].flatMap { $0.isEmpty ? nil : $0 })
             engine = try Engine(model: model, options: configuration.engineOptions)
         } catch {
             if case EngineError.fileNotFound = error, !configuration.modelPath.contains("/") || configuration.modelPath.hasPrefix(Configuration.modelCache.path) {
