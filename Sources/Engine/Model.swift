@@ -221,9 +221,7 @@ public final class Model: @unchecked Sendable {
             guard split.count == devices.count else {
                 throw EngineError.placement(reason: "the split names \(split.count) shares; the RPC servers offer \(devices.count) devices")
             }
-            guard split.allSatisfy({ $0 >= 0 && $0.isFinite }), split.contains(where: { $0 > 0 }) else {
-                throw EngineError.placement(reason: "the split's shares must be finite, not negative, and not all zero")
-            }
+            if let problem = ModelPlacement.splitProblem(split) { throw EngineError.placement(reason: "the split: \(problem)") }
             weights = split.map(Double.init)
         }
         let total = weights.reduce(0, +)

@@ -19,6 +19,16 @@ public struct ModelPlacement: Sendable, Equatable {
     public static let local = ModelPlacement()
     public var isLocal: Bool { rpcServers.isEmpty }
 
+    /// What is wrong with a split, or nil: each share a finite number, not negative, and
+    /// not all of them zero.
+    public static func splitProblem(_ split: [Float]) -> String? {
+        if let bad = split.first(where: { !$0.isFinite || $0 < 0 }) {
+            return "'\(String(format: "%g", Double(bad)))' is not a share (a number, not negative)"
+        }
+        if !split.isEmpty, !split.contains(where: { $0 > 0 }) { return "every share is zero" }
+        return nil
+    }
+
     /// HOST:PORT with a port in 1...65535 and an IPv4 address or host name: ggml-rpc cuts an
     /// endpoint at its first ":" and connects over IPv4 only.
     public static func endpoint(_ text: String) -> (host: String, port: UInt16)? {

@@ -187,12 +187,12 @@ struct StrategyDaemon: ParsableCommand {
         if !splitText.isEmpty {
             guard !servers.isEmpty else { throw ValidationError("\(splitSource) needs RPC servers to split over (--rpc or STRATEGYD_RPC)") }
             for part in splitText.split(separator: ",", omittingEmptySubsequences: false) {
-                guard let share = Float(part.trimmingCharacters(in: .whitespaces)), share.isFinite, share >= 0 else {
+                guard let share = Float(part.trimmingCharacters(in: .whitespaces)) else {
                     throw ValidationError("\(splitSource): '\(part)' is not a share (a number, not negative)")
                 }
                 split.append(share)
             }
-            guard split.contains(where: { $0 > 0 }) else { throw ValidationError("\(splitSource): every share is zero") }
+            if let problem = ModelPlacement.splitProblem(split) { throw ValidationError("\(splitSource): \(problem)") }
         }
         return ModelPlacement(rpcServers: servers, split: split)
     }
