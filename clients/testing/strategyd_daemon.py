@@ -16,7 +16,7 @@ from typing import Callable, Dict, Iterator, List, Sequence
 
 import pytest
 
-from strategyd_client import Client, StrategydError
+from strategyd_client import Client
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,22 +81,13 @@ def start_daemon(folder: Path, extra: Sequence[str] = ()) -> Daemon:
                                     "--context-size", "4096", *extra],
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     daemon = Daemon(process, socket_path, log_path)
-    deadline = time.monotonic() + STARTUP_TIMEOUT
     with Client(socket_path, connect_timeout=2) as client:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"strategyd exited with {process.returncode} while starting:\n{daemon.log_tail()}",
-                            pytrace=False)
-            try:
-                if client.ping(timeout=2) == "pong":
-                    return daemon
-            except StrategydError:
-                pass
-            if time.monotonic() > deadline:
-                daemon.stop()
-                pytest.fail(f"strategyd did not answer ping within {STARTUP_TIMEOUT:.0f} s:\n{daemon.log_tail()}",
-                            pytrace=False)
-            time.sleep(0.2)
+        if client.wait_ready(STARTUP_TIMEOUT, alive=lambda: process.poll() is None):
+            return daemon
+    if process.poll() is not None:
+        pytest.fail(f"strategyd exited with {process.returncode} while starting:\n{daemon.log_tail()}", pytrace=False)
+    daemon.stop()
+    pytest.fail(f"strategyd did not answer ping within {STARTUP_TIMEOUT:.0f} s:\n{daemon.log_tail()}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

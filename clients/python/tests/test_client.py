@@ -176,6 +176,15 @@ def test_daemon_not_running(tmp_path: object) -> None:
     assert missing in str(caught.value) and "strategyd --model" in caught.value.hint
 
 
+def test_wait_ready(client: Client, tmp_path: object) -> None:
+    assert client.wait_ready(5, model_hash=True)  # the fixture's daemon: ready, its model hashed
+    missing = Client(f"{tmp_path}/nothing.sock")
+    started = time.monotonic()
+    assert not missing.wait_ready(0.5)  # nothing ever listens: gives up at the timeout
+    assert not missing.wait_ready(60, alive=lambda: False)  # the process is gone: gives up at once
+    assert time.monotonic() - started < 5
+
+
 def test_reload_bumps_the_generation(client: Client) -> None:
     before = {plugin.name: plugin for plugin in client.plugins()}["greedy"]
     after = client.reload("greedy")

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -78,20 +77,13 @@ def wait_ready(process: "subprocess.Popen[bytes]", socket_path: str, log_path: P
                who: str = "strategyd") -> None:
     """Until the daemon answers ping and knows its model's sha256 (which a run's records
     carry); raises RuntimeError with its log's tail if it exits first, or after `timeout`."""
-    deadline = time.monotonic() + timeout
     with Client(socket_path, connect_timeout=2) as client:
-        while True:
-            if process.poll() is not None:
-                tail = log_path.read_text(errors="replace").splitlines()[-20:]
-                raise RuntimeError(f"{who} exited with {process.returncode} while starting:\n" + "\n".join(tail))
-            try:
-                if client.ping(timeout=2) == "pong" and client.models_info().sha256:
-                    return
-            except StrategydError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{who} was not ready within {timeout:.0f} s (log: {log_path})")
-            time.sleep(0.2)
+        if client.wait_ready(timeout, alive=lambda: process.poll() is None, model_hash=True):
+            return
+    if process.poll() is not None:
+        tail = log_path.read_text(errors="replace").splitlines()[-20:]
+        raise RuntimeError(f"{who} exited with {process.returncode} while starting:\n" + "\n".join(tail))
+    raise RuntimeError(f"{who} was not ready within {timeout:.0f} s (log: {log_path})")
 
 
 class NodeDaemon:

@@ -9,7 +9,7 @@ import socket as sockets
 import threading
 import time
 from types import TracebackType
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Type, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Type, Union
 
 from . import _protocol
 from ._paths import SocketPath, resolve_socket
@@ -264,6 +264,24 @@ class Client:
 
     def ping(self, *, timeout: Optional[float] = SHORT_TIMEOUT) -> str:
         return str(self.call("ping", timeout=timeout))
+
+    def wait_ready(self, timeout: float, *, alive: Callable[[], bool] = lambda: True,
+                   model_hash: bool = False) -> bool:
+        """Waits until the daemon answers ping (a daemon just started is still loading its
+        model) and, with `model_hash`, knows its model's sha256 (hashed after loading; run
+        records carry it). Returns False, at once, when `alive()` turns false (the daemon's
+        process exited), or after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while alive():
+            try:
+                if self.ping(timeout=2) == "pong" and (not model_hash or self.models_info().sha256):
+                    return True
+            except StrategydError:
+                pass
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return False
 
     def status(self, *, timeout: Optional[float] = SHORT_TIMEOUT) -> Status:
         return Status.from_json(self.call("status", timeout=timeout))
