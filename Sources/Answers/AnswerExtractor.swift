@@ -10,8 +10,9 @@ import Foundation
 /// Int64 fraction (more than 18 decimal places, or beyond Int64) are not read as numbers.
 ///
 /// An answer is one number only when nothing around it is maths: `\sqrt{2}`, `2\pi`,
-/// `x^2`, `6x` or `(1, -2)` are expressions (``Answer/expression(_:)``), read from a
-/// `\boxed{}` or from a maths span (`$...$`, `\(...\)`) after an answer phrase.
+/// `x^2`, `6x`, `x+1` or `(1, -2)` are expressions (``Answer/expression(_:)``), read from
+/// a `\boxed{}`, or after an answer phrase from a maths span (`$...$`, `\(...\)`) or a
+/// sentence that is maths (not one that starts with a number followed by words).
 public enum AnswerExtractor {
     /// The final answer of a solution, by priority: the last non-empty `\boxed{}`, then the
     /// last answer phrase ("The answer is", "Final answer:", "Answer:", "the answer (arabic
@@ -61,8 +62,10 @@ public enum AnswerExtractor {
             + digitGroup + #"(?:\.\d+)?))?"#)
     /// Around a number ("#" after parse's replacement), what makes the answer maths rather
     /// than a number with its unit: a LaTeX command, powers, indices, braces or brackets,
-    /// or one letter stuck to it ("6x", where "18km" is a unit).
-    private static let mathsAroundNumber = regex(#"[\\^_{}()\[\]|]|# [A-Za-z](?![A-Za-z])"#)
+    /// one letter stuck to it ("6x", where "18km" is a unit), or a lone letter beside an
+    /// operator ("x+1", "n-1"; "km/h" stays a unit).
+    private static let mathsAroundNumber = regex(
+        #"[\\^_{}()\[\]|]|# [A-Za-z](?![A-Za-z])|\b[A-Za-z]\s*[-+*=^]|[-+*=^]\s*[A-Za-z]\b"#)
 
     /// Optional "the"/"final" need no pattern: matching from "answer" covers them.
     private static let answerPhrase = regex(
@@ -70,14 +73,25 @@ public enum AnswerExtractor {
     private static let goldMarker = regex(#"####[\s*]*"#)
     /// An answer sentence ends at a newline or a period that is not a decimal point.
     private static let sentenceEnd = regex(#"\n|\.(?!\d)"#)
-    /// `$...$` or `\(...\)`; group 1 or 2 is its content.
-    private static let mathSpan = regex(#"\$([^$]+)\$|\\\((.+?)\\\)"#)
+    /// `$...$` (not `\$`, and not a closing "$" that opens an amount: "$18 + $2 = $20") or
+    /// `\(...\)`; group 1 or 2 is its content.
+    private static let mathSpan = regex(#"(?<!\\)\$((?:[^$\\]|\\.)+)\$(?!\d)|\\\((.+?)\\\)"#)
+    /// A lone letter beside an operator: a variable ("n - 1", "2 + x").
+    private static let variable = regex(#"\b[A-Za-z]\s*[-+*/^=]|[-+*/^=]\s*[A-Za-z]\b"#)
+    /// A sentence that starts with a number followed by words or a parenthesis ("18 because
+    /// 6 \times 3 is 18", "18 (since 3x = 18)") answers with that number.
+    private static let leadingNumber = regex(#"^\s*\$?\s*-?\d[\d,]*(?:\.\d+)?\s+[A-Za-z(]"#)
     /// What makes a phrase's answer an expression rather than words with numbers in them: a
     /// LaTeX command, a power or index, or a bracketed tuple or interval.
     private static let mathsMarker = regex(#"[\\^_{]|^\s*[(\[].*,.*[)\]]\s*$|\d[A-Za-z](?![A-Za-z])"#)
 
     /// `\text{...}` and its kin, whose content is plain words.
     private static let textWrapper = regex(#"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}"#)
+
+    /// LaTeX that only lays out: degree signs, \left and \right, \displaystyle, thin and
+    /// negative spaces ("10,\!080" is 10080).
+    private static let layout = regex(
+        #"\^\s*\{?\s*\\circ\s*\}?|(?<!\\)\\(?:(?:left|right|displaystyle)(?![A-Za-z])|[,;:! ])"#)
 
     /// LaTeX and typography rewritten to plain text before numbers are read.
     private static let rewrites: [(NSRegularExpression, String)] = [
@@ -86,7 +100,9 @@ public enum AnswerExtractor {
         (regex(#"\\[dt]?frac\{\s*([^{}]*?)\s*\}\{\s*([^{}]*?)\s*\}"#), "$1/$2"),
         (regex(#"\\([$%])"#), "$1"),
         (regex(#"(?<=\d)\{,\}(?=\d)"#), ","),
-        (regex(#"\^\s*\{?\s*\\circ\s*\}?|(?<!\\)\\(?:(?:left|right)(?![A-Za-z])|[,;:! ])"#), " "),
+        (layout, ""),
+        (regex(#"(?<!\\)\\[()\[\]]"#), " "),  // \( \) \[ \] around an answer
+        (regex(#"\(\s*[A-Za-z][A-Za-z ]*\)"#), " "),  // words in parentheses: "18 (dollars)"
         (regex("\u{2212}"), "-"),
     ]
 
@@ -133,15 +149,20 @@ public enum AnswerExtractor {
             let spans = mathSpan.matches(in: sentence, range: NSRange(sentence.startIndex..., in: sentence))
             for span in spans {
                 let content = Range(span.range(at: 1), in: sentence) ?? Range(span.range(at: 2), in: sentence)
-                // A span of symbols only ("$p - q$") is maths too; one with digits and no
-                // maths is more likely money ("$5 + $3 = $8"), read with the sentence.
-                guard let content, isMaths(String(sentence[content]))
-                        || !sentence[content].contains(where: \.isNumber) else { continue }
-                if let answer = read(String(sentence[content])) { return answer }
+                // A span of symbols only ("$p - q$") or with a variable ("$n - 1$") is maths
+                // too; one with digits and no maths is more likely money ("$5 + $3 = $8"),
+                // read with the sentence.
+                guard let content else { continue }
+                let text = String(sentence[content])
+                guard isMaths(text) || !text.contains(where: \.isNumber)
+                        || variable.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
+                else { continue }
+                if let answer = read(text) { return answer }
             }
             if let number = parse(sentence) { return .number(number) }
             let trimmed = sentence.trimmingCharacters(in: .whitespaces)
-            if isMaths(trimmed), let answer = read(trimmed) { return answer }
+            let startsWithNumber = leadingNumber.firstMatch(in: trimmed, range: NSRange(trimmed.startIndex..., in: trimmed)) != nil
+            if !startsWithNumber, isMaths(trimmed), let answer = read(trimmed) { return answer }
             if let first = numbers(in: afterLastEquals(normalized(sentence))).first { return .number(first) }
         }
         return nil
@@ -178,7 +199,8 @@ public enum AnswerExtractor {
         (regex(#"^\s*(?:\$+|\\\(|\\\[)|(?:\$+|\\\)|\\\])\s*$"#), ""),
         (textWrapper, "$1"),
         (regex(#"\\[dt]frac"#), #"\\frac"#),
-        (regex(#"\^\s*\{?\s*\\circ\s*\}?|(?<!\\)\\(?:(?:left|right|displaystyle)(?![A-Za-z])|[,;:! ])|~"#), ""),
+        (layout, ""),
+        (regex("~"), ""),
         (regex(#"\\%|\\\$"#), ""),
         (regex(#"^\s*[A-Za-z]\s*=(?!=)"#), ""),
         // Spacing goes, but for one space between letters ("\cot x", "No solution").
@@ -191,7 +213,8 @@ public enum AnswerExtractor {
     /// braces do not pair (a piece cut out of LaTeX, not an answer).
     private static func expression(_ s: String) -> String? {
         let text = replacing(expressionRewrites, in: s)
-        guard !text.isEmpty, text.utf8.count <= Answer.maxExpressionBytes else { return nil }
+        guard text.utf8.count <= Answer.maxExpressionBytes, text.contains(where: { $0.isLetter || $0.isNumber }),
+              let last = text.last, !"=+-*/^_\\".contains(last) else { return nil }
         var depth = 0
         for character in text {
             if character == "{" { depth += 1 } else if character == "}" { depth -= 1 }
