@@ -32,6 +32,7 @@ from . import cluster
 from .calibrate import write_calibration
 from .data import DATA_PACKAGE, DATASETS, Problem, default_data_dir, load_dataset, select_problems
 from .errors import MissingMatplotlib, RunFileError, UnknownBaseline, UsageError
+from .grading import require_math_verify
 from .presets import PRESETS
 from .report import write_report
 from .run import (RunContext, backend_identity, check_strategies, git_state, model_identity, problem_key,
@@ -69,6 +70,9 @@ def command_run(args: argparse.Namespace) -> int:
                                       ("--ray-daemon-arg", args.ray_daemon_arg)) if value]
     if given and args.ray is None:
         raise UsageError(f"{', '.join(given)} without --ray")
+    # Any answer can be an expression that only math-verify grades: a missing library
+    # fails the run here, not at the first such answer hours in.
+    require_math_verify()
     run_file = RunFile(Path(args.out))
     try:
         if args.ray is not None:

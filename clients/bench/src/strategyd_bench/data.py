@@ -16,7 +16,7 @@ DATASETS = ("gsm8k-test", "gsm8k-train", "svamp", "math500")
 DATA_PACKAGE = cache.DATA_PACKAGE
 # After each MATH-500 problem: the strategies' shared prompt asks for "The answer is N."
 # with N a number, and MATH's answers are often not numbers (`\sqrt{2}`, intervals). The
-# daemon reads an answer in a maths span or a \boxed{} as an expression.
+# daemon reads such an answer, in a \boxed{} or after "The answer is", as an expression.
 # No example: a small model answers with the example.
 MATH_INSTRUCTION = "\n\nIf the answer is not a number, give it exactly, in LaTeX between dollar signs."
 

@@ -111,6 +111,11 @@ def is_correct(answer: Optional[str], gold: str) -> bool:
     return maths_equal(answer, gold)
 
 
+def require_math_verify() -> None:
+    """Raises UsageError when math-verify is not installed."""
+    _math_verify()
+
+
 def _math_verify() -> Any:
     try:
         import math_verify  # sympy behind it takes a second to import: only when needed

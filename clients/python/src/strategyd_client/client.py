@@ -276,7 +276,7 @@ class Client:
             try:
                 if self.ping(timeout=2) == "pong" and (not model_hash or self.models_info().sha256):
                     return True
-            except StrategydError:
+            except (StrategydError, OSError):  # not listening yet, or a connect that timed out
                 pass
             if time.monotonic() > deadline:
                 return False
