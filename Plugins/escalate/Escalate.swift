@@ -15,7 +15,7 @@ import StrategyKit
 /// certainty, the mean self-certainty, KL(uniform || p) (Kang et al. 2025).
 struct Escalate: Strategy {
     static let name = "escalate"
-    static let version = "1.1.0"
+    static let version = "1.1.1"
     static let description = "Escalate: greedy first; sample with a stop rule only when greedy's own confidence is low"
     static let params: [Param] = [
         .choice("signal", "lowest_group", signals,

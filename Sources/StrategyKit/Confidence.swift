@@ -33,23 +33,36 @@ public enum TraceConfidence {
 
 /// Which generated tokens spell a solution's final answer: the tokens overlapping the last
 /// place the answer's text appears (CoT-decoding, Wang & Zhou 2024, reads its confidence
-/// there).
+/// there). The answer is in the daemon's canonical spelling ("1080", "x^2+1"), so layout
+/// is skipped on both sides: whitespace, and a comma between digits ("1,080" spells 1080).
 public enum AnswerSpan {
     /// `pieces[i]`: token i's bytes. nil when the answer's text is not in the solution.
     public static func tokens(spelling answer: String, in pieces: [[UInt8]]) -> [Int]? {
-        let text = pieces.flatMap { $0 }
-        let target = Array(answer.utf8)
+        let (text, offsets) = withoutLayout(pieces.flatMap { $0 })
+        let target = withoutLayout(Array(answer.utf8)).bytes
         guard !target.isEmpty, text.count >= target.count else { return nil }
         var start = text.count - target.count
         while start >= 0 && !text[start..<(start + target.count)].elementsEqual(target) { start -= 1 }
         guard start >= 0 else { return nil }
-        let end = start + target.count
+        let (first, last) = (offsets[start], offsets[start + target.count - 1])
         var offset = 0
         var span: [Int] = []
         for (index, piece) in pieces.enumerated() {
-            if offset < end && offset + piece.count > start { span.append(index) }
+            if offset <= last && offset + piece.count > first { span.append(index) }
             offset += piece.count
         }
         return span
+    }
+
+    /// The bytes that spell, with each one's offset in `bytes`.
+    private static func withoutLayout(_ bytes: [UInt8]) -> (bytes: [UInt8], offsets: [Int]) {
+        let isDigit = { (byte: UInt8) in byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+        let visible = bytes.indices.filter { !" \n\t\r".utf8.contains(bytes[$0]) }
+        let kept = visible.indices.filter { position in
+            let index = visible[position]
+            return !(bytes[index] == UInt8(ascii: ",") && position > 0 && position + 1 < visible.count
+                     && isDigit(bytes[visible[position - 1]]) && isDigit(bytes[visible[position + 1]]))
+        }.map { visible[$0] }
+        return (kept.map { bytes[$0] }, kept)
     }
 }

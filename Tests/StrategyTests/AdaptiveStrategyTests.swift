@@ -67,6 +67,13 @@ final class EscalateTests: XCTestCase {
         XCTAssertEqual(AnswerSpan.tokens(spelling: "12", in: pieces), [4, 5])
         XCTAssertEqual(AnswerSpan.tokens(spelling: "2 is", in: pieces), [2, 3])
         XCTAssertNil(AnswerSpan.tokens(spelling: "13", in: pieces))
+        // The daemon's canonical spellings, against the layout a solution writes.
+        let grouped = ["It is", " 1", ",", "080", " dollars", "."].map { Array($0.utf8) }
+        XCTAssertEqual(AnswerSpan.tokens(spelling: "1080", in: grouped), [1, 2, 3])
+        let spaced = ["is $", "x", "^", "2", " +", " 1", "$."].map { Array($0.utf8) }
+        XCTAssertEqual(AnswerSpan.tokens(spelling: "x^2+1", in: spaced), [1, 2, 3, 4, 5])
+        let tuple = ["(", "3", ",", " 4", ")"].map { Array($0.utf8) }
+        XCTAssertEqual(AnswerSpan.tokens(spelling: "(3,4)", in: tuple), [0, 1, 2, 3, 4])
     }
 }
 
