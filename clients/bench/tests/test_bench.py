@@ -128,6 +128,22 @@ def test_run_file_truncated_last_line(tmp_path: Path) -> None:
         read_run_file(path)
 
 
+def test_run_file_refuses_records_of_another_problem_text(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    asked = Problem(0, "What is 6 * 7?", "42", None)
+    write_jsonl(path, [{**FIXED_RECORDS[0], "problem_sha256": asked.text_sha256},
+                       FIXED_RECORDS[1]])  # no fingerprint (an older record): not checked
+    run_file = RunFile(path)
+    try:
+        dataset = FIXED_RECORDS[0]["dataset"]
+        run_file.check_problems(dataset, [asked, Problem(1, "anything", "1", None)])
+        run_file.check_problems("svamp", [Problem(0, "another data set", "1", None)])
+        with pytest.raises(UsageError, match="problem 0 of"):
+            run_file.check_problems(dataset, [Problem(0, "What is 6 * 7?\n\nAn added instruction.", "42", None)])
+    finally:
+        run_file.close()
+
+
 def test_run_file_refuses_another_model_or_run(tmp_path: Path) -> None:
     path = tmp_path / "run.jsonl"
     write_jsonl(path, FIXED_RECORDS[:1])

@@ -90,6 +90,7 @@ def command_run(args: argparse.Namespace) -> int:
                                  strategy_versions=versions, backend=backend_identity(status),
                                  solve_timeout=status.limits.get("max_timeout_s"))
             run_file.check_model(context.model)
+            run_file.check_problems(dataset, problems)
             if args.retry_errors:
                 keys = {problem_key(context, spec, problem) for spec in specs for problem in problems}
                 print(f"strategyd-bench: {run_file.drop_errors(keys)} failed records removed, to run again",

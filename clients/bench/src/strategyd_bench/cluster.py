@@ -262,6 +262,7 @@ def run_on_ray(ray: Any, nodes: List[Node], specs: Sequence[Spec], problems: Seq
         raise error.cause if isinstance(error.cause, Exception) else error
     first = nodes[0].identity
     run_file.check_model(first["model"])
+    run_file.check_problems(base.dataset, problems)
     for node in nodes:
         # An actor runs at most ACTOR_THREADS calls at once; one is kept for identity and stop.
         node.capacity = min(concurrency or node.identity["max_concurrent_solves"], ACTOR_THREADS - 1)

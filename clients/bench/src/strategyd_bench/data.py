@@ -2,6 +2,7 @@
 problem's gold answer normalized for grading, and the seeded selection of problems."""
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import dataclass
@@ -27,6 +28,12 @@ class Problem:
     text: str
     gold: str
     source_id: Optional[str]  # the data set's own id (SVAMP's ID, MATH-500's unique_id)
+
+    @property
+    def text_sha256(self) -> str:
+        """The text the daemon is sent, fingerprinted: records keep it, so that a resumed run
+        does not take a record of another text (a data set or instruction that changed)."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
 
 def default_data_dir() -> Path:

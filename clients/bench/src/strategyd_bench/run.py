@@ -192,6 +192,7 @@ def problem_record(context: RunContext, spec: Spec, problem: Problem, outcome: R
     """A problem's record: what it was, its outcome, and what the run shares."""
     return {
         "dataset": context.dataset, "problem_id": problem.id, "source_id": problem.source_id,
+        "problem_sha256": problem.text_sha256,
         "spec": spec.label, "params": spec.params, "budget": spec.budget, "seed": context.seed,
         "gold": problem.gold, **outcome,
         "model": context.model, "backend": context.backend, "daemon_version": context.daemon_version,

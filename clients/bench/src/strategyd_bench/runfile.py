@@ -7,9 +7,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import AbstractSet, Any, BinaryIO, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, AbstractSet, Any, BinaryIO, Dict, List, Optional, Sequence, Tuple
 
 from .errors import RunFileError, UsageError
+
+if TYPE_CHECKING:
+    from .data import Problem
 
 Record = Dict[str, Any]
 
@@ -129,6 +132,16 @@ class RunFile:
             replaced.close()
             self.by_key = self._by_key(kept)
         return dropped
+
+    def check_problems(self, dataset: str, problems: Sequence["Problem"]) -> None:
+        """Refuses to resume over records of another problem text (its data set file or the
+        instruction added to it changed): they would stand for problems never sent."""
+        fingerprints = {problem.id: problem.text_sha256 for problem in problems}
+        for record in self.by_key.values():
+            stored = record.get("problem_sha256")
+            if record["dataset"] == dataset and stored and stored != fingerprints.get(record["problem_id"], stored):
+                raise UsageError(f"{self.path} holds problem {record['problem_id']} of {dataset} as another text was "
+                                 "solved (the data set or the instruction added to it changed): use another --out")
 
     def check_model(self, model: Dict[str, Optional[str]]) -> None:
         """Refuses to mix models in one file: resuming would skip problems another model solved."""
