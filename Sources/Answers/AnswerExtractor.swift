@@ -63,9 +63,9 @@ public enum AnswerExtractor {
     /// Around a number ("#" after parse's replacement), what makes the answer maths rather
     /// than a number with its unit: a LaTeX command, powers, indices, braces or brackets,
     /// one letter stuck to it ("6x", where "18km" is a unit), or a lone letter beside an
-    /// operator ("x+1", "n-1"; "km/h" stays a unit).
+    /// operator ("x+1", "n-1"; "km/h" stays a unit, "T-shirts" a word).
     private static let mathsAroundNumber = regex(
-        #"[\\^_{}()\[\]|]|# [A-Za-z](?![A-Za-z])|\b[A-Za-z]\s*[-+*=^]|[-+*=^]\s*[A-Za-z]\b"#)
+        #"[\\^_{}()\[\]|]|# [A-Za-z](?![A-Za-z])|\b[A-Za-z]\s*[-+*=^](?!\s*[A-Za-z]{2})|[-+*=^]\s*[A-Za-z]\b"#)
 
     /// Optional "the"/"final" need no pattern: matching from "answer" covers them.
     private static let answerPhrase = regex(
@@ -77,10 +77,10 @@ public enum AnswerExtractor {
     /// `\(...\)`; group 1 or 2 is its content.
     private static let mathSpan = regex(#"(?<!\\)\$((?:[^$\\]|\\.)+)\$(?!\d)|\\\((.+?)\\\)"#)
     /// A lone letter beside an operator: a variable ("n - 1", "2 + x").
-    private static let variable = regex(#"\b[A-Za-z]\s*[-+*/^=]|[-+*/^=]\s*[A-Za-z]\b"#)
+    private static let variable = regex(#"\b[A-Za-z]\s*[-+*/^=](?!\s*[A-Za-z]{2})|[-+*/^=]\s*[A-Za-z]\b"#)
     /// A sentence that starts with a number followed by words or a parenthesis ("18 because
     /// 6 \times 3 is 18", "18 (since 3x = 18)") answers with that number.
-    private static let leadingNumber = regex(#"^\s*\$?\s*-?\d[\d,]*(?:\.\d+)?\s+[A-Za-z(]"#)
+    private static let leadingNumber = regex(#"^\s*\$?\s*-?\d[\d,]*(?:\.\d+)?\s+\(?[A-Za-z]{2,}"#)
     /// What makes a phrase's answer an expression rather than words with numbers in them: a
     /// LaTeX command, a power or index, or a bracketed tuple or interval.
     private static let mathsMarker = regex(#"[\\^_{]|^\s*[(\[].*,.*[)\]]\s*$|\d[A-Za-z](?![A-Za-z])"#)
@@ -162,7 +162,8 @@ public enum AnswerExtractor {
             if let number = parse(sentence) { return .number(number) }
             let trimmed = sentence.trimmingCharacters(in: .whitespaces)
             let startsWithNumber = leadingNumber.firstMatch(in: trimmed, range: NSRange(trimmed.startIndex..., in: trimmed)) != nil
-            if !startsWithNumber, isMaths(trimmed), let answer = read(trimmed) { return answer }
+            if startsWithNumber, let first = numbers(in: normalized(trimmed)).first { return .number(first) }
+            if isMaths(trimmed), let answer = read(trimmed) { return answer }
             if let first = numbers(in: afterLastEquals(normalized(sentence))).first { return .number(first) }
         }
         return nil
@@ -213,7 +214,7 @@ public enum AnswerExtractor {
     /// braces do not pair (a piece cut out of LaTeX, not an answer).
     private static func expression(_ s: String) -> String? {
         let text = replacing(expressionRewrites, in: s)
-        guard text.utf8.count <= Answer.maxExpressionBytes, text.contains(where: { $0.isLetter || $0.isNumber }),
+        guard text.utf8.count <= Answer.maxExpressionBytes, text.contains(where: { $0.isLetter || $0.isNumber || $0.isSymbol }),
               let last = text.last, !"=+-*/^_\\".contains(last) else { return nil }
         var depth = 0
         for character in text {

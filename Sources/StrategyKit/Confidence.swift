@@ -54,15 +54,18 @@ public enum AnswerSpan {
         return span
     }
 
-    /// The bytes that spell, with each one's offset in `bytes`.
+    /// The bytes that spell, with each one's offset in `bytes`: whitespace goes, and a comma
+    /// that groups thousands (a digit before it, exactly three after: "1,080", not "1, 2").
     private static func withoutLayout(_ bytes: [UInt8]) -> (bytes: [UInt8], offsets: [Int]) {
-        let isDigit = { (byte: UInt8) in byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
-        let visible = bytes.indices.filter { !" \n\t\r".utf8.contains(bytes[$0]) }
-        let kept = visible.indices.filter { position in
-            let index = visible[position]
-            return !(bytes[index] == UInt8(ascii: ",") && position > 0 && position + 1 < visible.count
-                     && isDigit(bytes[visible[position - 1]]) && isDigit(bytes[visible[position + 1]]))
-        }.map { visible[$0] }
+        let isDigit = { (index: Int) in
+            bytes.indices.contains(index) && bytes[index] >= UInt8(ascii: "0") && bytes[index] <= UInt8(ascii: "9")
+        }
+        let kept = bytes.indices.filter { index in
+            if " \n\t\r".utf8.contains(bytes[index]) { return false }
+            let groupsThousands = bytes[index] == UInt8(ascii: ",") && isDigit(index - 1)
+                && (1...3).allSatisfy { isDigit(index + $0) } && !isDigit(index + 4)
+            return !groupsThousands
+        }
         return (kept.map { bytes[$0] }, kept)
     }
 }

@@ -74,6 +74,8 @@ final class EscalateTests: XCTestCase {
         XCTAssertEqual(AnswerSpan.tokens(spelling: "x^2+1", in: spaced), [1, 2, 3, 4, 5])
         let tuple = ["(", "3", ",", " 4", ")"].map { Array($0.utf8) }
         XCTAssertEqual(AnswerSpan.tokens(spelling: "(3,4)", in: tuple), [0, 1, 2, 3, 4])
+        let list = ["We need", " 1", ",", " 2", " or", " 3", "."].map { Array($0.utf8) }
+        XCTAssertNil(AnswerSpan.tokens(spelling: "12", in: list), "a comma in a list groups no thousands")
     }
 }
 
