@@ -65,7 +65,7 @@ socket=$(mktemp -u "${TMPDIR:-/tmp}/strategyd-paper.XXXXXX.sock")
   --plugin-config auto.calibration="$here/calibration.json" --log-level warning > "$STRATEGYD_CACHE/paper-$which.log" 2>&1 &
 daemon=$!
 trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null' EXIT
-for _ in $(seq 1 600); do "$bin/strategyctl" ping --socket "$socket" >/dev/null 2>&1 && break; sleep 0.5; done
+"$repo/scripts/await-daemon" "$bin" "$socket" $daemon "$STRATEGYD_CACHE/paper-$which.log"
 
 out="$here/$model.jsonl"
 run() { python3 -m strategyd_bench run --socket "$socket" --out "$out" "$@"; }
