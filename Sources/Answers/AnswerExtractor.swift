@@ -22,9 +22,9 @@ public enum AnswerExtractor {
         if let boxed = boxedContents(text).reversed().lazy.compactMap({ read(String($0)) }).first {
             return boxed
         }
-        return lastPhraseAnswer(in: text)
-            ?? lastNumber(after: goldMarker, in: normalized(text)).map(Answer.number)
-            ?? numbers(in: normalized(text)).last.map(Answer.number)
+        if let phrased = lastPhraseAnswer(in: text) { return phrased }
+        let plain = normalized(text)
+        return (lastNumber(after: goldMarker, in: plain) ?? numbers(in: plain).last).map(Answer.number)
     }
 
     /// One answer string (the inside of `\boxed{}`, a plugin's answer): the number it
@@ -64,8 +64,13 @@ public enum AnswerExtractor {
     /// than a number with its unit: a LaTeX command, powers, indices, braces or brackets,
     /// one letter stuck to it ("6x", where "18km" is a unit), or a lone letter beside an
     /// operator ("x+1", "n-1"; "km/h" stays a unit, "T-shirts" a word).
-    private static let mathsAroundNumber = regex(
-        #"[\\^_{}()\[\]|]|# [A-Za-z](?![A-Za-z])|\b[A-Za-z]\s*[-+*=^](?!\s*[A-Za-z]{2})|[-+*=^]\s*[A-Za-z]\b"#)
+    private static let mathsAroundNumber = regex(#"[\\^_{}()\[\]|]|# [A-Za-z](?![A-Za-z])|"# + loneVariable(#"-+*=^"#))
+
+    /// A lone letter beside one of `operators` (inside a character class): a variable,
+    /// not a hyphenated word.
+    private static func loneVariable(_ operators: String) -> String {
+        #"\b[A-Za-z]\s*["# + operators + #"](?!\s*[A-Za-z]{2})|["# + operators + #"]\s*[A-Za-z]\b"#
+    }
 
     /// Optional "the"/"final" need no pattern: matching from "answer" covers them.
     private static let answerPhrase = regex(
@@ -77,7 +82,7 @@ public enum AnswerExtractor {
     /// `\(...\)`; group 1 or 2 is its content.
     private static let mathSpan = regex(#"(?<!\\)\$((?:[^$\\]|\\.)+)\$(?!\d)|\\\((.+?)\\\)"#)
     /// A lone letter beside an operator: a variable ("n - 1", "2 + x").
-    private static let variable = regex(#"\b[A-Za-z]\s*[-+*/^=](?!\s*[A-Za-z]{2})|[-+*/^=]\s*[A-Za-z]\b"#)
+    private static let variable = regex(loneVariable(#"-+*/^="#))
     /// A sentence that starts with a number followed by words or a parenthesis ("18 because
     /// 6 \times 3 is 18", "18 (since 3x = 18)") answers with that number.
     private static let leadingNumber = regex(#"^\s*\$?\s*-?\d[\d,]*(?:\.\d+)?\s+\(?[A-Za-z]{2,}"#)
@@ -161,10 +166,11 @@ public enum AnswerExtractor {
             }
             if let number = parse(sentence) { return .number(number) }
             let trimmed = sentence.trimmingCharacters(in: .whitespaces)
-            let startsWithNumber = leadingNumber.firstMatch(in: trimmed, range: NSRange(trimmed.startIndex..., in: trimmed)) != nil
-            if startsWithNumber, let first = numbers(in: normalized(trimmed)).first { return .number(first) }
+            let plain = normalized(sentence)
+            if leadingNumber.firstMatch(in: trimmed, range: NSRange(trimmed.startIndex..., in: trimmed)) != nil,
+               let first = numbers(in: plain).first { return .number(first) }
             if isMaths(trimmed), let answer = read(trimmed) { return answer }
-            if let first = numbers(in: afterLastEquals(normalized(sentence))).first { return .number(first) }
+            if let first = numbers(in: afterLastEquals(plain)).first { return .number(first) }
         }
         return nil
     }
