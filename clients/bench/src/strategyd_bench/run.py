@@ -147,8 +147,13 @@ def failed(spec: Spec, version: Optional[str], error: Exception) -> Record:
         "strategy": {"name": spec.strategy, "version": version, "generation": None},
         "answer": None, "correct": None, "budget_exhausted": None, "stopped_by": None, "metrics": None,
         "candidates": None, "text": None, "details": None,
-        "error": {"type": type(error).__name__, "code": getattr(error, "code", None), "message": str(error)},
+        "error": error_of(error),
     }
+
+
+def error_of(error: Exception) -> Dict[str, Any]:
+    """A record's account of what failed."""
+    return {"type": type(error).__name__, "code": getattr(error, "code", None), "message": str(error)}
 
 
 def graded(record: Record) -> Record:
@@ -162,8 +167,7 @@ def graded(record: Record) -> Record:
     except UsageError:
         raise  # math-verify missing: no problem can be graded
     except Exception as error:
-        return {**record, "correct": None,
-                "error": {"type": type(error).__name__, "code": getattr(error, "code", None), "message": str(error)}}
+        return {**record, "correct": None, "error": error_of(error)}
 
 
 def solve_problem(client: Client, spec: Spec, problem: Problem, context: RunContext, timeout: Optional[float],
