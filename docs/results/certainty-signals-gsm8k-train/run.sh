@@ -15,7 +15,6 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
-. "$repo/scripts/env.sh"
 export PYTHONPATH="$repo/clients/bench/src:$repo/clients/python/src${PYTHONPATH:+:$PYTHONPATH}"
 
 case "${1:-}" in
@@ -31,21 +30,14 @@ esac
 kind=$2
 shift 2
 sample=64
-bin="$repo/.build/release"
-built=no
+bin=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --sample) sample=$2; shift 2 ;;
-    --bin) bin=$2; built=yes; shift 2 ;;  # another release build of this checkout
+    --bin) bin=(--bin "$2"); shift 2 ;;  # another release build of this checkout
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-if [ $built = no ]; then "$repo/scripts/setup" --models "$model"; else "$repo/scripts/setup" --no-build --models "$model"; fi
-socket=$(mktemp -u "${TMPDIR:-/tmp}/strategyd-signals.XXXXXX.sock")
-"$bin/strategyd" --model "$model" --socket "$socket" --plugin-dir "$bin" --log-level warning \
-  > "$STRATEGYD_CACHE/signals-$model.log" 2>&1 &
-daemon=$!
-trap 'kill $daemon 2>/dev/null; wait' EXIT
-"$repo/scripts/await-daemon" "$bin" "$socket" $daemon "$STRATEGYD_CACHE/signals-$model.log"
-python3 -m strategyd_bench run --socket "$socket" --dataset gsm8k-train --sample "$sample" --seed 0 \
+exec "$repo/scripts/with-daemon" "${bin[@]}" "$model" -- \
+  python3 -m strategyd_bench run --dataset gsm8k-train --sample "$sample" --seed 0 \
   --strategy "$spec" --out "$here/$kind-$model.jsonl"
