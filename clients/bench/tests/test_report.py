@@ -207,6 +207,16 @@ def test_report_keeps_every_model(tmp_path: Path) -> None:
     assert "| 1.5b | gsm8k-test | `greedy` | 1 | 0.0 %" in report
 
 
+def test_the_papers_figures_stand_beside_its_own_data_set_only(tmp_path: Path) -> None:
+    on_svamp = [{**record("greedy", i, i == 0), "dataset": "svamp"} for i in range(2)]
+    report = markdown_report(on_svamp)
+    assert "| m | svamp | `greedy` | 2 |" in report
+    assert "Mistral-7B" not in report
+    assert "Mistral-7B (paper) | gsm8k-test" in markdown_report(on_svamp + [record("greedy", 0, True)])
+    svg = plot_frontier(summarize(on_svamp), "svamp", tmp_path / "frontier-svamp")[1].read_text()
+    assert "REBASE-3" not in svg and "Mistral" not in svg
+
+
 def test_report_of_a_missing_run_file_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "typo.jsonl"
     with pytest.raises(RunFileError, match="typo.jsonl"):

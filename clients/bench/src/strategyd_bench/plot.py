@@ -7,7 +7,7 @@ from typing import List, Sequence
 
 from .errors import MissingMatplotlib
 from .paper import PAPER_MODEL
-from .report import PAPER_ROWS, Row, by_model_and_dataset, measured, pareto_frontier
+from .report import Row, by_model_and_dataset, measured, paper_rows, pareto_frontier
 from .stats import wilson_interval
 
 
@@ -30,7 +30,7 @@ def plot_frontier(rows: Sequence[Row], dataset: str, stem: Path) -> List[Path]:
                     if of_dataset == dataset}
     panel_points = {model: points for model, points in sorted(panel_points.items()) if points}
     ours = [point for points in panel_points.values() for point in points]
-    paper = measured(PAPER_ROWS) if dataset.startswith("gsm8k") else []
+    paper = measured(paper_rows([dataset]))
     models = list(panel_points)
     fullest = {model: max(row.n for _, row in points) for model, points in panel_points.items()}
     figure, panels = plt.subplots(1, max(len(models), 1), figsize=(5.5 * max(len(models), 1) + 1, 5.5),

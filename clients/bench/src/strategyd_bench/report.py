@@ -63,6 +63,13 @@ PAPER_ROWS = tuple(Row(PAPER_MODEL, figure.dataset, figure.family, figure.label,
                        figure.mean_flops, figure.mean_wall_s, None, True) for figure in PAPER_FIGURES)
 
 
+def paper_rows(datasets: Iterable[str]) -> List[Row]:
+    """The paper's figures beside measurements on its own data set only (GSM8K test): on
+    another data set they would compare unlike problems."""
+    wanted = set(datasets)
+    return [row for row in PAPER_ROWS if row.dataset in wanted]
+
+
 @dataclass(frozen=True)
 class CandidateCounts:
     """A row's graded problems counted over the candidates its solves returned, so the
@@ -430,17 +437,18 @@ def markdown_report(records: Sequence[Record], plots: Sequence[Path] = (), basel
     """The report; `baseline` names (by its label in the table) the condition every other is
     compared with problem by problem, greedy when None."""
     rows = summarize(records)
+    paper = paper_rows(row.dataset for row in rows)
     paired_section = paired_lines(rows, baseline)
     parts = [
         "# strategyd-bench report", "",
-        markdown_table(rows + list(PAPER_ROWS)), "",
+        markdown_table(rows + paper), "",
         "n: problems graded; stopped: graded problems whose solve a budget ended before the strategy "
         "finished (by what ran out; the best answer so far was graded); errors: problems whose solve "
         f"failed, left out of n. FLOPs and {TOKENS_NOTE}; "
-        "both are means per problem. "
-        f"Rows of {PAPER_MODEL} are the figures of arXiv 2412.16260 (Mistral-7B on a 128-problem GSM8K "
-        "subset), not measured here, with the paper's runtime as mean wall s; the paper gives no FLOPs for "
-        "Quiet-STaR + REBASE-3 and no token counts."
+        "both are means per problem."
+        + (f" Rows of {PAPER_MODEL} are the figures of arXiv 2412.16260 (Mistral-7B on a 128-problem GSM8K "
+           "subset), not measured here, with the paper's runtime as mean wall s; the paper gives no FLOPs for "
+           "Quiet-STaR + REBASE-3 and no token counts." if paper else "")
         + (" A wall time marked ×N: up to N solves ran at once, sharing the model's decodes, so each "
            "includes the others' steps; the FLOPs are each solve's own." if any(r.concurrency > 1 for r in rows)
            else ""),
