@@ -16,11 +16,13 @@ usage() { echo "usage: $0 0.5b|1.5b [--bin DIR] [SPEC...] | calibrate" >&2; exit
 
 case "${1:-}" in
   0.5b) model=qwen2.5-coder-0.5b-instruct-q4_k_m
-        candidates=(greedy "escalate:threshold=5.6,stop_threshold=0.9" "best-of-n:n=4,scorer=arith"
+        candidates=(greedy "quiet-star:when=entropy,mixing=entropy,weight=0.5"
+                    "escalate:threshold=5.6,stop_threshold=0.9" "best-of-n:n=4,scorer=arith"
                     self-consistency:k=4 "best-of-n:n=8,scorer=arith" "self-consistency:k=8,adaptive=true"
                     deepconf:n=8) ;;
   1.5b) model=qwen2.5-coder-1.5b-instruct-q4_k_m
-        candidates=(greedy "escalate:threshold=5.8,stop_threshold=0.9" self-consistency:k=4 deepconf:n=8
+        candidates=(greedy "quiet-star:when=entropy,mixing=entropy,weight=0.5"
+                    "escalate:threshold=5.8,stop_threshold=0.9" self-consistency:k=4 deepconf:n=8
                     "self-consistency:k=8,adaptive=true") ;;
   calibrate) exec python3 -m strategyd_bench calibrate --dataset gsm8k-train --out "$here/calibration.json" \
                "$here"/*.jsonl ;;

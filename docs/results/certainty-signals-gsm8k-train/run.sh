@@ -33,8 +33,8 @@ sample=64
 bin=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --sample) sample=$2; shift 2 ;;
-    --bin) bin=(--bin "$2"); shift 2 ;;  # another release build of this checkout
+    --sample) [ $# -ge 2 ] || { echo "--sample needs a value" >&2; exit 2; }; sample=$2; shift 2 ;;
+    --bin) [ $# -ge 2 ] || { echo "--bin needs a value" >&2; exit 2; }; bin=(--bin "$2"); shift 2 ;;  # another release build of this checkout
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done

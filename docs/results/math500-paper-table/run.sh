@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The paper's conditions, our best variants and the adaptive strategies on MATH-500, the
 # default model: 64 seeded problems (--sample 64 --seed 0), graded by math-verify. Answers
-# are often expressions, and solutions long: every solve may write 1,024 tokens (at 512, 5
-# of 12 greedy solutions were cut before their answer). Parameters are the ones chosen on
-# GSM8K train. Appends to the run file in this folder and skips what it already holds: stop
-# it at any time and run it again. The specs run in the order given, the cheap ones first.
+# are often expressions, and solutions long: each solution (sample, trace, path) may take
+# 1,024 tokens, the strategy's `max_tokens` param, which this script adds to every spec that
+# does not set it (at the default 512, 5 of 12 greedy solutions were cut before their
+# answer). Other parameters are the ones chosen on GSM8K train. Appends to the run file in
+# this folder and skips what it already holds: stop it at any time and run it again. The
+# specs run in the order given, the cheap ones first.
 #
 #   docs/results/math500-paper-table/run.sh [--sample N] [--limit N] [--bin DIR] [SPEC...]
 #   docs/results/math500-paper-table/run.sh report
@@ -37,7 +39,15 @@ if [ ${#specs[@]} -eq 0 ]; then
          "quiet-rebase:variant=faithful,width=2,scorer=arith")
 fi
 strategies=()
-for spec in "${specs[@]}"; do strategies+=(--strategy "$spec"); done
+for spec in "${specs[@]}"; do
+  params=${spec%%@*} budget=${spec#"${spec%%@*}"}  # NAME[:PARAMS] and [@BUDGET]
+  case "$params" in
+    *max_tokens=*) ;;
+    *:*) params="$params,max_tokens=1024" ;;
+    *) params="$params:max_tokens=1024" ;;
+  esac
+  strategies+=(--strategy "$params$budget")
+done
 exec "$repo/scripts/with-daemon" "${bin[@]}" "$model" -- \
   python3 -m strategyd_bench run --dataset math500 --sample "$sample" --seed 0 "${limit[@]}" \
-  --budget max_tokens=1024 "${strategies[@]}" --out "$here/$model.jsonl"
+  "${strategies[@]}" --out "$here/$model.jsonl"

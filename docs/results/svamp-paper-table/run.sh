@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The paper's conditions, our best variants and the adaptive strategies on SVAMP: 128
 # seeded problems (--sample 128 --seed 0), the two Qwen models, and Gemma 3 and SmolLM2 as
-# other architectures. Parameters are the ones chosen on GSM8K train (SVAMP has no train
-# split). Each call appends to its model's run file in this folder and skips what that file
+# other architectures. Parameters are the ones chosen on GSM8K train for the Qwen models
+# (SVAMP has no train split); Gemma 3 and SmolLM2, never tuned, take the default model's. Each call appends to its model's run file in this folder and skips what that file
 # already holds: stop it at any time and run it again. The specs run in the order given,
 # the cheap ones first.
 #
