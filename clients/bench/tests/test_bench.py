@@ -47,6 +47,12 @@ def test_spec_parsing() -> None:
     assert (plain.strategy, plain.params, plain.budget, plain.label) == ("greedy", {}, {"timeout_s": 30},
                                                                          "greedy@timeout_s=30")
     assert parse_spec("greedy@max_tokens=9", default_budget="timeout_s=30").budget == {"max_tokens": 9}
+    # Default params: added where a spec does not set them, and written into its label.
+    assert parse_spec("greedy", default_params="max_tokens=1024").label == "greedy:max_tokens=1024"
+    added = parse_spec("rebase:width=4,scorer=arith@timeout_s=5", default_params="max_tokens=1024,width=8")
+    assert added.label == "rebase:width=4,scorer=arith,max_tokens=1024@timeout_s=5"
+    assert added.params == {"width": 4, "scorer": "arith", "max_tokens": 1024}
+    assert parse_spec("greedy:max_tokens=9", default_params="max_tokens=1024").params == {"max_tokens": 9}
     for bad in ("Greedy", "greedy:k", "greedy:k=1,k=2", "greedy@tokens=3", "greedy@max_tokens=1.5",
                 "rebase:scorer_params={bad"):
         with pytest.raises(UsageError):

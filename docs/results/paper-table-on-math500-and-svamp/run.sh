@@ -3,8 +3,8 @@
 #   math500  64 seeded problems of MATH-500 (--sample 64 --seed 0), graded by math-verify.
 #            Answers are often expressions and solutions long: each solution (sample,
 #            trace, path) may take 1,024 tokens, the strategy's `max_tokens` param, which
-#            this script adds to every spec that does not set it (at the default 512, 5 of
-#            12 greedy solutions were cut before their answer).
+#            the harness adds to every spec that does not set it (--params; at the default
+#            512, 5 of 12 greedy solutions were cut before their answer).
 #   svamp    128 seeded problems of SVAMP (--sample 128 --seed 0).
 # Models: the two Qwen models, and Gemma 3 and SmolLM2 as other architectures. Parameters
 # are the ones chosen on GSM8K train for the Qwen models (neither data set has a train
@@ -26,8 +26,8 @@ usage() {
 }
 
 case "${1:-}" in
-  math500) dataset=math500 sample=64 max_tokens=1024 ;;
-  svamp) dataset=svamp sample=128 max_tokens= ;;
+  math500) dataset=math500 sample=64 params=(--params max_tokens=1024) ;;
+  svamp) dataset=svamp sample=128 params=() ;;
   report) exec python3 -m strategyd_bench report "$here"/*.jsonl --out-dir "$here" ;;
   *) usage ;;
 esac
@@ -62,17 +62,7 @@ if [ ${#specs[@]} -eq 0 ]; then
          "quiet-rebase:variant=faithful,width=2,scorer=arith")
 fi
 strategies=()
-for spec in "${specs[@]}"; do
-  params=${spec%%@*} budget=${spec#"${spec%%@*}"}  # NAME[:PARAMS] and [@BUDGET]
-  if [ -n "$max_tokens" ]; then
-    case "$params" in
-      *max_tokens=*) ;;
-      *:*) params="$params,max_tokens=$max_tokens" ;;
-      *) params="$params:max_tokens=$max_tokens" ;;
-    esac
-  fi
-  strategies+=(--strategy "$params$budget")
-done
+for spec in "${specs[@]}"; do strategies+=(--strategy "$spec"); done
 exec "$repo/scripts/with-daemon" "${bin[@]}" "$model" "${daemon_args[@]}" -- \
   python3 -m strategyd_bench run --dataset "$dataset" --sample "$sample" --seed 0 "${limit[@]}" \
-  "${strategies[@]}" --out "$here/$dataset-$model.jsonl"
+  "${params[@]}" "${strategies[@]}" --out "$here/$dataset-$model.jsonl"

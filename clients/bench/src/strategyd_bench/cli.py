@@ -47,7 +47,7 @@ def resolve_specs(args: argparse.Namespace) -> List[Spec]:
     texts = PRESETS[args.preset].specs if args.preset else args.strategy
     if not texts:
         raise UsageError("give at least one --strategy SPEC, or --preset paper")
-    specs = [parse_spec(text, args.budget or "") for text in texts]
+    specs = [parse_spec(text, args.budget or "", args.params or "") for text in texts]
     if args.only:
         unknown = sorted(set(args.only) - {spec.strategy for spec in specs})
         if unknown:
@@ -199,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=_positive, metavar="N", help="then take at most N problems")
     run.add_argument("--budget", metavar="BUDGET",
                      help="max_tokens=N,max_flops=F,timeout_s=T for every spec without its own @BUDGET")
+    run.add_argument("--params", metavar="KEY=VALUE,...",
+                     help="params for every spec that does not set them itself (its label then names them), "
+                          "such as max_tokens=1024 where solutions are long")
     run.add_argument("--timeout", type=float, metavar="SECONDS",
                      help="seconds to wait for one solve; then it is cancelled and recorded as failed "
                           "(default: no limit)")

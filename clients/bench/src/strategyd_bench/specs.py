@@ -115,8 +115,10 @@ def parse_budget(text: str) -> Dict[str, Any]:
     return budget
 
 
-def parse_spec(text: str, default_budget: str = "") -> Spec:
-    """NAME[:KEY=VALUE,...][@BUDGET]; without its own @BUDGET a spec runs under `default_budget`."""
+def parse_spec(text: str, default_budget: str = "", default_params: str = "") -> Spec:
+    """NAME[:KEY=VALUE,...][@BUDGET]; without its own @BUDGET a spec runs under `default_budget`,
+    and it takes each of `default_params` (KEY=VALUE,...) it does not set itself, written into
+    its label as if it had."""
     text = text.strip()
     pieces = split_top_level(text, "@")
     if len(pieces) > 2:
@@ -128,5 +130,11 @@ def parse_spec(text: str, default_budget: str = "") -> Spec:
     if not re.fullmatch(r"[a-z0-9-]+", name):
         raise UsageError(f"spec {text!r}: {name!r} is not a strategy name")
     params = parse_assignments(params_text, f"spec {text!r}") if params_text.strip() else {}
-    label = text if len(pieces) == 2 or not default_budget.strip() else f"{text}@{default_budget.strip()}"
+    added = [item.strip() for item in split_top_level(default_params, ",") if item.strip()
+             and item.partition("=")[0].strip() not in params] if default_params.strip() else []
+    if added:
+        params.update(parse_assignments(",".join(added), f"params {default_params!r}"))
+        body = f"{body}{',' if params_text.strip() else ':'}{','.join(added)}"
+    written = f"{body}@{pieces[1]}" if len(pieces) == 2 else body
+    label = written if len(pieces) == 2 or not default_budget.strip() else f"{written}@{default_budget.strip()}"
     return Spec(label=label, strategy=name, params=params, budget=parse_budget(budget_text))
