@@ -22,8 +22,7 @@ case "${1:-}" in
                     deepconf:n=8) ;;
   1.5b) model=qwen2.5-coder-1.5b-instruct-q4_k_m
         candidates=(greedy "quiet-star:when=entropy,mixing=entropy,weight=0.5"
-                    "escalate:threshold=5.8,stop_threshold=0.9" self-consistency:k=4 deepconf:n=8
-                    "self-consistency:k=8,adaptive=true") ;;
+                    "escalate:threshold=5.8,stop_threshold=0.9" self-consistency:k=4 deepconf:n=8) ;;
   calibrate) exec python3 -m strategyd_bench calibrate --dataset gsm8k-train --out "$here/calibration.json" \
                "$here"/*.jsonl ;;
   *) usage ;;
