@@ -7,24 +7,33 @@
 # order given, the cheap ones first.
 #
 #   docs/results/auto-calibration-gsm8k-train/run.sh 0.5b|1.5b [--bin DIR] [SPEC...]
-#   docs/results/auto-calibration-gsm8k-train/run.sh calibrate
+#   docs/results/auto-calibration-gsm8k-train/run.sh calibrate [0.5b|1.5b ...]
+#       calibration.json from the run files of the models named (default: both)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
 export PYTHONPATH="$repo/clients/bench/src:$repo/clients/python/src${PYTHONPATH:+:$PYTHONPATH}"
-usage() { echo "usage: $0 0.5b|1.5b [--bin DIR] [SPEC...] | calibrate" >&2; exit 2; }
+usage() { echo "usage: $0 0.5b|1.5b [--bin DIR] [SPEC...] | calibrate [0.5b|1.5b ...]" >&2; exit 2; }
+small=qwen2.5-coder-0.5b-instruct-q4_k_m
+default=qwen2.5-coder-1.5b-instruct-q4_k_m
 
 case "${1:-}" in
-  0.5b) model=qwen2.5-coder-0.5b-instruct-q4_k_m
+  0.5b) model=$small
         candidates=(greedy "quiet-star:when=entropy,mixing=entropy,weight=0.5"
                     "escalate:threshold=5.6,stop_threshold=0.9" "best-of-n:n=4,scorer=arith"
                     self-consistency:k=4 "best-of-n:n=8,scorer=arith" "self-consistency:k=8,adaptive=true"
                     deepconf:n=8) ;;
-  1.5b) model=qwen2.5-coder-1.5b-instruct-q4_k_m
+  1.5b) model=$default
         candidates=(greedy "quiet-star:when=entropy,mixing=entropy,weight=0.5"
                     "escalate:threshold=5.8,stop_threshold=0.9" self-consistency:k=4 deepconf:n=8) ;;
-  calibrate) exec python3 -m strategyd_bench calibrate --dataset gsm8k-train --out "$here/calibration.json" \
-               "$here"/*.jsonl ;;
+  calibrate)
+    shift
+    [ $# -gt 0 ] || set -- 0.5b 1.5b
+    runs=()
+    for which in "$@"; do
+      case "$which" in 0.5b) runs+=("$here/$small.jsonl") ;; 1.5b) runs+=("$here/$default.jsonl") ;; *) usage ;; esac
+    done
+    exec python3 -m strategyd_bench calibrate --dataset gsm8k-train --out "$here/calibration.json" "${runs[@]}" ;;
   *) usage ;;
 esac
 shift
