@@ -5,15 +5,16 @@ import StrategyKit
 /// It reads the calibration file its administrator configured (the `calibration` setting;
 /// written by `strategyd-bench calibrate RUN.jsonl...` from the user's own runs): for each
 /// model, by sha256, each spec's accuracy and mean FLOPs per problem, and which are on the
-/// compute-optimal frontier. With `budget.max_flops` it runs the most accurate frontier
-/// spec whose mean FLOPs fit (the cheapest when none does); with `target_accuracy`, the
+/// compute-optimal frontier. `budget.max_flops` caps every solve, so under it auto runs the
+/// spec that solved the most calibration problems within that cap, counting a solve the cap
+/// would have cut as wrong (the cheapest when none fits); with `target_accuracy`, the
 /// cheapest frontier spec that reaches it (the most accurate when none does); with
 /// neither, the most accurate. Without a calibration file, or with one for other models only, it says so and
 /// climbs a default ladder by the budget (docs/strategies.md). `details.chosen` says what
 /// it ran and why; the chosen strategy's own details follow.
 struct Auto: Strategy {
     static let name = "auto"
-    static let version = "1.0.0"
+    static let version = "1.1.0"
     static let description = "auto: the compute-optimal strategy for this model at the request's FLOPs budget, from a calibration of the user's runs"
     static let settings: [Param] = [
         .path("calibration", "calibration.json",
@@ -98,6 +99,19 @@ struct Calibration: Decodable {
         var accuracy: Double
         var meanFlops: Double
         var frontier: Bool
+        /// Each calibration problem's FLOPs and outcome; absent in files from before they were written.
+        var solves: [Solve]?
+
+        /// The share of the calibration problems it solved within `maxFlops` FLOPs.
+        func accuracy(within maxFlops: Double) -> Double? {
+            guard let solves, !solves.isEmpty else { return nil }
+            return Double(solves.filter { $0.correct && $0.flops <= maxFlops }.count) / Double(solves.count)
+        }
+    }
+
+    struct Solve: Decodable {
+        var flops: Double
+        var correct: Bool
     }
 
     struct Model: Decodable {
@@ -108,20 +122,36 @@ struct Calibration: Decodable {
 
         func choose(maxFlops: Double?, targetAccuracy: Double?, file: String) throws -> Auto.Choice {
             // Figures measured under a spec's own budget hold only there, and auto never runs itself.
-            let frontier = specs.filter { $0.frontier && ($0.budget ?? [:]).isEmpty && $0.strategy != Auto.name }
-                .sorted { $0.meanFlops < $1.meanFlops }
+            let choosable = specs.filter { ($0.budget ?? [:]).isEmpty && $0.strategy != Auto.name }
+            let frontier = choosable.filter(\.frontier).sorted { $0.meanFlops < $1.meanFlops }
             guard let cheapest = frontier.first, let best = frontier.last else {
                 throw Auto.Failure(description: "the calibration \(file) has no frontier for \(name)")
             }
             let picked: Spec
             let why: String
+            var withinBudget: Double?
             if let targetAccuracy {
                 if let spec = frontier.first(where: { $0.accuracy >= targetAccuracy }) {
                     (picked, why) = (spec, "the cheapest frontier spec reaching accuracy \(targetAccuracy)")
                 } else {
                     (picked, why) = (best, "no frontier spec reaches accuracy \(targetAccuracy): the most accurate")
                 }
+            } else if let maxFlops, choosable.allSatisfy({ $0.accuracy(within: maxFlops) != nil }) {
+                // max_flops ends every solve that reaches it, so a spec whose mean fits can still
+                // lose its dearer solves, often the ones it gets right: judge each by what it
+                // solved under the cap.
+                let ranked = choosable.map { (spec: $0, accuracy: $0.accuracy(within: maxFlops) ?? 0) }
+                    .sorted { $0.accuracy != $1.accuracy ? $0.accuracy > $1.accuracy : $0.spec.meanFlops < $1.spec.meanFlops }
+                if let top = ranked.first, top.accuracy > 0 {
+                    (picked, withinBudget) = (top.spec, top.accuracy)
+                    why = "the spec that solved the most calibration problems within max_flops \(String(format: "%.3g", maxFlops))"
+                        + " (\(Int((top.accuracy * Double(top.spec.problems)).rounded())) of \(top.spec.problems);"
+                        + " a solve the cap would end counts as wrong)"
+                } else {
+                    (picked, why) = (cheapest, "no calibration problem was solved within max_flops \(String(format: "%.3g", maxFlops)): the cheapest")
+                }
             } else if let maxFlops {
+                // A calibration without per-problem FLOPs: by the mean.
                 if let spec = frontier.last(where: { $0.meanFlops <= maxFlops }) {
                     (picked, why) = (spec, "the most accurate frontier spec whose mean FLOPs fit max_flops \(String(format: "%.3g", maxFlops))")
                 } else {
@@ -130,11 +160,13 @@ struct Calibration: Decodable {
             } else {
                 (picked, why) = (best, "no max_flops and no target_accuracy: the most accurate frontier spec")
             }
-            return Auto.Choice(strategy: picked.strategy, params: picked.params.mapValues(\.any), summary: [
+            var summary: [String: Any] = [
                 "spec": picked.spec, "strategy": picked.strategy, "params": picked.params.mapValues(\.any), "calibrated": true,
                 "accuracy": picked.accuracy, "mean_flops": picked.meanFlops, "problems": picked.problems,
                 "dataset": dataset, "why": why,
-            ])
+            ]
+            if let withinBudget { summary["accuracy_within_budget"] = withinBudget }
+            return Auto.Choice(strategy: picked.strategy, params: picked.params.mapValues(\.any), summary: summary)
         }
     }
 

@@ -119,16 +119,19 @@ final class AutoTests: XCTestCase {
                                     "budget": .object(budget)])
     }
 
-    func testChoosesWhatTheCalibrationSaysAtEachBudget() throws {
-        // The daemon hashes the model in the background after it starts.
+    /// The loaded model's sha256, which the daemon computes in the background after it starts.
+    func modelSHA256() throws -> String {
         var sha256: String?
         let deadline = Date().addingTimeInterval(60)
         while sha256 == nil && Date() < deadline {
             sha256 = try daemon().call("models.info")["sha256"]?.stringValue
             if sha256 == nil { Thread.sleep(forTimeInterval: 0.1) }
         }
-        let hash = try XCTUnwrap(sha256, "models.info has no sha256 after a minute")
-        try writeCalibration(sha256: hash)
+        return try XCTUnwrap(sha256, "models.info has no sha256 after a minute")
+    }
+
+    func testChoosesWhatTheCalibrationSaysAtEachBudget() throws {
+        try writeCalibration(sha256: try modelSHA256())
         let cases: [(budget: [String: JSON], params: [String: JSON], spec: String)] = [
             (["max_flops": 5e8], [:], "greedy:max_tokens=16"),          // none fits: the cheapest
             (["max_flops": 2e9], [:], "greedy:max_tokens=16"),
@@ -146,6 +149,43 @@ final class AutoTests: XCTestCase {
             // It ran what it chose: that strategy's details come along.
             XCTAssertNotNil(result["details"]?["strategy_details"]?.objectValue)
         }
+    }
+
+    func testUnderACapChoosesByWhatEachSpecSolvedWithinIt() throws {
+        let hash = try modelSHA256()
+        try FileManager.default.createDirectory(at: Self.folder, withIntermediateDirectories: true)
+        // escalate's mean (3e9) fits a 4e9 cap, but its two dearest solves do not; greedy's all do.
+        let spec = { (spec: String, strategy: String, params: JSON, flops: Double, solves: [(Double, Bool)]) -> JSON in
+            let solved = solves.filter(\.1).count
+            return ["spec": .string(spec), "strategy": .string(strategy), "params": params, "problems": 4,
+                    "solved": JSON(solved), "accuracy": JSON(Double(solved) / 4), "mean_flops": JSON(flops), "frontier": true,
+                    "solves": .array(solves.map { ["flops": JSON($0.0), "correct": .bool($0.1)] })]
+        }
+        let file: JSON = ["format": "strategyd-calibration/1", "models": [[
+            "name": "the test model", "sha256": .string(hash), "dataset": "gsm8k-train",
+            "specs": [
+                spec("greedy:max_tokens=16", "greedy", ["max_tokens": 16], 1e9,
+                     [(1e9, true), (1e9, true), (1e9, false), (1e9, false)]),
+                spec("escalate:threshold=1000", "escalate", ["threshold": 1000, "max_tokens": 16, "n": 2], 3e9,
+                     [(1e9, true), (1e9, false), (5e9, true), (5e9, true)]),
+                spec("self-consistency:k=3", "self-consistency", ["n": 3, "max_tokens": 16], 8e9,
+                     [(8e9, true), (8e9, true), (8e9, true), (8e9, true)]),
+            ],
+        ]]]
+        try file.serialized().write(to: Self.calibration, atomically: true, encoding: .utf8)
+        let cases: [(maxFlops: Double, spec: String, within: Double)] = [
+            (4e9, "greedy:max_tokens=16", 0.5),         // escalate solves 1 of 4 under it; by the mean it would run
+            (6e9, "escalate:threshold=1000", 0.75),
+            (1e10, "self-consistency:k=3", 1),
+        ]
+        for (maxFlops, expected, within) in cases {
+            let chosen = try XCTUnwrap(solve(budget: ["max_flops": JSON(maxFlops)])["details"]?["chosen"])
+            XCTAssertEqual(chosen["spec"]?.stringValue, expected, "max_flops \(maxFlops)")
+            XCTAssertEqual(chosen["accuracy_within_budget"]?.doubleValue, within, "max_flops \(maxFlops)")
+        }
+        let none = try XCTUnwrap(solve(budget: ["max_flops": 5e8])["details"]?["chosen"])
+        XCTAssertEqual(none["spec"]?.stringValue, "greedy:max_tokens=16")  // nothing solved under it: the cheapest
+        XCTAssertNil(none["accuracy_within_budget"]?.doubleValue)
     }
 
     func testRefusesACalibrationForAnotherModelByName() throws {

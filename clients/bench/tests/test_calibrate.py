@@ -39,6 +39,17 @@ def test_accuracy_flops_and_the_frontier(tmp_path: Path) -> None:
     assert specs["self-consistency:k=4"]["params"] == {"k": "4"}
 
 
+def test_each_shared_problem_s_flops_and_outcome_cheapest_first(tmp_path: Path) -> None:
+    # What auto reads under a cap: greedy's dear problems are the ones it solves.
+    rows = ([record("greedy", i, i >= 2, flops) for i, flops in enumerate([3e9, 1e9, 4e9, 2e9])]
+            + [record("self-consistency:k=4", i, True, 8e9) for i in range(3)])  # problem 3 not shared
+    (model,) = calibration([runs(tmp_path, rows)])["models"]
+    specs = {spec["spec"]: spec for spec in model["specs"]}
+    assert specs["greedy"]["solves"] == [{"flops": 1e9, "correct": False}, {"flops": 3e9, "correct": False},
+                                         {"flops": 4e9, "correct": True}]
+    assert len(specs["self-consistency:k=4"]["solves"]) == 3
+
+
 def test_the_newest_plugin_version_stands_for_a_spec(tmp_path: Path) -> None:
     old = [record("greedy", i, False, 1e9) for i in range(4)]
     new = [record("greedy", i, True, 2e9) for i in range(4)]

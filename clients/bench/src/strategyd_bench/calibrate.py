@@ -1,11 +1,14 @@
 """The calibration file the `auto` strategy reads: from run files, per model (by sha256) and
-data set, each spec's accuracy and mean FLOPs per problem, and which specs are on the
-compute-optimal frontier (the report's frontier, Pareto over accuracy and FLOPs).
+data set, each spec's accuracy and mean FLOPs per problem, which specs are on the
+compute-optimal frontier (the report's frontier, Pareto over accuracy and FLOPs), and each
+problem's FLOPs and outcome (`solves`, cheapest first), from which auto reads what a spec
+solves when a request's max_flops caps every solve.
 
     {"format": "strategyd-calibration/1",
      "models": [{"name", "sha256", "dataset",
                  "specs": [{"spec", "strategy", "params", "budget", "problems", "graded", "solved",
-                            "accuracy", "mean_flops", "frontier"}, ...]}, ...]}
+                            "accuracy", "mean_flops", "frontier",
+                            "solves": [{"flops", "correct"}, ...]}, ...]}, ...]}
 
 A spec measured under its own budget (NAME@BUDGET) is listed with it; auto does not choose
 such specs, whose figures hold only under that budget. A budget that stopped none of its
@@ -37,6 +40,7 @@ class _Measured:
     problems: int
     solved: int
     graded: int  # problems of its own runs, of which `problems` were shared with every other spec
+    solves: List[Dict[str, Any]]  # per shared problem: its FLOPs and whether it was solved, cheapest first
 
     @property
     def accuracy(self) -> float:
@@ -90,8 +94,10 @@ def calibration(run_files: Sequence[Path], dataset: Optional[str] = None) -> Dic
         for spec, problems in by_spec.items():
             group = [problems[problem_id] for problem_id in sorted(common)]
             first = group[0]
+            solves = sorted(({"flops": record["metrics"]["flops"], "correct": bool(record["correct"])} for record in group),
+                            key=lambda solve: (solve["flops"], solve["correct"]))
             measured = _Measured(spec, first["strategy"]["name"], first["params"], first.get("budget") or {}, len(group),
-                                 sum(1 for record in group if record["correct"]), graded=len(problems))
+                                 sum(1 for record in group if record["correct"]), graded=len(problems), solves=solves)
             per_model[(sha256, data)].append((sum(record["metrics"]["flops"] for record in group) / len(group), measured))
     datasets_of = defaultdict(set)
     for sha256, data in per_model:
@@ -105,7 +111,7 @@ def calibration(run_files: Sequence[Path], dataset: Optional[str] = None) -> Dic
         specs = [{"spec": measured.spec, "strategy": measured.strategy, "params": measured.params, "budget": measured.budget,
                   "problems": measured.problems, "graded": measured.graded, "solved": measured.solved,
                   "accuracy": measured.accuracy,
-                  "mean_flops": flops, "frontier": id(measured) in on_frontier}
+                  "mean_flops": flops, "frontier": id(measured) in on_frontier, "solves": measured.solves}
                  for flops, measured in sorted(points, key=lambda point: point[0])]
         models.append({"name": names[sha256], "sha256": sha256, "dataset": data, "specs": specs})
     if not models:
