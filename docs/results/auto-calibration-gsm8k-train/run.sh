@@ -9,11 +9,13 @@
 #   docs/results/auto-calibration-gsm8k-train/run.sh 0.5b|1.5b [--bin DIR] [SPEC...]
 #   docs/results/auto-calibration-gsm8k-train/run.sh calibrate [0.5b|1.5b ...]
 #       calibration.json from the run files of the models named (default: both)
+#   docs/results/auto-calibration-gsm8k-train/run.sh report
+#       report.md and the frontier plot, from both run files
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
 export PYTHONPATH="$repo/clients/bench/src:$repo/clients/python/src${PYTHONPATH:+:$PYTHONPATH}"
-usage() { echo "usage: $0 0.5b|1.5b [--bin DIR] [SPEC...] | calibrate [0.5b|1.5b ...]" >&2; exit 2; }
+usage() { echo "usage: $0 0.5b|1.5b [--bin DIR] [SPEC...] | calibrate [0.5b|1.5b ...] | report" >&2; exit 2; }
 small=qwen2.5-coder-0.5b-instruct-q4_k_m
 default=qwen2.5-coder-1.5b-instruct-q4_k_m
 
@@ -34,6 +36,10 @@ case "${1:-}" in
       case "$which" in 0.5b) runs+=("$here/$small.jsonl") ;; 1.5b) runs+=("$here/$default.jsonl") ;; *) usage ;; esac
     done
     exec python3 -m strategyd_bench calibrate --dataset gsm8k-train --out "$here/calibration.json" "${runs[@]}" ;;
+  report)
+    runs=()
+    for model in $small $default; do [ -f "$here/$model.jsonl" ] && runs+=("$here/$model.jsonl"); done
+    exec python3 -m strategyd_bench report "${runs[@]}" --out-dir "$here" ;;
   *) usage ;;
 esac
 shift
