@@ -4,8 +4,8 @@ import StrategyKit
 /// auto: solves with the strategy that is best for this model at the request's budget.
 /// It reads the calibration file its administrator configured (the `calibration` setting;
 /// written by `strategyd-bench calibrate RUN.jsonl...` from the user's own runs): for each
-/// model, by sha256, each spec's accuracy and mean FLOPs per problem, and which are on the
-/// compute-optimal frontier. `budget.max_flops` caps every solve, so under it auto runs the
+/// model, by sha256, each spec's accuracy and mean FLOPs per problem, which are on the
+/// compute-optimal frontier, and each problem's FLOPs and outcome. `budget.max_flops` caps every solve, so under it auto runs the
 /// spec that solved the most calibration problems within that cap, counting a solve the cap
 /// would have cut as wrong (the cheapest when none fits); with `target_accuracy`, the
 /// cheapest frontier spec that reaches it (the most accurate when none does); with
