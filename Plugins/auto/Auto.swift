@@ -102,10 +102,10 @@ struct Calibration: Decodable {
         /// Each calibration problem's FLOPs and outcome; absent in files from before they were written.
         var solves: [Solve]?
 
-        /// The share of the calibration problems it solved within `maxFlops` FLOPs.
-        func accuracy(within maxFlops: Double) -> Double? {
+        /// How many of its calibration problems it solved within `maxFlops` FLOPs, of how many.
+        func solved(within maxFlops: Double) -> (solved: Int, of: Int)? {
             guard let solves, !solves.isEmpty else { return nil }
-            return Double(solves.filter { $0.correct && $0.flops <= maxFlops }.count) / Double(solves.count)
+            return (solves.filter { $0.correct && $0.flops <= maxFlops }.count, solves.count)
         }
     }
 
@@ -127,6 +127,11 @@ struct Calibration: Decodable {
             guard let cheapest = frontier.first, let best = frontier.last else {
                 throw Auto.Failure(description: "the calibration \(file) has no frontier for \(name)")
             }
+            // What each spec solved under the cap; nil for a file without per-problem FLOPs.
+            let capped: [(spec: Spec, solved: Int, of: Int)]? = maxFlops.flatMap { cap in
+                let counts = choosable.compactMap { spec in spec.solved(within: cap).map { (spec, $0.solved, $0.of) } }
+                return counts.count == choosable.count ? counts : nil
+            }
             let picked: Spec
             let why: String
             var withinBudget: Double?
@@ -136,17 +141,16 @@ struct Calibration: Decodable {
                 } else {
                     (picked, why) = (best, "no frontier spec reaches accuracy \(targetAccuracy): the most accurate")
                 }
-            } else if let maxFlops, choosable.allSatisfy({ $0.accuracy(within: maxFlops) != nil }) {
+            } else if let maxFlops, let capped {
                 // max_flops ends every solve that reaches it, so a spec whose mean fits can still
                 // lose its dearer solves, often the ones it gets right: judge each by what it
                 // solved under the cap.
-                let ranked = choosable.map { (spec: $0, accuracy: $0.accuracy(within: maxFlops) ?? 0) }
-                    .sorted { $0.accuracy != $1.accuracy ? $0.accuracy > $1.accuracy : $0.spec.meanFlops < $1.spec.meanFlops }
-                if let top = ranked.first, top.accuracy > 0 {
-                    (picked, withinBudget) = (top.spec, top.accuracy)
+                let share = { (count: (spec: Spec, solved: Int, of: Int)) in Double(count.solved) / Double(count.of) }
+                let top = capped.min { share($0) != share($1) ? share($0) > share($1) : $0.spec.meanFlops < $1.spec.meanFlops }
+                if let top, top.solved > 0 {
+                    (picked, withinBudget) = (top.spec, share(top))
                     why = "the spec that solved the most calibration problems within max_flops \(String(format: "%.3g", maxFlops))"
-                        + " (\(Int((top.accuracy * Double(top.spec.problems)).rounded())) of \(top.spec.problems);"
-                        + " a solve the cap would end counts as wrong)"
+                        + " (\(top.solved) of \(top.of); a solve the cap would end counts as wrong)"
                 } else {
                     (picked, why) = (cheapest, "no calibration problem was solved within max_flops \(String(format: "%.3g", maxFlops)): the cheapest")
                 }
