@@ -46,8 +46,8 @@ static const char PARAMS_SCHEMA[] =
     "}";
 
 #define MAX_SAMPLES 64
-/* Answers longer than 127 bytes (the host writes up to 256: long MATH expressions) do not vote. */
-#define ANSWER_BYTES 128
+/* The host's answers are at most 256 bytes (sd_host.extract_answer), plus the NUL. */
+#define ANSWER_BYTES 257
 
 /* The host's vote over the samples drawn so far: the leader's index (-1 when no sample has
    an answer), its votes, and the most votes any other answer has. */
@@ -205,7 +205,7 @@ static const sd_plugin PLUGIN = {
     .abi_version = SD_PLUGIN_ABI_VERSION,
     .size = sizeof(sd_plugin),
     .name = "self-consistency",
-    .version = "1.3.0",
+    .version = "1.3.1",
     .kind = SD_KIND_STRATEGY,
     .description = "Self-consistency: n sampled chains of thought, majority vote; adaptive early stop",
     .params_schema = PARAMS_SCHEMA,
