@@ -92,7 +92,7 @@ var targets: [Target] = [
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
     ]),
-    .target(name: "Answers"),
+    .target(name: "Answers", dependencies: ["PluginABI"]),
     .target(name: "TestSupport", dependencies: ["RPC", "CachePaths"], path: "Sources/TestSupport"),
     .executableTarget(name: "BenchEngine", dependencies: ["Engine"], linkerSettings: llamaRpath),
     .executableTarget(name: "BenchDaemon", dependencies: ["RPC"]),

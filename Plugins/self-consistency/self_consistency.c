@@ -46,8 +46,7 @@ static const char PARAMS_SCHEMA[] =
     "}";
 
 #define MAX_SAMPLES 64
-/* The host's answers are at most 256 bytes (sd_host.extract_answer), plus the NUL. */
-#define ANSWER_BYTES 257
+#define ANSWER_BYTES (SD_ANSWER_MAX_BYTES + 1)
 
 /* The host's vote over the samples drawn so far: the leader's index (-1 when no sample has
    an answer), its votes, and the most votes any other answer has. */

@@ -1,3 +1,5 @@
+import PluginABI
+
 /// A final answer as strategies vote on it: an exact number, or, where the answer is not
 /// one number (MATH: `\sqrt{2}`, `(1,-2)`, `[2,5)`), a maths expression in a canonical
 /// spelling.
@@ -12,8 +14,9 @@ public enum Answer: Sendable, Hashable, CustomStringConvertible {
     case expression(String)
 
     /// An expression longer than this, in UTF-8 bytes, is not read as an answer: it is a
-    /// piece of working, and a bound keeps every vote's keys short.
-    public static let maxExpressionBytes = 256
+    /// piece of working, and a bound keeps every vote's keys short. The plugin ABI promises
+    /// plugins this bound, so it is the header's.
+    public static let maxExpressionBytes = Int(SD_ANSWER_MAX_BYTES)
 
     public var description: String {
         switch self {

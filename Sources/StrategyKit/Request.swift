@@ -293,8 +293,7 @@ public struct Request: @unchecked Sendable {
 
     /// The normalized final answer of a solution text, nil if it has none.
     public func extractAnswer(_ text: String) -> String? {
-        // Room for the longest answer the host writes (Answers.Answer.maxExpressionBytes).
-        var out = [CChar](repeating: 0, count: 512)
+        var out = [CChar](repeating: 0, count: Int(SD_ANSWER_MAX_BYTES) + 1)
         let count = host.pointee.extract_answer(raw, text, &out, Int32(out.count))
         return count > 0 ? String(decoding: out.prefix(Int(count)).map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
     }

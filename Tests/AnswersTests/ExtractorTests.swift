@@ -16,6 +16,14 @@ final class ExtractorTests: XCTestCase {
         XCTAssertEqual(AnswerExtractor.extract(#"\boxed{18 \text{ dollars}}. The answer is 5"#), number(18))
     }
 
+    /// Plugins size their answer buffers by this bound (SD_ANSWER_MAX_BYTES in the plugin
+    /// ABI), so the extractor must never write more.
+    func testLongestExpressionIsTheBound() {
+        let longest = String(repeating: "x", count: Answer.maxExpressionBytes)
+        XCTAssertEqual(AnswerExtractor.extract(#"\boxed{"# + longest + "}"), .expression(longest))
+        XCTAssertNil(AnswerExtractor.extract(#"\boxed{"# + longest + "y}"))
+    }
+
     func testAnswerIsWithDollarsAndCommas() {
         XCTAssertEqual(AnswerExtractor.extract("So in total, the answer is $1,080."), number(1080))
     }

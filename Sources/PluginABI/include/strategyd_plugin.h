@@ -38,6 +38,10 @@ extern "C" {
 #define SD_PLUGIN_ABI_VERSION 1
 #define SD_PLUGIN_ENTRY_SYMBOL "strategyd_plugin_entry"
 
+/* The longest answer sd_host.extract_answer writes, in bytes, without its NUL: a buffer of
+   SD_ANSWER_MAX_BYTES + 1 always holds one. */
+#define SD_ANSWER_MAX_BYTES 256
+
 /* Return codes of host and plugin functions. */
 enum sd_status {
     SD_OK = 0,
@@ -238,7 +242,7 @@ typedef struct sd_host {
 
     /* The normalized final answer of a solution text, written NUL-terminated into out:
        a number in canonical form ("72", "-0.5", "1/3"), or an expression in canonical
-       spelling ("\sqrt{2}", "(1,-2)"), at most 256 bytes. Returns its length, 0 if the
+       spelling ("\sqrt{2}", "(1,-2)"), at most SD_ANSWER_MAX_BYTES bytes. Returns its length, 0 if the
        text has no answer, SD_ERR_BUFFER_TOO_SMALL if out cannot hold it. */
     int32_t (*extract_answer)(sd_request * r, const char * text, char * out, int32_t capacity);
     /* Scores a solution (complete or partial) of the problem with the named scorer plugin,
