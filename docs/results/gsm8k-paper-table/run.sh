@@ -18,6 +18,9 @@
 #   docs/results/gsm8k-paper-table/run.sh 0.5b|1.5b --bin DIR ...
 #       with the daemon and plugins of another release build of this checkout (the records
 #       name the checkout's commit: build DIR from it)
+#   docs/results/gsm8k-paper-table/run.sh 0.5b|1.5b --concurrency N ...
+#       N solves at once instead of the daemon's 16: a strategy that keeps ten or more
+#       sequences per solve runs faster at 4 (README, "Notes on the run files")
 #   docs/results/gsm8k-paper-table/run.sh report
 #       report.md and the plots, from both run files
 set -euo pipefail
@@ -29,12 +32,13 @@ small=qwen2.5-coder-0.5b-instruct-q4_k_m
 default=qwen2.5-coder-1.5b-instruct-q4_k_m
 which=${1:-}
 shift || true
-limit=() bin=()
+limit=() bin=() concurrency=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --limit) [ $# -ge 3 ] || { echo "usage: $0 0.5b|1.5b --limit N SPEC..." >&2; exit 2; }
              limit=(--limit "$2"); shift 2 ;;
     --bin) bin=(--bin "$2"); shift 2 ;;
+    --concurrency) concurrency=(--concurrency "$2"); shift 2 ;;
     *) break ;;
   esac
 done
@@ -53,7 +57,7 @@ out="$here/$model.jsonl"
 calibration="$here/../auto-calibration-gsm8k-train/calibration.json"
 run() {
   "$repo/scripts/with-daemon" "${bin[@]}" "$model" --plugin-config auto.calibration="$calibration" -- \
-    python3 -m strategyd_bench run --out "$out" "$@"
+    python3 -m strategyd_bench run --out "$out" "${concurrency[@]}" "$@"
 }
 if [ $# -gt 0 ]; then
   strategies=()
