@@ -120,6 +120,27 @@ final class EngineTests: XCTestCase {
         XCTAssertGreaterThan(Set(results.map(\.tokens)).count, 1)
     }
 
+    func testAWideDecodeGoesInCallsBelowTheAttentionTileAndOnePromptInOne() throws {
+        // ggml's CPU flash attention takes 64 rows or more in tiles over every cell in use:
+        // rows of different sequences go at most 63 to a call; one sequence's tokens see the
+        // same cells and fill a call alone.
+        let engine = try makeEngine { $0.maxSequences = 80 }
+        let tokens = try prompt(engine.model, String(repeating: "one two three ", count: 30))
+        XCTAssertGreaterThan(tokens.count, 63)
+        var before = engine.decodeCallCount
+        let root = try engine.createSequence(tokens, account: Account())
+        let children = try engine.fork(root, count: 70)
+        XCTAssertEqual(engine.decodeCallCount - before, 1, "the prompt in one call")
+        engine.remove(root)
+        let steps = 3
+        before = engine.decodeCallCount
+        let results = try engine.generate(children, options: GenerationOptions(
+            maxTokens: steps, minTokens: steps, sampling: SamplingParams(temperature: 1, seed: 7)))
+        XCTAssertEqual(results.map(\.tokens.count), Array(repeating: steps, count: 70))
+        // Each step after the first evaluates 70 rows: 63 in one call, 7 in another.
+        XCTAssertEqual(engine.decodeCallCount - before, 2 * (steps - 1))
+    }
+
     func logits(_ engine: Engine, _ id: SequenceID) throws -> [Float] { try engine.withLogits(id) { Array($0) } }
 
     /// Asserts two next-token distributions agree (argmax and every logit within 0.05):
