@@ -19,8 +19,7 @@
 #       with the daemon and plugins of another release build of this checkout (the records
 #       name the checkout's commit: build DIR from it)
 #   docs/results/gsm8k-paper-table/run.sh 0.5b|1.5b --concurrency N ...
-#       N solves at once instead of the daemon's 16: a strategy that keeps ten or more
-#       sequences per solve runs faster at 4 (README, "Notes on the run files")
+#       N solves at once instead of the daemon's 16
 #   docs/results/gsm8k-paper-table/run.sh report
 #       report.md and the plots, from both run files
 set -euo pipefail
