@@ -195,15 +195,14 @@ public final class Engine: @unchecked Sendable {
     private var keepsHiddenStates: Bool
     /// Tokens of callers' sequences per llama_decode call.
     private let decodeRows: Int
-    /// Tokens per llama_decode call when they come from more than one sequence. ggml's CPU
-    /// flash attention (with an F16 cache) takes a micro-batch of 64 rows or more in tiles
-    /// of 64 rows over every cell in use, and skips a tile only where all its rows mask all
-    /// its cells: rows of different sequences rarely do, so a wide decode would pay for
-    /// attention over the whole cache, several times the weights' work once thousands of
-    /// cells are in use. Below 64 rows it takes each row alone and skips the cells its
-    /// sequence cannot see. One sequence's chunk fills a call alone: its rows see the same
-    /// cells.
-    private let mixedRows: Int
+    /// Sequences per llama_decode call. ggml's CPU flash attention (with an F16 cache) takes
+    /// a micro-batch of 64 rows or more in tiles of 64 rows over every cell in use, and skips
+    /// a tile only where all its rows mask all its cells: rows of many sequences rarely do,
+    /// so a decode of one token for each of many sequences would pay for attention over the
+    /// whole cache, several times the weights' work once thousands of cells are in use.
+    /// Below 64 rows it takes each row alone and skips the cells its sequence cannot see.
+    /// A few sequences' chunks (prompts) share a call: their tiles skip the others' cells.
+    private let sequencesPerCall: Int
     /// GGML_FA_TILE_Q in ggml/src/ggml-cpu/common.h.
     private static let attentionTileRows = 64
     /// With batch-invariant numerics, for a model whose one-row products take other kernels:
@@ -287,7 +286,7 @@ public final class Engine: @unchecked Sendable {
             paddingSequence = nil
         }
         // A q8_0 cache (batch-invariant numerics) never takes the tiled kernel.
-        mixedRows = model.batchInvariant ? decodeRows : min(decodeRows, Engine.attentionTileRows - 1)
+        sequencesPerCall = model.batchInvariant ? decodeRows : Engine.attentionTileRows - 1
         params.n_threads = Int32(options.threads)
         params.n_threads_batch = Int32(options.threads)
         params.kv_unified = true
@@ -1313,16 +1312,12 @@ public final class Engine: @unchecked Sendable {
         var item = 0
         var position = work[0].start
         while item < work.count {
-            // Fill one batch, sequence after sequence, splitting only at the batch's end: at
-            // decodeRows for one sequence's tokens, at mixedRows once another's join them.
+            // Fill one batch, sequence after sequence, splitting only at the batch's end.
             var rows: [Row] = []
             batch.n_tokens = 0
-            while item < work.count && Int(batch.n_tokens) < decodeRows {
+            while item < work.count && Int(batch.n_tokens) < decodeRows && rows.count < sequencesPerCall {
                 let (id, _, end) = work[item]
-                let filled = Int(batch.n_tokens)
-                let room = filled == 0 ? decodeRows : min(decodeRows, mixedRows) - filled
-                guard room > 0 else { break }
-                let take = min(end - position, room)
+                let take = min(end - position, decodeRows - Int(batch.n_tokens))
                 let tokens = sequences[id]!.tokens
                 let scored = scoring.contains(id)
                 var output: Int32?

@@ -122,8 +122,7 @@ final class EngineTests: XCTestCase {
 
     func testAWideDecodeGoesInCallsBelowTheAttentionTileAndOnePromptInOne() throws {
         // ggml's CPU flash attention takes 64 rows or more in tiles over every cell in use:
-        // rows of different sequences go at most 63 to a call; one sequence's tokens see the
-        // same cells and fill a call alone.
+        // a call holds at most 63 sequences' tokens; one sequence's prompt fills a call alone.
         let engine = try makeEngine { $0.maxSequences = 80 }
         let tokens = try prompt(engine.model, String(repeating: "one two three ", count: 30))
         XCTAssertGreaterThan(tokens.count, 63)
