@@ -49,7 +49,7 @@ case "$which" in
     runs=()
     for model in $small $default; do [ -f "$here/$model.jsonl" ] && runs+=("$here/$model.jsonl"); done
     exec python3 -m strategyd_bench report "${runs[@]}" --out-dir "$here" ;;
-  *) echo "usage: $0 0.5b|1.5b [--limit N] [--bin DIR] [SPEC...] | report" >&2; exit 2 ;;
+  *) echo "usage: $0 0.5b|1.5b [--limit N] [--bin DIR] [--concurrency N] [SPEC...] | report" >&2; exit 2 ;;
 esac
 
 out="$here/$model.jsonl"
