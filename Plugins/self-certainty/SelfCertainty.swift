@@ -7,10 +7,13 @@ import StrategyKit
 /// samples like a reward model, with no reward model: the solution is teacher-forced after
 /// the problem in one batch, every position an output. The score is s / (s + scale), in
 /// [0, 1) and increasing in s, so that best-of-n, beam search and REBASE can read it as a
-/// reward; `scale` sets where it reaches one half.
+/// reward; `scale` sets where it reaches one half. A strategy that asks (reads_logprobs)
+/// samples with logprobs, and the engine keeps each sampled token's signals: the scorer then
+/// reads them instead of evaluating the solution again, where its tokens are the ones sampled
+/// after the same prompt.
 struct SelfCertainty: Scorer {
     static let name = "self-certainty"
-    static let version = "1.0.0"
+    static let version = "1.1.0"
     static let description = "Self-certainty: mean KL(uniform || p) of the policy over the solution's tokens, as a score in [0, 1)"
     static let params: [Param] = [
         .integer("max_tokens", 1024, 1...8192, "tokens of the solution scored, from its start"),
@@ -19,6 +22,8 @@ struct SelfCertainty: Scorer {
     ]
 
     init() {}
+
+    func readsLogprobs(_ request: Request, params: Params) -> Bool { true }
 
     func score(_ request: Request, problem: String, solution: String, params: Params) throws -> Double {
         let tokens = Array(try request.tokenize(solution).prefix(params.int("max_tokens")))

@@ -83,11 +83,13 @@ public struct GenerationOptions: Sendable {
     public var stop: [String] = []
     public var sampling = SamplingParams.greedy
     /// Record each token's log-probability under the model (temperature 1). The sequence
-    /// keeps them too, so that `appendScored` over these tokens costs nothing.
+    /// keeps them too, and the tokens' signals at top k 1, so that `appendScored` over these
+    /// tokens costs nothing.
     public var logprobs = false
     /// What the sampled tokens are charged as.
     public var kind = TokenKind.generated
-    /// Record each token's confidence, entropy and margin, and stop on low confidence.
+    /// Record each token's confidence, entropy, margin and certainty, and stop on low
+    /// confidence. The sequence keeps them and the log-probabilities, as with `logprobs`.
     public var confidence: ConfidenceOptions?
 
     public init(maxTokens: Int = 256, minTokens: Int = 0, stop: [String] = [], sampling: SamplingParams = .greedy,
@@ -222,8 +224,11 @@ public final class Engine: @unchecked Sendable {
         /// Every token of the sequence; the first `evaluated` are in the KV cache.
         var tokens: [Int32]
         /// logprobs[i] = log p(tokens[i] | tokens before it) where known (sampled with
-        /// logprobs, or scored), NaN elsewhere.
+        /// logprobs or signals, or scored), NaN elsewhere.
         var logprobs: [Float]
+        /// signals[i]: the signals of the distribution that predicted tokens[i] where known
+        /// (sampled with logprobs or signals, or scored with signals), nil elsewhere.
+        var signals: [SignalRow?]
         var evaluated = 0
         /// The tokens not yet evaluated, in order: their kind, and whether they were
         /// counted when sampled.
@@ -239,6 +244,17 @@ public final class Engine: @unchecked Sendable {
         /// After preemption: the sibling whose first `length` cells this sequence shared,
         /// to be shared again rather than evaluated twice.
         var sharesOnRecompute: (donor: SequenceID, length: Int)?
+    }
+
+    /// One position's signals, as `ConfidenceOptions` records them at `topK`.
+    private struct SignalRow {
+        let topK: Int
+        let confidence, entropy, margin, certainty: Float
+
+        init(topK: Int, _ row: (confidence: Float, entropy: Float, margin: Float, certainty: Float, logSumExp: Float)) {
+            self.topK = topK
+            (confidence, entropy, margin, certainty) = (row.confidence, row.entropy, row.margin, row.certainty)
+        }
     }
 
     /// A freed sequence's prompt, its cells kept under a sequence id of its own.
@@ -430,8 +446,10 @@ public final class Engine: @unchecked Sendable {
                 ledger.retain(cells)
             }
             let known = cached == 0 ? donor.map { sequences[$0.id]!.logprobs[..<shared] } ?? [] : []
+            let knownSignals = cached == 0 ? donor.map { sequences[$0.id]!.signals[..<shared] } ?? [] : []
             sequences[id] = SequenceState(account: account, tokens: tokens,
                                           logprobs: known + Array(repeating: .nan, count: tokens.count - known.count),
+                                          signals: knownSignals + Array(repeating: nil, count: tokens.count - knownSignals.count),
                                           evaluated: shared,
                                           pending: Array(repeating: PendingToken(kind: kind, sampled: false),
                                                          count: tokens.count - shared),
@@ -480,6 +498,7 @@ public final class Engine: @unchecked Sendable {
             guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
             sequences[id]!.tokens += tokens
             sequences[id]!.logprobs += Array(repeating: .nan, count: tokens.count)
+            sequences[id]!.signals += Array(repeating: nil, count: tokens.count)
             // Generated tokens a caller appends were sampled by it (from a mixture, say):
             // counted now, like the engine's own samples, even if never evaluated.
             let sampled = kind == .generated
@@ -501,7 +520,7 @@ public final class Engine: @unchecked Sendable {
     /// The last token stays queued: its own output would only predict the one after it.
     ///
     /// When a sequence in `reusing` already holds the same tokens after the same prefix,
-    /// with their log-probabilities known (sampled with `logprobs`, or scored), those are
+    /// with their log-probabilities known (sampled with `logprobs` or signals, or scored), those are
     /// read and its KV cells lent instead: only the tokens past the longest such run are
     /// evaluated and charged. A scorer that teacher-forces a step the policy just sampled
     /// then costs nothing, or the few tokens where its tokenization of the text differs.
@@ -512,18 +531,14 @@ public final class Engine: @unchecked Sendable {
 
     /// `appendScored`, and with `signals` each position's certainty signals too (as
     /// `GenerationOptions.confidence` records them while sampling; its stop is not used).
-    /// Nothing is lent then: donors keep log-probabilities, not signals.
-    public func appendScored(_ id: SequenceID, tokens: [Int32], kind: TokenKind = .prompt, reusing given: [SequenceID] = [],
+    /// A donor then lends the run whose signals it knows at the same top k: a sequence
+    /// sampled with signals keeps them at theirs, one sampled with logprobs at top k 1.
+    public func appendScored(_ id: SequenceID, tokens: [Int32], kind: TokenKind = .prompt, reusing candidates: [SequenceID] = [],
                              signals: ConfidenceOptions?) throws -> (logprobs: [Float], signals: TokenConfidence?) {
-        let candidates = signals == nil ? given : []
         let recorded = SignalsBox()
         let record = { (logits: UnsafeBufferPointer<Float>) in
             guard let signals else { return }
-            let row = LogProbabilities.signals(logits, topK: signals.topK)
-            recorded.signals.confidence.append(row.confidence)
-            recorded.signals.entropy.append(row.entropy)
-            recorded.signals.margin.append(row.margin)
-            recorded.signals.certainty.append(row.certainty)
+            recorded.rows.append(SignalRow(topK: signals.topK, LogProbabilities.signals(logits, topK: signals.topK)))
         }
         // The lent run first, from a candidate that knows it; else the first token's score
         // from the sequence's logits. Then the rest, output rows in some ticks' batches.
@@ -531,7 +546,10 @@ public final class Engine: @unchecked Sendable {
             try checkTokens(tokens)
             guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
             guard !tokens.isEmpty else { return (0, []) }
-            return (sequences[id]!.tokens.count, lendScored(id, tokens: tokens, kind: kind, from: candidates))
+            let start = sequences[id]!.tokens.count
+            let lent = lendScored(id, tokens: tokens, kind: kind, from: candidates, signalsAt: signals?.topK)
+            recorded.rows += lent.signals
+            return (start, lent.scores)
         }
         guard !tokens.isEmpty else { return ([], signals.map { _ in TokenConfidence() }) }
         if scores.isEmpty {
@@ -546,6 +564,7 @@ public final class Engine: @unchecked Sendable {
                 }
                 sequences[id]!.tokens += tokens
                 sequences[id]!.logprobs += Array(repeating: .nan, count: tokens.count)
+                sequences[id]!.signals += Array(repeating: nil, count: tokens.count)
                 sequences[id]!.pending += Array(repeating: PendingToken(kind: kind, sampled: false), count: tokens.count)
                 return [first]
             }
@@ -564,9 +583,12 @@ public final class Engine: @unchecked Sendable {
                 throw EngineError.unknownSequence(id)
             }
             sequences[id]!.logprobs.replaceSubrange(start..., with: all)
+            if signals != nil && recorded.rows.count == all.count {
+                sequences[id]!.signals.replaceSubrange(start..., with: recorded.rows.map(Optional.some))
+            }
             return all
         }
-        return (all, signals.map { _ in recorded.signals })
+        return (all, signals.map { _ in recorded.confidence })
     }
 
     private final class ScoresBox {
@@ -574,19 +596,30 @@ public final class Engine: @unchecked Sendable {
     }
 
     private final class SignalsBox {
-        var signals = TokenConfidence()
+        var rows: [SignalRow] = []
+
+        var confidence: TokenConfidence {
+            var signals = TokenConfidence()
+            signals.confidence = rows.map(\.confidence)
+            signals.entropy = rows.map(\.entropy)
+            signals.margin = rows.map(\.margin)
+            signals.certainty = rows.map(\.certainty)
+            return signals
+        }
     }
 
     /// The logits of a scored position and the token they predict.
     private typealias ScoredRow = (UnsafeBufferPointer<Float>, Int32) -> Void
 
     /// The start of `appendScored` from the candidate that holds `id`'s tokens followed by
-    /// the longest run of `tokens` whose log-probabilities it knows (owner thread).
-    /// Its cells up to the run's last token are copied, as `createSequence` lends a prefix;
-    /// `tokens` are appended, the run's last token and those after it queued, and the run's
-    /// log-probabilities returned. Empty when no candidate knows the first token's.
-    private func lendScored(_ id: SequenceID, tokens: [Int32], kind: TokenKind, from candidates: [SequenceID]) -> [Float] {
-        guard prefixesShareable else { return [] }
+    /// the longest run of `tokens` whose log-probabilities it knows, and its signals at top
+    /// k `signalsAt` if given (owner thread). Its cells up to the run's last token are
+    /// copied, as `createSequence` lends a prefix; `tokens` are appended, the run's last
+    /// token and those after it queued, and the run's log-probabilities (and signals)
+    /// returned. Empty when no candidate knows the first token's.
+    private func lendScored(_ id: SequenceID, tokens: [Int32], kind: TokenKind, from candidates: [SequenceID],
+                            signalsAt topK: Int?) -> (scores: [Float], signals: [SignalRow]) {
+        guard prefixesShareable else { return ([], []) }
         let state = sequences[id]!
         let start = state.tokens.count
         var donor: (id: SequenceID, run: Int)?
@@ -596,10 +629,11 @@ public final class Engine: @unchecked Sendable {
             // Cells must exist up to the run's last token, which stays queued.
             let limit = min(tokens.count, other.tokens.count - start, other.evaluated - start + 1)
             var run = 0
-            while run < limit && other.tokens[start + run] == tokens[run] && !other.logprobs[start + run].isNaN { run += 1 }
+            while run < limit && other.tokens[start + run] == tokens[run] && !other.logprobs[start + run].isNaN
+                    && (topK == nil || other.signals[start + run]?.topK == topK) { run += 1 }
             if run > (donor?.run ?? 0) { donor = (candidate, run) }
         }
-        guard let donor else { return [] }
+        guard let donor else { return ([], []) }
         let lentEnd = start + donor.run - 1
         llama_memory_seq_rm(memory, id, Int32(state.evaluated), -1)
         llama_memory_seq_cp(memory, donor.id, id, Int32(state.evaluated), Int32(lentEnd))
@@ -607,12 +641,14 @@ public final class Engine: @unchecked Sendable {
         ledger.retain(lent)
         sequences[id]!.cells += lent
         let scores = Array(sequences[donor.id]!.logprobs[start..<(start + donor.run)])
+        let signals = Array(sequences[donor.id]!.signals[start..<(start + donor.run)])
         sequences[id]!.tokens += tokens
         sequences[id]!.logprobs += scores + Array(repeating: .nan, count: tokens.count - donor.run)
+        sequences[id]!.signals += signals + Array(repeating: nil, count: tokens.count - donor.run)
         // The queued tokens are evaluated by the next use, which refreshes the logits.
         sequences[id]!.evaluated = lentEnd
         sequences[id]!.pending = Array(repeating: PendingToken(kind: kind, sampled: false), count: start + tokens.count - lentEnd)
-        return scores
+        return (scores, topK == nil ? [] : signals.compactMap { $0 })
     }
 
     /// Frees a sequence and the KV cells no other sequence shares. It returns at once: the
@@ -751,11 +787,15 @@ public final class Engine: @unchecked Sendable {
                 task.finish(.failure(EngineError.unknownSequence(id)))
                 return false
             }
-            // The model's own distribution, before min_tokens hides the end tokens.
-            let lse = options.logprobs ? sequences[id]!.logits.withUnsafeBufferPointer(LogProbabilities.logSumExp) : 0
-            let signals = options.confidence.map { confidence in
-                sequences[id]!.logits.withUnsafeBufferPointer { LogProbabilities.signals($0, topK: confidence.topK) }
-            }
+            // The model's own distribution, before min_tokens hides the end tokens. Sampled
+            // with logprobs or signals, the sequence keeps both (signals at top k 1 when not
+            // asked for: what a certainty scorer reads), so that a scorer teacher-forcing
+            // these tokens reads them instead of evaluating them again.
+            let topK = options.confidence?.topK ?? 1
+            let row = options.logprobs || options.confidence != nil
+                ? sequences[id]!.logits.withUnsafeBufferPointer { LogProbabilities.signals($0, topK: topK) } : nil
+            let lse = row?.logSumExp ?? 0
+            let signals = options.confidence == nil ? nil : row
             if task.results[index].tokens.count < options.minTokens {
                 for eog in model.endOfGenerationTokens { sequences[id]!.logits[Int(eog)] = -.infinity }
             }
@@ -776,7 +816,8 @@ public final class Engine: @unchecked Sendable {
                 task.results[index].confidence!.certainty.append(signals.certainty)
             }
             sequences[id]!.tokens.append(token)
-            sequences[id]!.logprobs.append(options.logprobs ? logprob : .nan)
+            sequences[id]!.logprobs.append(row == nil ? .nan : logprob)
+            sequences[id]!.signals.append(row.map { SignalRow(topK: topK, $0) })
             sequences[id]!.pending.append(PendingToken(kind: options.kind, sampled: true))
             sequences[id]!.account.update { $0.count(options.kind, tokens: 1) }
             totals.update { $0.count(options.kind, tokens: 1) }

@@ -86,9 +86,10 @@ public enum LogProbabilities {
     }
 
     /// One pass over the logits (temperature 1): minus the mean log-probability of the
-    /// top k tokens, the entropy in nats, p(first) - p(second), and KL(uniform || p).
+    /// top k tokens, the entropy in nats, p(first) - p(second), KL(uniform || p), and the
+    /// log-sum-exp that makes a logit a log-probability.
     public static func signals(_ logits: UnsafeBufferPointer<Float>, topK: Int)
-        -> (confidence: Float, entropy: Float, margin: Float, certainty: Float) {
+        -> (confidence: Float, entropy: Float, margin: Float, certainty: Float, logSumExp: Float) {
         let k = max(1, min(topK, logits.count))
         var top = [Float](repeating: -.infinity, count: k)  // descending
         var maximum = -Float.infinity
@@ -120,7 +121,7 @@ public enum LogProbabilities {
         // KL(U || p) = -log V - mean over the vocabulary of log p (Kang et al. 2025's self-certainty).
         let count = Double(logits.count)
         let certainty = Float(-log(count) - (logitSum / count - Double(lse)))
-        return (confidence, entropy, margin, certainty)
+        return (confidence, entropy, margin, certainty, lse)
     }
 
     private static func secondLargest(_ logits: UnsafeBufferPointer<Float>) -> Float {

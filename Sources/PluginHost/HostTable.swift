@@ -261,7 +261,9 @@ public enum HostTable {
                   let options = HostTable.confidenceOptions(params) else { return HostTable.invalid }
             do {
                 let list = Array(UnsafeBufferPointer(start: tokens, count: Int(count)))
+                // A certainty scorer reads what the strategy's sampling of the same tokens recorded.
                 let (scores, recorded) = try request.engine.appendScored(seq, tokens: list, kind: request.kind(kind),
+                                                                         reusing: request.ownedSequences,
                                                                          signals: ConfidenceOptions(topK: options.topK, window: options.window))
                 out.update(from: scores, count: scores.count)
                 signals.pointee = HostTable.tokenSignals(tokens: list, logprobs: scores, recorded ?? TokenConfidence())

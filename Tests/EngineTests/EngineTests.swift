@@ -355,6 +355,72 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(mixed.last!, try fresh.appendScored(whole, tokens: changed).last!, accuracy: 0.05)
     }
 
+    func testAppendScoredWithSignalsReadsTheSignalsASampledSequenceKept() throws {
+        let engine = try makeEngine()
+        let prompt = try prompt(engine.model, "Count to ten.")
+        func sampled(logprobs: Bool, confidence: ConfidenceOptions? = nil) throws -> (SequenceID, Generation) {
+            let id = try engine.createSequence(prompt, account: Account())
+            let options = GenerationOptions(maxTokens: 12, minTokens: 12, sampling: SamplingParams(temperature: 1, seed: 3),
+                                            logprobs: logprobs, confidence: confidence)
+            return (id, try engine.generate([id], options: options)[0])
+        }
+        let atOne = ConfidenceOptions(topK: 1, window: 1), atFive = ConfidenceOptions(topK: 5, window: 4)
+        let (donor, generation) = try sampled(logprobs: true)
+        let (signalsDonor, withSignals) = try sampled(logprobs: false, confidence: atFive)
+        XCTAssertEqual(withSignals.tokens, generation.tokens, "the same seed samples the same tokens")
+
+        // Evaluated, as a sequence with no donor has them.
+        let fresh = try makeEngine()
+        let alone = try fresh.createSequence(prompt, account: Account())
+        let (_, evaluatedSignals) = try fresh.appendScored(alone, tokens: generation.tokens, signals: atOne)
+        let evaluated = try XCTUnwrap(evaluatedSignals)
+
+        // Sampled with logprobs: its signals at top k 1 are read, nothing evaluated or charged.
+        let account = Account()
+        let scorer = try engine.createSequence(prompt, account: account, reusing: [donor])
+        let charged = account.snapshot.evaluatedTokens
+        let decodes = engine.decodeCallCount
+        let (logprobs, lentSignals) = try engine.appendScored(scorer, tokens: generation.tokens, reusing: [donor], signals: atOne)
+        let lent = try XCTUnwrap(lentSignals)
+        XCTAssertEqual(engine.decodeCallCount, decodes)
+        XCTAssertEqual(account.snapshot.evaluatedTokens, charged, "nothing evaluated, nothing charged")
+        XCTAssertEqual(logprobs, generation.logprobs)
+        XCTAssertEqual(lent.certainty.count, 12)
+        for (got, want) in zip(lent.certainty, evaluated.certainty) { XCTAssertEqual(got, want, accuracy: 0.05) }
+        for (got, want) in zip(lent.confidence, evaluated.confidence) { XCTAssertEqual(got, want, accuracy: 0.05) }
+        for (got, want) in zip(lent.margin, evaluated.margin) { XCTAssertEqual(got, want, accuracy: 0.05) }
+
+        // Signals at another top k are not known: the tokens are evaluated.
+        let other = Account()
+        let otherScorer = try engine.createSequence(prompt, account: other, reusing: [donor])
+        let otherBefore = other.snapshot.evaluatedTokens
+        _ = try engine.appendScored(otherScorer, tokens: generation.tokens, reusing: [donor], signals: atFive)
+        XCTAssertEqual(other.snapshot.evaluatedTokens - otherBefore, generation.tokens.count,
+                       "the prompt's last token (queued), and every token but the last")
+
+        // Sampled with signals: read at their top k, the same values the sampler returned.
+        let third = try engine.createSequence(prompt, account: Account(), reusing: [signalsDonor])
+        let decodesBefore = engine.decodeCallCount
+        let (readLogprobs, readSignals) = try engine.appendScored(third, tokens: withSignals.tokens, reusing: [signalsDonor],
+                                                                  signals: atFive)
+        XCTAssertEqual(engine.decodeCallCount, decodesBefore)
+        XCTAssertEqual(try XCTUnwrap(readSignals), try XCTUnwrap(withSignals.confidence))
+        for (got, want) in zip(readLogprobs, generation.logprobs) { XCTAssertEqual(got, want, accuracy: 0.05) }
+
+        // A run whose last token differs: the run before it is read, the last token evaluated.
+        let changed = Array(generation.tokens.dropLast()) + [100]
+        let partial = Account()
+        let fourth = try engine.createSequence(prompt, account: partial, reusing: [donor])
+        let partialBefore = partial.snapshot.evaluatedTokens
+        let (_, mixedSignals) = try engine.appendScored(fourth, tokens: changed, reusing: [donor], signals: atOne)
+        let mixed = try XCTUnwrap(mixedSignals)
+        XCTAssertEqual(partial.snapshot.evaluatedTokens - partialBefore, 1)
+        XCTAssertEqual(Array(mixed.certainty.dropLast()), Array(lent.certainty.dropLast()))
+        let whole = try fresh.createSequence(prompt, account: Account())
+        let (_, wholeSignals) = try fresh.appendScored(whole, tokens: changed, signals: atOne)
+        XCTAssertEqual(mixed.certainty.last!, try XCTUnwrap(wholeSignals).certainty.last!, accuracy: 0.05)
+    }
+
     func testBatchedGreedyMatchesSeparateRuns() throws {
         let questions = ["What is two plus two?", "Name a colour.", "Say hello in French."]
         let options = GenerationOptions(maxTokens: 16)

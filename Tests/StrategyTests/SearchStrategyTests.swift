@@ -8,7 +8,8 @@ import XCTest
 /// the tests recompute every score and choice from the returned candidates.
 final class SearchStrategyTests: XCTestCase {
     static let shared = SharedDaemon {
-        try DaemonProcess(plugins: DaemonProcess.builtPlugins + ["best-of-n", "beam-search", "self-eval", "logprob", "combine"],
+        try DaemonProcess(plugins: DaemonProcess.builtPlugins + ["best-of-n", "beam-search", "self-eval", "logprob", "combine",
+                                                                     "self-certainty"],
                           prepare: { folder in
             try CPlugin.compile("Tests/StrategyTests/Fixtures/search_scorer_fixture.c", into: folder, name: SearchStrategyTests.scorer)
             let delegating = "Tests/StrategyTests/Fixtures/delegating_scorer.c"
@@ -77,6 +78,8 @@ final class SearchStrategyTests: XCTestCase {
         // best-of-n samples with logprobs for this scorer: it reads them instead of evaluating
         // the step (at most a token where the text tokenizes otherwise than it was sampled).
         XCTAssertLessThanOrEqual(try scorerTokens("logprob"), 2)
+        // So does self-certainty: sampled with logprobs, each token's signals were kept.
+        XCTAssertLessThanOrEqual(try scorerTokens("self-certainty"), 2)
         XCTAssertGreaterThan(try scorerTokens("self-eval", #"{"prompt": "fresh"}"#), 2 * 30,
                              "a fresh conversation shares nothing with the samples")
     }

@@ -125,8 +125,9 @@ typedef struct sd_generate_params {
     sd_sampling sampling;
     int32_t kind;                /* enum sd_token_kind of the generated tokens            */
     bool logprobs;               /* fill sd_generation.logprob_sum and logprob_min; the
-                                    sequence keeps them, so seq_append_scored over these
-                                    tokens is free                                       */
+                                    sequence keeps them and the tokens' signals at top_k
+                                    1, so seq_append_scored and seq_append_signals (at
+                                    top_k 1) over these tokens are free                  */
 } sd_generate_params;
 
 /* What generate_with_signals records, and when it ends a sequence early. A token's
@@ -282,7 +283,7 @@ typedef struct sd_host {
        A teacher-forced score of a continuation at the price of one decode. Charged as
        `kind`. n in [1, the daemon's --context-size]. When another live sequence of the
        request holds the same tokens after the same prefix, their log-probabilities known
-       (generated with logprobs, or scored), those are returned and its KV cells shared:
+       (generated with logprobs or signals, or scored), those are returned and its KV cells shared:
        only the tokens past the longest such run are evaluated and charged. */
     int32_t (*seq_append_scored)(sd_request * r, sd_seq seq, const int32_t * tokens, int32_t n,
                                  int32_t kind, float * out);
@@ -331,8 +332,10 @@ typedef struct sd_host {
     void (*token_signals_free)(sd_request * r, sd_token_signals * signals, int32_t n);
     /* seq_append_scored, and the signals of each appended token's position (as
        generate_with_signals records them; `params->stop_below` is not used) into *signals,
-       free with token_signals_free. Nothing is lent from other sequences: every token is
-       evaluated. A scorer of the policy's certainty teacher-forces a solution with it. */
+       free with token_signals_free. A scorer of the policy's certainty teacher-forces a
+       solution with it. As seq_append_scored lends, so does this where the other sequence
+       knows the signals at the same top_k: tokens sampled with signals know them at
+       theirs, tokens sampled with logprobs at top_k 1. */
     int32_t (*seq_append_signals)(sd_request * r, sd_seq seq, const int32_t * tokens, int32_t n, int32_t kind,
                                   const sd_signal_params * params, float * out, sd_token_signals * signals);
 
@@ -397,10 +400,11 @@ typedef struct sd_plugin {
 
     /* Scorers, NULL for never: whether score() with these params reads the log-probabilities
        the policy gave the solution's tokens, by seq_append_scored over the text a strategy
-       sampled. Strategies that will score with this scorer then generate with logprobs and
-       the scorer reads them at no cost instead of evaluating the tokens again. Keeping them
-       costs the strategy a pass over the vocabulary per sampled token: a scorer that reads
-       only text leaves this NULL. */
+       sampled, or their signals at top_k 1 by seq_append_signals. Strategies that will
+       score with this scorer then generate with logprobs and the scorer reads them at no
+       cost instead of evaluating the tokens again. Keeping them costs the strategy two
+       passes over the vocabulary per sampled token: a scorer that reads only text leaves
+       this NULL. */
     bool (*reads_logprobs)(void * state, const sd_host * host, sd_request * r, const char * params_json);
 
     /* The plugin's own settings, given by the daemon's administrator in a section per
