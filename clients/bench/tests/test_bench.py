@@ -3,6 +3,7 @@ client, and runs against the real daemon (the test model cannot do maths: these 
 mechanics, resume above all)."""
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -29,7 +30,7 @@ from strategyd_bench.presets import PRESETS
 from strategyd_bench.run import RunContext, check_strategies, run_spec, solve_problem
 from strategyd_bench.runfile import RunFile, read_run_file, record_key
 from strategyd_bench.report import deduplicated
-from strategyd_bench.specs import parse_spec
+from strategyd_bench.specs import Spec, parse_spec
 from strategyd_client import Client, ConnectionLost, PluginInfo, SolveResult
 
 
@@ -274,6 +275,37 @@ class ScriptedClient:
 
     def close(self) -> None:
         pass
+
+
+def test_the_plugins_a_specs_params_name_are_part_of_its_condition() -> None:
+    spec = parse_spec("best-of-n:n=8,scorer=self-certainty")
+    assert run.plugins_named(spec, ["best-of-n", "self-certainty", "arith"]) == ["self-certainty"]
+    combined = Spec("c", "best-of-n", {"scorer": "combine", "scorer_params": {"scorers": "arith:0.5,logprob"}}, {})
+    assert run.plugins_named(combined, ["best-of-n", "combine", "arith", "logprob", "greedy"]) == ["arith", "combine", "logprob"]
+
+    class Plugins:
+        def plugins(self) -> List[PluginInfo]:
+            def info(name: str, kind: str, version: str, schema: Dict[str, Any]) -> PluginInfo:
+                return PluginInfo.from_json({"name": name, "kind": kind, "version": version, "abi": 1, "file": "x.so",
+                                             "generation": 1, "loaded_at": "", "description": "", "in_flight": 0,
+                                             "params_schema": schema})
+            return [info("best-of-n", "strategy", "1.5.0", {"n": {}, "scorer": {}}),
+                    info("self-certainty", "scorer", "1.1.0", {}), info("arith", "scorer", "1.0.0", {})]
+
+    assert check_strategies(Plugins(), [spec]) == {"best-of-n": "1.5.0", "self-certainty": "1.1.0"}  # type: ignore[arg-type]
+    problem = Problem(0, "q", "72", None)
+    old, new = (dataclasses.replace(CONTEXT, strategy_versions={"best-of-n": "1.5.0", "self-certainty": version})
+                for version in ("1.0.0", "1.1.0"))
+    assert run.problem_key(old, spec, problem) != run.problem_key(new, spec, problem)
+    # What a run writes is what it resumes by.
+    written = run.problem_record(new, spec, problem, run.failed(spec, "1.5.0", RuntimeError("lost")))
+    assert written["strategy"]["uses"] == {"self-certainty": "1.1.0"}
+    assert record_key(written) == run.problem_key(new, spec, problem)
+    # A spec that names no other plugin keeps the key its records had before `uses`.
+    greedy = parse_spec("greedy")
+    plain = run.problem_record(CONTEXT, greedy, problem, run.failed(greedy, "1.0.0", RuntimeError("lost")))
+    assert "uses" not in plain["strategy"]
+    assert record_key(plain) == json.dumps(["gsm8k-test", 0, "greedy", "1.0.0", "{}", "{}", 0], sort_keys=True)
 
 
 def test_a_grading_failure_is_that_problems_error(monkeypatch: pytest.MonkeyPatch) -> None:

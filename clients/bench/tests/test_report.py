@@ -99,6 +99,16 @@ def test_report_keeps_a_new_strategy_version_in_a_row_of_its_own() -> None:
     assert "self-consistency:k=4" in rows, "a spec run under one version keeps its plain label"
 
 
+def test_report_keeps_a_new_version_of_a_named_scorer_in_a_row_of_its_own() -> None:
+    before = [record("best-of-n:scorer=s", problem, problem % 2 == 0, 2e9) for problem in range(4)]
+    after = [{**r, "strategy": {**r["strategy"], "uses": {"s": "1.1.0"}}, "metrics": {**r["metrics"], "flops": 1e9}}
+             for r in before[:3]]
+    assert {record_key(r) for r in after}.isdisjoint(record_key(r) for r in before)
+    rows = {row.label: row for row in summarize(before + after)}
+    assert (rows["best-of-n:scorer=s (version 1.0.0)"].n, rows["best-of-n:scorer=s (version 1.0.0, s 1.1.0)"].n) == (4, 3)
+    assert rows["best-of-n:scorer=s (version 1.0.0, s 1.1.0)"].mean_flops == 1e9
+
+
 def test_report_names_the_commits_each_row_was_solved_on() -> None:
     # A row resumed over several runs spans builds; a dirty checkout is its own entry.
     records = [record("greedy", problem, True) for problem in range(3)] + [record("rebase:width=4", 0, False)]

@@ -48,8 +48,11 @@ class _Measured:
 
 
 def _version(record: Dict[str, Any]) -> tuple:
-    text = str(record["strategy"].get("version") or "0")
-    return tuple(int(part) if part.isdigit() else 0 for part in text.split("."))
+    """The strategy's version, then those of the plugins its params name (a scorer's)."""
+    def parts(version: Any) -> tuple:
+        return tuple(int(part) if part.isdigit() else 0 for part in str(version or "0").split("."))
+    uses = record["strategy"].get("uses") or {}
+    return parts(record["strategy"].get("version")), tuple(parts(uses[name]) for name in sorted(uses))
 
 
 def _stopped_by_its_budget(record: Dict[str, Any]) -> bool:

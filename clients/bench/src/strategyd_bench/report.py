@@ -178,6 +178,12 @@ def deduplicated(records: Iterable[Record]) -> List[Record]:
     return list(chosen.values())
 
 
+def version_label(record: Record) -> str:
+    """The strategy's version, and those of the plugins its params name: "1.5.0, self-certainty 1.1.0"."""
+    uses = record["strategy"].get("uses") or {}
+    return ", ".join([str(record["strategy"].get("version"))] + [f"{name} {version}" for name, version in sorted(uses.items())])
+
+
 def summarize(records: Sequence[Record]) -> List[Row]:
     """One row per (model, data set, condition), in the paper's strategy order, cheapest first."""
     groups: Dict[Tuple[Any, ...], List[Record]] = defaultdict(list)
@@ -190,7 +196,7 @@ def summarize(records: Sequence[Record]) -> List[Row]:
     for group in groups.values():
         spec = (group[0]["model"]["name"], group[0]["dataset"], group[0]["spec"])
         seeds_per_spec[spec].add(group[0]["seed"])
-        versions_per_spec[spec].add(group[0]["strategy"].get("version"))
+        versions_per_spec[spec].add(version_label(group[0]))
     rows = []
     for group in groups.values():
         first = group[0]
@@ -198,7 +204,7 @@ def summarize(records: Sequence[Record]) -> List[Row]:
         label = first["spec"]
         spec = (first["model"]["name"], first["dataset"], label)
         if len(versions_per_spec[spec]) > 1:
-            label += f" (version {first['strategy'].get('version')})"
+            label += f" (version {version_label(first)})"
         if len(seeds_per_spec[spec]) > 1:
             label += f" (seed {first['seed']})"
         rows.append(Row(
@@ -387,7 +393,7 @@ def provenance_lines(records: Sequence[Record]) -> List[str]:
         specs_per_commit[commit][r["spec"]] += 1
         specs_per_backend[_backend_label(r.get("backend"))][r["spec"]] += 1
     commands: Dict[str, int] = Counter(_command_as_run(r["command"]) for r in records if r.get("command"))
-    builds = sorted({f"{r['strategy']['name']} {r['strategy']['version']}" for r in records
+    builds = sorted({f"{r['strategy']['name']} {version_label(r)}" for r in records
                      if r["strategy"].get("version")})
     solve_seconds = sum(r["metrics"]["wall_s"] for r in records if r.get("error") is None)
     times = sorted(datetime.fromisoformat(r["time"]) for r in records if r.get("time"))

@@ -4,6 +4,7 @@ records apart later (the model, the llama.cpp build, the commit, the command).""
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 import threading
@@ -12,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from strategyd_client import Client, SolveResult, Status
 from strategyd_client.errors import (Busy, ConnectionLost, DaemonNotRunning, InvalidParams, InvalidRequest,
@@ -102,8 +103,9 @@ def backend_identity(status: Status) -> Dict[str, Any]:
 
 def check_strategies(client: Client, specs: Sequence[Spec]) -> Dict[str, str]:
     """Every spec names a loaded strategy and only params of its schema: fail before solving.
-    Returns the version of each strategy named."""
-    plugins = {plugin.name: plugin for plugin in client.plugins() if plugin.kind == "strategy"}
+    Returns the version of each strategy named, and of each plugin the specs' params name."""
+    loaded = client.plugins()
+    plugins = {plugin.name: plugin for plugin in loaded if plugin.kind == "strategy"}
     for spec in specs:
         plugin = plugins.get(spec.strategy)
         if plugin is None:
@@ -117,7 +119,37 @@ def check_strategies(client: Client, specs: Sequence[Spec]) -> Dict[str, str]:
         if unknown:
             raise UsageError(f"{spec.label}: {spec.strategy} has no param {', '.join(unknown)}; "
                              f"its params: {', '.join(sorted(plugin.params_schema))}")
-    return {spec.strategy: plugins[spec.strategy].version for spec in specs}
+    versions = {plugin.name: plugin.version for plugin in loaded}
+    return {name: versions[name] for spec in specs for name in [spec.strategy, *plugins_named(spec, versions)]}
+
+
+def plugins_named(spec: Spec, loaded: Iterable[str]) -> List[str]:
+    """The loaded plugins other than its strategy that a spec's params name (best-of-n's
+    scorer, combine's scorers). Their versions are part of the spec's condition: a new
+    scorer changes a solve's outcome or cost as a new strategy does."""
+    names = set(loaded) - {spec.strategy}
+    found: set = set()
+
+    def visit(value: Any) -> None:
+        if isinstance(value, str):
+            found.update(word for word in re.split(r"[\s,:=]+", value) if word in names)
+        elif isinstance(value, dict):
+            for item in value.values():
+                visit(item)
+        elif isinstance(value, list):
+            for item in value:
+                visit(item)
+
+    visit(spec.params)
+    return sorted(found)
+
+
+def plugins_used(context: RunContext, spec: Spec) -> Dict[str, Any]:
+    """The record's `strategy` entry for the other plugins a spec names, with the versions
+    the run started with: {"uses": {name: version}}, nothing where it names none (so that
+    the keys of such specs' records stay what they were)."""
+    uses = {name: context.strategy_versions.get(name) for name in plugins_named(spec, context.strategy_versions)}
+    return {"uses": uses} if uses else {}
 
 
 def _solved(result: SolveResult) -> Record:
@@ -198,7 +230,7 @@ def problem_record(context: RunContext, spec: Spec, problem: Problem, outcome: R
         "dataset": context.dataset, "problem_id": problem.id, "source_id": problem.source_id,
         "problem_sha256": problem.text_sha256,
         "spec": spec.label, "params": spec.params, "budget": spec.budget, "seed": context.seed,
-        "gold": problem.gold, **outcome,
+        "gold": problem.gold, **outcome, "strategy": {**outcome["strategy"], **plugins_used(context, spec)},
         "model": context.model, "backend": context.backend, "daemon_version": context.daemon_version,
         "commit": context.commit, "dirty": context.dirty, "command": context.command,
         "concurrency": context.concurrency, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -327,7 +359,8 @@ def run_spec(client: Client, spec: Spec, problems: Sequence[Problem], run_file: 
 
 
 def problem_key(context: RunContext, spec: Spec, problem: Problem) -> str:
-    strategy = {"name": spec.strategy, "version": context.strategy_versions.get(spec.strategy)}
+    strategy = {"name": spec.strategy, "version": context.strategy_versions.get(spec.strategy),
+                **plugins_used(context, spec)}
     return record_key({"dataset": context.dataset, "problem_id": problem.id, "strategy": strategy,
                        "params": spec.params, "budget": spec.budget, "seed": context.seed})
 

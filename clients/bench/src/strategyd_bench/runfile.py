@@ -64,12 +64,14 @@ def keep_first_success(by_key: Dict[str, Record], key: str, record: Record) -> N
         by_key[key] = record
 
 
-def condition_of(record: Record) -> Tuple[str, Optional[str], str, str, Any]:
-    """Strategy and its version, params, budget and seed: records that share them are one
-    row of the table. A new version of a plugin is a new condition: resuming solves its
-    problems again rather than mixing two versions' records in one row."""
+def condition_of(record: Record) -> Tuple[Any, ...]:
+    """Strategy and its version, params, budget and seed, and the versions of the plugins
+    its params name (`uses`, where there are any): records that share them are one row of
+    the table. A new version of a plugin is a new condition: resuming solves its problems
+    again rather than mixing two versions' records in one row."""
+    uses = record["strategy"].get("uses")
     return (record["strategy"]["name"], record["strategy"].get("version"), json.dumps(record["params"], sort_keys=True),
-            json.dumps(record["budget"], sort_keys=True), record["seed"])
+            json.dumps(record["budget"], sort_keys=True), record["seed"]) + ((json.dumps(uses, sort_keys=True),) if uses else ())
 
 
 class RunFile:
