@@ -8,11 +8,12 @@ import StrategyKit
 /// margins per answer (the paper's weighted aggregation) through the host's vote.
 struct CoTDecoding: Strategy {
     static let name = "cot-decoding"
-    static let version = "1.1.0"
+    static let version = "1.2.0"
     static let description = "CoT-decoding: top-k first tokens, greedy continuations, the answer with the largest answer-token margin"
     static let params: [Param] = [
         .integer("k", 10, 1...64, "first tokens to branch on (k + 1 sequences must fit the daemon's --max-width)"),
-        .choice("select", "max", ["max", "aggregate"], "max: the branch with the largest margin; aggregate: the answer whose branches' margins sum highest"),
+        // aggregate: chosen on GSM8K train (docs/results/answer-selection-gsm8k-train).
+        .choice("select", "aggregate", ["max", "aggregate"], "max: the branch with the largest margin; aggregate: the answer whose branches' margins sum highest"),
         .integer("max_tokens", 512, 2...4096, "tokens per branch"),
     ]
 

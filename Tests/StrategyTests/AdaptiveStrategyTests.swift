@@ -219,7 +219,7 @@ final class CoTDecodingTests: XCTestCase {
 
     func testBranchesOnTheTopFirstTokensAndKeepsTheLargestMargin() throws {
         let result = try daemon().call("solve", ["problem": "What is 12 + 30?", "strategy": "cot-decoding",
-                                                 "params": ["k": 4, "max_tokens": 32]])
+                                                 "params": ["k": 4, "max_tokens": 32, "select": "max"]])
         let candidates = try XCTUnwrap(result["candidates"]?.arrayValue)
         XCTAssertEqual(candidates.count, 4)
         // Each branch starts with its own first token: greedy continuations of one prefix would agree.
@@ -232,6 +232,30 @@ final class CoTDecodingTests: XCTestCase {
         for margin in margins { XCTAssertTrue(margin >= 0 && margin <= 1, "\(margin)") }
         // Four branches in one batch: one decode per step, not four.
         XCTAssertLessThanOrEqual(result["metrics"]?["decode_calls"]?.intValue ?? .max, 34)
+    }
+
+    func testByDefaultTheAnswerWhoseMarginsSumHighestWins() throws {
+        let result = try daemon().call("solve", ["problem": "What is 12 + 30?", "strategy": "cot-decoding",
+                                                 "params": ["k": 4, "max_tokens": 48]])
+        XCTAssertEqual(result["details"]?["select"]?.stringValue, "aggregate")
+        let candidates = try XCTUnwrap(result["candidates"]?.arrayValue)
+        let chosen = try XCTUnwrap(result["details"]?["chosen"]?.intValue)
+        let margins = candidates.map { $0["score"]?.doubleValue ?? -1 }
+        let answers = candidates.map { $0["answer"]?.stringValue }
+        guard answers.contains(where: { $0 != nil }) else {
+            // No branch answered: the largest margin, as with select=max.
+            return XCTAssertEqual(chosen, Int64(margins.indices.max { margins[$0] < margins[$1] }!))
+        }
+        // Each answered branch carries its answer's tally: the sum of the margins of the branches giving it.
+        var sums: [String: Double] = [:]
+        for (answer, margin) in zip(answers, margins) { if let answer { sums[answer, default: 0] += margin } }
+        for (candidate, answer) in zip(candidates, answers) {
+            guard let answer else { continue }
+            XCTAssertEqual(candidate["vote_weight"]?.doubleValue ?? -1, sums[answer]!, accuracy: 1e-6)
+        }
+        let winner = try XCTUnwrap(answers[Int(chosen)])
+        XCTAssertEqual(sums[winner]!, sums.values.max()!, accuracy: 1e-9)
+        XCTAssertEqual(result["answer"]?.stringValue, winner)
     }
 
     func testTheBudgetIsRespected() throws {
