@@ -193,8 +193,10 @@ def test_report_marks_wall_times_of_concurrent_solves() -> None:
     assert "at once" not in markdown_report(FIXED_RECORDS)
     records = [record("greedy", 0, True, 1e9, 4.0, 100, concurrency=4), record("greedy", 1, True, 1e9, 2.0, 100)]
     report = markdown_report(records)
-    assert "| 1 G | 3.00 (×4 at once) | 100 |" in report
+    assert "| 1 G | 3.00 (×1–4 at once) | 100 |" in report, "records at different concurrencies show the range"
     assert "A wall time marked ×N" in report
+    alike = [record("greedy", problem, True, 1e9, 4.0, 100, concurrency=4) for problem in range(2)]
+    assert "| 1 G | 4.00 (×4 at once) | 100 |" in markdown_report(alike)
 
 
 def test_report_counts_the_solves_a_budget_stopped() -> None:

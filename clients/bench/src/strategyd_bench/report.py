@@ -47,6 +47,8 @@ class Row:
     from_paper: bool = False
     # The most solves run at once for this row: above 1 its wall times overlap.
     concurrency: int = 1
+    # The fewest, where its records ran at different concurrencies.
+    least_concurrency: int = 1
     # Graded problems a budget stopped before the strategy finished, by what ran out.
     stopped: Tuple[Tuple[str, int], ...] = ()
     # (problem id, correct) of every graded problem, for the comparison problem by problem.
@@ -214,6 +216,7 @@ def summarize(records: Sequence[Record]) -> List[Row]:
             mean_wall_s=_mean([record["metrics"]["wall_s"] for record in graded]),
             mean_evaluated_tokens=_mean([record["metrics"]["evaluated_tokens"] for record in graded]),
             concurrency=max(record.get("concurrency") or 1 for record in group),
+            least_concurrency=min(record.get("concurrency") or 1 for record in group),
             stopped=_stopped(graded),
             outcomes=tuple((record["problem_id"], bool(record["correct"])) for record in graded),
             candidates=candidate_counts(graded)))
@@ -282,6 +285,14 @@ def _number(value: Optional[float], digits: int) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _at_once(row: Row) -> str:
+    if row.concurrency <= 1:
+        return ""
+    if row.least_concurrency != row.concurrency:
+        return f" (×{row.least_concurrency}–{row.concurrency} at once)"
+    return f" (×{row.concurrency} at once)"
+
+
 def markdown_table(rows: Sequence[Row]) -> str:
     lines = ["| model | data | strategy (spec) | n | accuracy (95 % Wilson interval) | mean FLOPs | "
              "mean wall s | mean evaluated tokens | stopped | errors |",
@@ -289,7 +300,7 @@ def markdown_table(rows: Sequence[Row]) -> str:
     for row in rows:
         cells = [row.model, row.dataset, f"`{row.label}`" if not row.from_paper else row.label, str(row.n),
                  format_accuracy(row), format_flops(row.mean_flops),
-                 _number(row.mean_wall_s, 2) + (f" (×{row.concurrency} at once)" if row.concurrency > 1 else ""),
+                 _number(row.mean_wall_s, 2) + _at_once(row),
                  _number(row.mean_evaluated_tokens, 0), format_stopped(row),
                  "—" if row.from_paper else str(row.errors)]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
@@ -456,7 +467,8 @@ def markdown_report(records: Sequence[Record], plots: Sequence[Path] = (), basel
            "subset), not measured here, with the paper's runtime as mean wall s; the paper gives no FLOPs for "
            "Quiet-STaR + REBASE-3 and no token counts." if paper else "")
         + (" A wall time marked ×N: up to N solves ran at once, sharing the model's decodes, so each "
-           "includes the others' steps; the FLOPs are each solve's own." if any(r.concurrency > 1 for r in rows)
+           "includes the others' steps (×M–N: the row's records ran at M to N at once); the FLOPs are each "
+           "solve's own." if any(r.concurrency > 1 for r in rows)
            else ""),
         "", "## Compute-optimal frontier", "",
         "The conditions measured here that no other beats (none has at least their accuracy for no more "
