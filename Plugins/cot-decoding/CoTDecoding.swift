@@ -9,7 +9,7 @@ import StrategyKit
 struct CoTDecoding: Strategy {
     static let name = "cot-decoding"
     static let version = "1.2.0"
-    static let description = "CoT-decoding: top-k first tokens, greedy continuations, the answer with the largest answer-token margin"
+    static let description = "CoT-decoding: top-k first tokens, greedy continuations, the answer their answer-token margins favour"
     static let params: [Param] = [
         .integer("k", 10, 1...64, "first tokens to branch on (k + 1 sequences must fit the daemon's --max-width)"),
         // aggregate: chosen on GSM8K train (docs/results/answer-selection-gsm8k-train).

@@ -85,7 +85,7 @@ public enum LogProbabilities {
         return maximum + logf(sum)
     }
 
-    /// One pass over the logits (temperature 1): minus the mean log-probability of the
+    /// Over the logits (temperature 1): minus the mean log-probability of the
     /// top k tokens, the entropy in nats, p(first) - p(second), KL(uniform || p), and the
     /// log-sum-exp that makes a logit a log-probability.
     public static func signals(_ logits: UnsafeBufferPointer<Float>, topK: Int)

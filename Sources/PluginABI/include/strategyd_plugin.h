@@ -402,7 +402,7 @@ typedef struct sd_plugin {
        the policy gave the solution's tokens, by seq_append_scored over the text a strategy
        sampled, or their signals at top_k 1 by seq_append_signals. Strategies that will
        score with this scorer then generate with logprobs and the scorer reads them at no
-       cost instead of evaluating the tokens again. Keeping them costs the strategy two
+       cost instead of evaluating the tokens again. Keeping them costs the strategy a few
        passes over the vocabulary per sampled token: a scorer that reads only text leaves
        this NULL. */
     bool (*reads_logprobs)(void * state, const sd_host * host, sd_request * r, const char * params_json);

@@ -280,8 +280,11 @@ class ScriptedClient:
 def test_the_plugins_a_specs_params_name_are_part_of_its_condition() -> None:
     spec = parse_spec("best-of-n:n=8,scorer=self-certainty")
     assert run.plugins_named(spec, ["best-of-n", "self-certainty", "arith"]) == ["self-certainty"]
+    loaded = ["best-of-n", "combine", "arith", "logprob", "greedy"]
     combined = Spec("c", "best-of-n", {"scorer": "combine", "scorer_params": {"scorers": "arith:0.5,logprob"}}, {})
-    assert run.plugins_named(combined, ["best-of-n", "combine", "arith", "logprob", "greedy"]) == ["arith", "combine", "logprob"]
+    assert run.plugins_named(combined, loaded) == ["arith", "combine", "logprob"]
+    as_written = parse_spec('best-of-n:n=8,scorer=combine,scorer_params={"scorers":"arith:0.5,logprob"}')
+    assert run.plugins_named(as_written, loaded) == ["arith", "combine", "logprob"]
 
     class Plugins:
         def plugins(self) -> List[PluginInfo]:

@@ -105,8 +105,8 @@ def test_report_keeps_a_new_version_of_a_named_scorer_in_a_row_of_its_own() -> N
              for r in before[:3]]
     assert {record_key(r) for r in after}.isdisjoint(record_key(r) for r in before)
     rows = {row.label: row for row in summarize(before + after)}
-    assert (rows["best-of-n:scorer=s (version 1.0.0)"].n, rows["best-of-n:scorer=s (version 1.0.0, s 1.1.0)"].n) == (4, 3)
-    assert rows["best-of-n:scorer=s (version 1.0.0, s 1.1.0)"].mean_flops == 1e9
+    assert (rows["best-of-n:scorer=s (version 1.0.0)"].n, rows["best-of-n:scorer=s (version 1.0.0 with s 1.1.0)"].n) == (4, 3)
+    assert rows["best-of-n:scorer=s (version 1.0.0 with s 1.1.0)"].mean_flops == 1e9
 
 
 def test_report_names_the_commits_each_row_was_solved_on() -> None:

@@ -15,8 +15,8 @@ replaces --budget for that spec.
 
 Each (spec, problem) gives one JSONL record in --out, written and fsync'd as soon as it is
 known. Running the same command again resumes: problems already recorded are skipped,
-unless the strategy's plugin has a new version since (then they are solved again, a row
-of their own in the report).
+unless the strategy's plugin, or a plugin its params name (a scorer), has a new version
+since (then they are solved again, a row of their own in the report).
 """
 from __future__ import annotations
 

@@ -181,9 +181,9 @@ def deduplicated(records: Iterable[Record]) -> List[Record]:
 
 
 def version_label(record: Record) -> str:
-    """The strategy's version, and those of the plugins its params name: "1.5.0, self-certainty 1.1.0"."""
+    """The strategy's version, and those of the plugins its params name: "1.5.0 with self-certainty 1.1.0"."""
     uses = record["strategy"].get("uses") or {}
-    return ", ".join([str(record["strategy"].get("version"))] + [f"{name} {version}" for name, version in sorted(uses.items())])
+    return " with ".join([str(record["strategy"].get("version"))] + [f"{name} {version}" for name, version in sorted(uses.items())])
 
 
 def summarize(records: Sequence[Record]) -> List[Row]:

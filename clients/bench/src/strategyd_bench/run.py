@@ -132,7 +132,8 @@ def plugins_named(spec: Spec, loaded: Iterable[str]) -> List[str]:
 
     def visit(value: Any) -> None:
         if isinstance(value, str):
-            found.update(word for word in re.split(r"[\s,:=]+", value) if word in names)
+            # Any word of the text: a list ("arith:0.5,logprob") or JSON ({"scorers": "arith"}).
+            found.update(word for word in re.split(r"[^\w-]+", value) if word in names)
         elif isinstance(value, dict):
             for item in value.values():
                 visit(item)
