@@ -536,9 +536,13 @@ public final class Engine: @unchecked Sendable {
     public func appendScored(_ id: SequenceID, tokens: [Int32], kind: TokenKind = .prompt, reusing candidates: [SequenceID] = [],
                              signals: ConfidenceOptions?) throws -> (logprobs: [Float], signals: TokenConfidence?) {
         let recorded = SignalsBox()
-        let record = { (logits: UnsafeBufferPointer<Float>) in
-            guard let signals else { return }
-            recorded.rows.append(SignalRow(topK: signals.topK, LogProbabilities.signals(logits, topK: signals.topK)))
+        // log p(token) from a position's logits, recording its signals when asked: their pass
+        // over the vocabulary gives the log-sum-exp too.
+        let score = { (logits: UnsafeBufferPointer<Float>, token: Int32) -> Float in
+            guard let signals else { return logits[Int(token)] - LogProbabilities.logSumExp(logits) }
+            let row = LogProbabilities.signals(logits, topK: signals.topK)
+            recorded.rows.append(SignalRow(topK: signals.topK, row))
+            return logits[Int(token)] - row.logSumExp
         }
         // The lent run first, from a candidate that knows it; else the first token's score
         // from the sequence's logits. Then the rest, output rows in some ticks' batches.
@@ -558,10 +562,7 @@ public final class Engine: @unchecked Sendable {
                 guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
                 try evaluateNow([id])
                 start = sequences[id]!.tokens.count
-                let first = sequences[id]!.logits.withUnsafeBufferPointer { logits in
-                    record(logits)
-                    return logits[Int(tokens[0])] - LogProbabilities.logSumExp(logits)
-                }
+                let first = sequences[id]!.logits.withUnsafeBufferPointer { score($0, tokens[0]) }
                 sequences[id]!.tokens += tokens
                 sequences[id]!.logprobs += Array(repeating: .nan, count: tokens.count)
                 sequences[id]!.signals += Array(repeating: nil, count: tokens.count)
@@ -570,10 +571,7 @@ public final class Engine: @unchecked Sendable {
             }
         }
         let scored = ScoresBox()
-        try evaluateInTick([id], scoring: id) { logits, next in
-            record(logits)
-            scored.scores.append(logits[Int(next)] - LogProbabilities.logSumExp(logits))
-        }
+        try evaluateInTick([id], scoring: id) { logits, next in scored.scores.append(score(logits, next)) }
         let all: [Float] = try run { [self, start, scores] in
             guard sequences[id] != nil else { throw EngineError.unknownSequence(id) }
             let all = scores + scored.scores
