@@ -116,6 +116,17 @@ public struct TokenConfidence: Sendable, Equatable {
     public var certainty: [Float] = []
 
     public init() {}
+
+    fileprivate init(_ rows: [Engine.SignalRow]) {
+        rows.forEach { append($0) }
+    }
+
+    fileprivate mutating func append(_ row: Engine.SignalRow) {
+        confidence.append(row.confidence)
+        entropy.append(row.entropy)
+        margin.append(row.margin)
+        certainty.append(row.certainty)
+    }
 }
 
 public struct Generation: Sendable {
@@ -247,7 +258,7 @@ public final class Engine: @unchecked Sendable {
     }
 
     /// One position's signals, as `ConfidenceOptions` records them at `topK`.
-    private struct SignalRow {
+    fileprivate struct SignalRow {
         let topK: Int
         let confidence, entropy, margin, certainty: Float
 
@@ -586,7 +597,7 @@ public final class Engine: @unchecked Sendable {
             }
             return all
         }
-        return (all, signals.map { _ in recorded.confidence })
+        return (all, signals.map { _ in TokenConfidence(recorded.rows) })
     }
 
     private final class ScoresBox {
@@ -595,15 +606,6 @@ public final class Engine: @unchecked Sendable {
 
     private final class SignalsBox {
         var rows: [SignalRow] = []
-
-        var confidence: TokenConfidence {
-            var signals = TokenConfidence()
-            signals.confidence = rows.map(\.confidence)
-            signals.entropy = rows.map(\.entropy)
-            signals.margin = rows.map(\.margin)
-            signals.certainty = rows.map(\.certainty)
-            return signals
-        }
     }
 
     /// The logits of a scored position and the token they predict.
@@ -793,7 +795,7 @@ public final class Engine: @unchecked Sendable {
             let row = options.logprobs || options.confidence != nil
                 ? sequences[id]!.logits.withUnsafeBufferPointer { LogProbabilities.signals($0, topK: topK) } : nil
             let lse = row?.logSumExp ?? 0
-            let signals = options.confidence == nil ? nil : row
+            let signalRow = row.map { SignalRow(topK: topK, $0) }
             if task.results[index].tokens.count < options.minTokens {
                 for eog in model.endOfGenerationTokens { sequences[id]!.logits[Int(eog)] = -.infinity }
             }
@@ -805,17 +807,14 @@ public final class Engine: @unchecked Sendable {
             }
             task.results[index].tokens.append(token)
             if options.logprobs { task.results[index].logprobs.append(logprob) }
-            if let signals {
+            if options.confidence != nil, let signalRow {
                 // In place: a copy per token would make a long generation quadratic on the owner thread.
                 if task.results[index].confidence == nil { task.results[index].confidence = TokenConfidence() }
-                task.results[index].confidence!.confidence.append(signals.confidence)
-                task.results[index].confidence!.entropy.append(signals.entropy)
-                task.results[index].confidence!.margin.append(signals.margin)
-                task.results[index].confidence!.certainty.append(signals.certainty)
+                task.results[index].confidence!.append(signalRow)
             }
             sequences[id]!.tokens.append(token)
             sequences[id]!.logprobs.append(row == nil ? .nan : logprob)
-            sequences[id]!.signals.append(row.map { SignalRow(topK: topK, $0) })
+            sequences[id]!.signals.append(signalRow)
             sequences[id]!.pending.append(PendingToken(kind: options.kind, sampled: true))
             sequences[id]!.account.update { $0.count(options.kind, tokens: 1) }
             totals.update { $0.count(options.kind, tokens: 1) }
