@@ -1,9 +1,10 @@
 """CoT-decoding's aggregate over its first k branches, for every k up to the run's, counted
 offline: the branches are recorded likeliest first token first, so the first k of a k = 10
-solve are the branches a k-branch solve draws (the same prompt, the same greedy
-continuations). Cost at k is estimated, not measured (records keep the branches' answers,
-not their lengths): the prompt's share of the solve's FLOPs plus k/width of the branches'. Prints solved and the estimate per k, and the
-exact sign test of each k against the run's full k.
+solve are the branches a k-branch solve draws (up to the rounding of other batches, which
+changes greedy continuations from run to run). Cost at k is estimated, not measured
+(records keep the branches' answers, not their lengths): the prompt's share of the
+solve's FLOPs plus k/width of the branches'. Prints solved and the estimate per k, and
+the exact sign test of each k against the run's full k.
 
     python3 docs/results/cot-decoding-branches-gsm8k-train/branches.py RUN.jsonl [SPEC]
 """
