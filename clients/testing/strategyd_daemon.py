@@ -37,8 +37,8 @@ STARTUP_TIMEOUT = 60.0
 STATUS_TIMEOUT = 60.0
 
 # Quick and long greedy solves; the long one keeps generating for many seconds on the test model.
-# A story, not a count: the test model's greedy count ends after a few dozen numbers on some
-# CPUs' kernels (a second of generation), while its story runs into a loop that never ends.
+# The test model's greedy story runs into a loop that lasts to max_tokens on every CPU's
+# kernels; a greedy count, for one, ends after a few dozen numbers on some (a second).
 SHORT_PROBLEM = "What is 2 + 3?"
 SHORT_PARAMS: Dict[str, int] = {"max_tokens": 24}
 LONG_PROBLEM = "Write a very long story, at least 3000 words, about a lighthouse keeper."
